@@ -1,0 +1,61 @@
+"""Datasets by --dataset name, and the loaders the trainer uses (EDSR's `data.Data`).
+
+- Sample:   embedded RGB 8-bit tiles of a Landsat-8 scene (datasets/Sample), the default;
+- SampleMS: embedded 4-band (blue, green, red, NIR) GeoTIFF tiles (datasets/SampleMS);
+- UCMerced: UC Merced Land Use, prepared with data_scripts/prepare_dataset.py (datasets/UCMerced by default);
+- AID:      the Aerial Image Dataset, prepared the same way (datasets/AID by default);
+- Paired:   any folder in the same layout, e.g. cross-sensor pairs (Landsat-8 LR, Sentinel-2 HR): --dir_data;
+- HROnly:   a folder with only <split>/HR: LR is made on the fly with the MATLAB bicubic (and cached with sep).
+Any other name is read as a Paired folder at --dir_data (or datasets/<name>).
+"""
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from data.srdata import SRData
+from errors import UserError
+from paths import DATASETS_DIR
+
+
+class HROnly(SRData):
+    lr_from_hr = True
+
+
+DATASET_CLASSES = {"HROnly": HROnly}
+
+DOWNLOAD_HINTS = {
+    "UCMerced": "download UCMerced_LandUse.zip (http://weegee.vision.ucmerced.edu/datasets/landuse.html), then "
+                "`python codes/data_scripts/prepare_dataset.py --src UCMerced_LandUse/Images --dst datasets/UCMerced`",
+    "AID": "download AID (https://captain-whu.github.io/AID/), then "
+           "`python codes/data_scripts/prepare_dataset.py --src AID --dst datasets/AID`",
+}
+
+
+def dataset_root(args):
+    return Path(args.dir_data) if args.dir_data else DATASETS_DIR / args.dataset
+
+
+def make_dataset(args, split, train=False):
+    cls = DATASET_CLASSES.get(args.dataset, SRData)
+    root = dataset_root(args)
+    if not root.is_dir() and args.dataset in DOWNLOAD_HINTS:
+        raise UserError(f"dataset folder {root} does not exist: {DOWNLOAD_HINTS[args.dataset]}")
+    return cls(args, root, split, train=train)
+
+
+class Data:
+    """Loaders: shuffled training patches, or whole images at batch 1. Training patches come from torch's RNG:
+    in the main process the trainer seeds it per epoch, and DataLoader seeds each worker from `generator`."""
+
+    def __init__(self, args):
+        self.args = args
+        self.generator = torch.Generator()
+
+    def loader(self, split, train=False):
+        args = self.args
+        dataset = make_dataset(args, split, train=train)
+        return DataLoader(dataset, batch_size=args.batch_size if train else 1, shuffle=train,
+                          num_workers=args.n_threads, generator=self.generator if train else None,
+                          drop_last=train and len(dataset) >= args.batch_size,
+                          pin_memory=not args.cpu and torch.cuda.is_available())

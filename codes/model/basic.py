@@ -1,0 +1,30 @@
+"""BASIC: an EDSR-baseline-style residual network (head conv, n_resblocks residual blocks, global residual,
+pixel-shuffle upsampler, tail conv). A small, fast stand-in for the published networks."""
+import torch.nn as nn
+
+from model import common
+
+# The receptive-field radius is 2*n_resblocks + 4 LR pixels. Tiles blend exactly when it is at most overlap/4
+# (see tiling.py): 48 covers the Sample preset (4 blocks) and is a seamless blend for the 16-block default.
+DEFAULT_TILE = 256
+DEFAULT_TILE_OVERLAP = 48
+
+
+def make_model(args):
+    return Basic(args)
+
+
+class Basic(nn.Module):
+    def __init__(self, args, conv=common.default_conv):
+        super().__init__()
+        n_feats, scale = args.n_feats, args.scale
+        self.head = conv(args.n_colors, n_feats, 3)
+        self.body = nn.Sequential(
+            *[common.ResBlock(conv, n_feats, 3, res_scale=args.res_scale) for _ in range(args.n_resblocks)],
+            conv(n_feats, n_feats, 3))
+        self.tail = nn.Sequential(common.Upsampler(conv, scale, n_feats), conv(n_feats, args.n_colors, 3))
+
+    def forward(self, x):
+        x = self.head(x)
+        x = x + self.body(x)
+        return self.tail(x)

@@ -1,0 +1,37 @@
+"""BICUBIC: MATLAB-bicubic upsampling as a network with no parameters (the baseline every SR paper reports).
+
+It uses the weights of the one MATLAB `imresize` implementation (imresize.contributions), applied as two dense
+matrix products, so it runs on any device and any number of bands, and deploys without a checkpoint.
+"""
+import torch
+import torch.nn as nn
+
+import imresize
+
+DEFAULT_TILE = 0  # no receptive field to speak of: whole images are cheap
+
+
+def make_model(args):
+    return Bicubic(args.scale)
+
+
+def resize_matrix(in_length, scale, device, dtype):
+    """(out, in) matrix M such that M @ signal is MATLAB's bicubic resize of a 1-D signal by `scale`."""
+    out_length = in_length * scale
+    weights, indices = imresize.contributions(in_length, out_length, float(scale))
+    matrix = torch.zeros(out_length, in_length, dtype=torch.float64)
+    rows = torch.arange(out_length)[:, None].expand_as(torch.from_numpy(indices))
+    matrix.index_put_((rows, torch.from_numpy(indices)), torch.from_numpy(weights), accumulate=True)
+    return matrix.to(device=device, dtype=dtype)
+
+
+class Bicubic(nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        rows = resize_matrix(h, self.scale, x.device, x.dtype)
+        cols = resize_matrix(w, self.scale, x.device, x.dtype)
+        return rows @ x @ cols.T

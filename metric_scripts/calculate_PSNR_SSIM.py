@@ -1,0 +1,165 @@
+"""PSNR / SSIM equal to the MATLAB reference scripts, per image and on average, with a CSV.
+
+    cd metric_scripts && python calculate_PSNR_SSIM.py            # the newest experiment/results/* vs its test HR
+    python calculate_PSNR_SSIM.py --gt ../datasets/Sample/test/HR --sr ../experiment/results/BASICx4_Sample --scale 4
+
+CSV columns: image, psnr_chmean, psnr_rgb, psnr_y, ssim_rgb, ssim_y (+ per-band PSNR/SSIM, SAM, ERGAS, RMSE, CC and
+index errors for multispectral images), then a row `average`. The definitions are in codes/metrics.py and README.md.
+"""
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
+
+import image_io  # noqa: E402
+import metrics  # noqa: E402
+from errors import UserError, run_cli  # noqa: E402
+from paths import DATASETS_DIR, EXPERIMENT_DIR  # noqa: E402
+
+BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gt", default="", help="ground-truth HR folder (default: from the newest results' manifest)")
+    p.add_argument("--sr", default="", help="SR folder (default: the newest folder in experiment/results/)")
+    p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None, help="SR factor (default: manifest)")
+    p.add_argument("--crop_border", type=int, default=None, help="pixels cropped at each border (default: scale)")
+    p.add_argument("--suffix", default="", help="SR file name = <GT name><suffix>.<ext>, e.g. _x4")
+    p.add_argument("--csv", default="", help="CSV file to write (default: <sr>/psnr_ssim.csv)")
+    p.add_argument("--dir_experiment", default=str(EXPERIMENT_DIR), help="searched for the newest results/*")
+    p.add_argument("--dir_datasets", default=str(DATASETS_DIR), help="where a manifest's dataset is found")
+    p.add_argument("--data_range", type=float, default=None, help="peak value (default: from the GT dtype)")
+    p.add_argument("--bands", default="", help="band order for index errors, e.g. blue,green,red,nir")
+    p.add_argument("--spectral_index", default="NDVI", help="indices whose error is reported, e.g. NDVI,NDWI")
+    return p
+
+
+def newest_results(experiment_dir):
+    results = Path(experiment_dir) / "results"
+    manifests = sorted(results.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    if not manifests:
+        raise UserError(f"no results in {results}: run `cd codes && python demo_deploy.py --model=BASIC "
+                        f"--scale=4` first, or give --gt and --sr")
+    return manifests[-1].parent
+
+
+def read_manifest(sr_dir):
+    path = Path(sr_dir) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{path} is not valid JSON: delete it or give --gt and --scale") from None
+
+
+def resolve_inputs(args):
+    """(gt_dir, sr_dir, scale) from the flags, filling gaps from the results manifest."""
+    sr_dir = Path(args.sr) if args.sr else newest_results(args.dir_experiment)
+    if not sr_dir.is_dir():
+        raise UserError(f"--sr {sr_dir}: no such folder")
+    manifest = read_manifest(sr_dir)
+    scale = args.scale or manifest.get("scale")
+    if args.gt:
+        gt_dir = Path(args.gt)
+    elif manifest.get("gt"):
+        gt_dir = Path(manifest["gt"])
+    elif manifest.get("dataset"):
+        gt_dir = Path(args.dir_datasets) / manifest["dataset"] / "test" / "HR"
+    else:
+        raise UserError(f"{sr_dir} has no manifest naming its dataset: give --gt HR_FOLDER")
+    if not gt_dir.is_dir():
+        raise UserError(f"GT folder {gt_dir} does not exist: give --gt, the folder of HR images")
+    if scale is None and args.crop_border is None:
+        raise UserError("give --scale (or --crop_border): no manifest in the SR folder says it")
+    return gt_dir, sr_dir, scale
+
+
+def find_sr(sr_dir, stem, suffix):
+    for ext in image_io.IMAGE_EXTENSIONS:
+        for candidate in (sr_dir / f"{stem}{suffix}{ext}", sr_dir / f"{stem}{suffix}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    raise UserError(f"no SR image for {stem} in {sr_dir} (looked for {stem}{suffix}.<ext>); check --sr/--suffix")
+
+
+def band_names(args, gt_dir):
+    if args.bands:
+        return [b.strip().lower() for b in args.bands.split(",")]
+    bands_txt = gt_dir.parent.parent / "bands.txt"  # <root>/<split>/HR -> <root>/bands.txt (SampleMS)
+    if bands_txt.is_file():
+        return [b.strip().lower() for b in bands_txt.read_text().split(",")]
+    return None
+
+
+def evaluate_folder(args, gt_dir, sr_dir, scale):
+    gt_files = image_io.list_images(gt_dir)
+    if not gt_files:
+        raise UserError(f"GT folder {gt_dir} holds no images")
+    crop = args.crop_border if args.crop_border is not None else scale
+    bands = band_names(args, gt_dir)
+    indices = [i.strip().upper() for i in args.spectral_index.split(",") if i.strip()] if bands else []
+    rows = []
+    for gt_path in gt_files:
+        sr_path = find_sr(sr_dir, gt_path.stem, args.suffix)
+        gt, sr = image_io.read_image(gt_path), image_io.read_image(sr_path)
+        if scale:
+            gt = image_io.modcrop(gt, scale)
+        if gt.shape != sr.shape:
+            raise UserError(f"{sr_path} is {sr.shape[1]}x{sr.shape[0]}x{sr.shape[2]} but GT {gt_path.name} "
+                            f"(mod-cropped) is {gt.shape[1]}x{gt.shape[0]}x{gt.shape[2]}")
+        data_range = args.data_range or image_io.dtype_max(gt.dtype)
+        values = metrics.evaluate_pair(sr, gt, scale=scale or 1, crop_border=crop, data_range=data_range,
+                                       bands=bands if bands and len(bands) == gt.shape[2] else None,
+                                       indices=indices)
+        rows.append({"image": gt_path.stem, **values})
+    return rows
+
+
+def with_average(rows):
+    columns = BASE_COLUMNS + [k for k in rows[0] if k not in BASE_COLUMNS and k != "image"]
+    average = {"image": "average"}
+    for c in columns:
+        values = [r[c] for r in rows if c in r]
+        average[c] = sum(values) / len(values) if values else float("nan")
+    return columns, rows + [average]
+
+
+def write_csv(path, columns, rows):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image"] + columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    tmp.replace(path)
+
+
+def print_table(columns, rows):
+    width = max(len(r["image"]) for r in rows) + 2
+    print("image".ljust(width) + "".join(c.rjust(13) for c in columns))
+    for row in rows:
+        print(row["image"].ljust(width) + "".join(f"{row.get(c, float('nan')):13.4f}" for c in columns))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    gt_dir, sr_dir, scale = resolve_inputs(args)
+    print(f"GT {gt_dir}\nSR {sr_dir}\nscale {scale}, crop_border "
+          f"{args.crop_border if args.crop_border is not None else scale}")
+    columns, rows = with_average(evaluate_folder(args, gt_dir, sr_dir, scale))
+    print_table(columns, rows)
+    csv_path = Path(args.csv) if args.csv else sr_dir / "psnr_ssim.csv"
+    write_csv(csv_path, columns, rows)
+    print(f"CSV: {csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
