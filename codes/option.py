@@ -125,7 +125,8 @@ def build_parser():
     # log
     add("--save", default="", help="run folder inside experiment/ (default: <MODEL>x<scale>_<dataset>)")
     # deploy
-    add("--dir_out", default="", help="deploy: output folder (default: <dir_experiment>/results/<MODEL>x<scale>_<dataset>)")
+    add("--dir_out", default="",
+        help="deploy: output folder (default: <dir_experiment>/results/<MODEL>x<scale>_<dataset>)")
     add("--recursive", action="store_true", help="deploy: also read sub-folders of the input folder")
     add("--tile", type=int, default=-1, help="deploy: LR tile size; 0: whole images; -1: the model's default")
     add("--tile_overlap", type=int, default=-1, help="deploy: tile overlap in LR pixels (-1: the model's default)")

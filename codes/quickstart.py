@@ -8,10 +8,10 @@ Each step is the same code as the used-by commands (demo_train.py, demo_deploy.p
 import argparse
 import csv
 import sys
-from pathlib import Path
 
 import demo_deploy
 import demo_train
+
 from errors import run_cli
 from paths import EXPERIMENT_DIR, REPO_ROOT, RESULTS_DIR
 

@@ -130,7 +130,7 @@ class Trainer:
         loss = self.loss(self.model(lr_img), hr_img)
         if not torch.isfinite(loss):
             self.nan_streak += 1
-            warnings.warn(f"epoch {self.epoch}: non-finite loss ({float(loss)}), batch skipped "
+            warnings.warn(f"epoch {self.epoch}: non-finite loss ({loss.item()}), batch skipped "
                           f"({self.nan_streak} in a row)", stacklevel=2)
             if self.nan_streak >= self.args.max_nan:
                 raise UserError(f"training stopped: {self.nan_streak} non-finite losses in a row at epoch "

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 import image_io
 import imresize
@@ -89,7 +90,11 @@ class SRData(Dataset):
         self.cache = None
         if args.ext.startswith("sep"):
             self.cache = BinaryCache(args.dir_cache, self.root, reset=args.ext == "sep_reset")
-        self.images = [self.load_pair(i) for i in range(len(self.hr_files))] if args.ext == "ram" else None
+        self.images = None
+        if args.ext != "img":  # build the cache (and check every pair) up front, not during the first epoch
+            pairs = [self.load_pair(i) for i in tqdm(range(len(self.hr_files)), desc=f"{args.ext} {split}",
+                                                     leave=False, disable=len(self.hr_files) < 100)]
+            self.images = pairs if args.ext == "ram" else None
         first_hr = self.images[0][1] if self.images else self.load_pair(0)[1]
         self.dtype = first_hr.dtype
         self.data_range = float(args.data_range or image_io.dtype_max(self.dtype))
