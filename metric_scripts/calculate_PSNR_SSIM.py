@@ -137,7 +137,7 @@ def write_csv(path, columns, rows):
         writer = csv.DictWriter(f, fieldnames=["image"] + columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow({k: (f"{v:.10f}" if isinstance(v, float) else v) for k, v in row.items()})
     tmp.replace(path)
 
 

@@ -1,6 +1,8 @@
 """BASIC: an EDSR-baseline-style residual network (head conv, n_resblocks residual blocks, global residual,
-pixel-shuffle upsampler, tail conv). A small, fast stand-in for the published networks."""
+pixel-shuffle upsampler, tail conv), plus a bicubic skip: the body learns only the detail bicubic misses, so a
+brief run on CPU already starts from bicubic quality. A small, fast stand-in for the published networks."""
 import torch.nn as nn
+import torch.nn.functional as F
 
 from model import common
 
@@ -23,8 +25,10 @@ class Basic(nn.Module):
             *[common.ResBlock(conv, n_feats, 3, res_scale=args.res_scale) for _ in range(args.n_resblocks)],
             conv(n_feats, n_feats, 3))
         self.tail = nn.Sequential(common.Upsampler(conv, scale, n_feats), conv(n_feats, args.n_colors, 3))
+        self.scale = scale
 
     def forward(self, x):
+        skip = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
         x = self.head(x)
         x = x + self.body(x)
-        return self.tail(x)
+        return self.tail(x) + skip

@@ -1,0 +1,186 @@
+"""Split a folder of HR images into train/val/test and make their bicubic LR copies.
+
+    python codes/data_scripts/prepare_dataset.py --src UCMerced_LandUse/Images --dst datasets/UCMerced \
+        --scales 2,3,4 --split 0.8,0.1,0.1 --seed 0
+
+Writes <dst>/<split>/HR/<name>.<ext> (HR as it is; loaders mod-crop it to the scale when they read it) and
+<dst>/<split>/LR_x<s>/<name>.<ext> = MATLAB-bicubic downsample of the HR mod-cropped to a multiple of s.
+Class subfolders of --src (e.g. UC Merced's Images/<class>/) make the split stratified: each class is split on
+its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size multiplied by s).
+"""
+import argparse
+import math
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the project's modules import top-level
+
+from tqdm import tqdm
+
+from errors import UserError, run_cli
+from image_io import (
+    IMAGE_EXTENSIONS,
+    list_images,
+    modcrop,
+    read_image_with_meta,
+    write_image,
+)
+from imresize import bicubic_downsample
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line and exits 2, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv):
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--src", required=True, type=Path, help="folder of HR images (class subfolders allowed)")
+    p.add_argument("--dst", required=True, type=Path, help="output dataset folder")
+    p.add_argument("--scales", default="2,3,4", help="comma-separated integer scales (default 2,3,4)")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions summing to 1 (default 0.8,0.1,0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-class shuffle (default 0)")
+    p.add_argument("--ext", default=None,
+                   help="output format: png, tif, ... (default: each source's own extension; "
+                        "give png for JPG sources so the LR are not JPEG-compressed again)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --dst, replacing its files")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------------------------------------- options
+def parse_scales(text):
+    try:
+        scales = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--scales {text!r}: give comma-separated integers, e.g. --scales 2,3,4") from None
+    if not scales or min(scales) < 2:
+        raise UserError(f"--scales {text!r}: every scale must be an integer >= 2, e.g. --scales 2,3,4")
+    return sorted(set(scales))
+
+
+def parse_split(text):
+    """Three fractions (train, val, test), each >= 0, summing to 1."""
+    try:
+        fractions = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"--split {text!r}: give three numbers train,val,test, e.g. --split 0.8,0.1,0.1") from None
+    if len(fractions) != 3 or min(fractions) < 0 or any(math.isnan(f) for f in fractions):
+        raise UserError(f"--split {text!r}: give three non-negative numbers train,val,test, e.g. 0.8,0.1,0.1")
+    if abs(sum(fractions) - 1) > 1e-6:
+        raise UserError(f"--split {text!r}: the fractions sum to {sum(fractions):g}, they must sum to 1")
+    return tuple(fractions)
+
+
+def normalize_ext(ext):
+    if ext is None:
+        return None
+    ext = "." + ext.lower().lstrip(".")
+    if ext not in IMAGE_EXTENSIONS:
+        raise UserError(f"--ext {ext[1:]}: unsupported, use one of {', '.join(e[1:] for e in IMAGE_EXTENSIONS)}")
+    return ext
+
+
+def check_destination(src, dst, overwrite):
+    if dst.resolve().is_relative_to(src.resolve()):
+        raise UserError(f"--dst {dst} is inside --src {src}: the outputs would be read as sources next time")
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"--dst {dst} is a file: give a folder")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise UserError(f"--dst {dst} is not empty: choose an empty folder or add --overwrite to replace its files")
+
+
+# ----------------------------------------------------------------------------------------------------------- splitting
+def group_by_class(src, images):
+    """{class name: [paths]}; the class is the subfolder path relative to src ('' for images directly in src)."""
+    classes = {}
+    for path in images:
+        folder = path.parent.relative_to(src).as_posix()
+        classes.setdefault("" if folder == "." else folder, []).append(path)
+    return classes
+
+
+def split_counts(n, fractions):
+    """Split n items by fractions with the largest-remainder rule (ties go to the earlier split: train first)."""
+    exact = [round(n * f, 9) for f in fractions]  # round(): 0.3 * 10 must count as 3, not 2.9999999999999996
+    counts = [math.floor(e) for e in exact]
+    by_remainder = sorted(range(len(fractions)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def split_stratified(classes, fractions, seed):
+    """{split name: sorted paths}; each class is shuffled with its own seeded RNG, then cut by split_counts."""
+    splits = {name: [] for name in SPLIT_NAMES}
+    for class_name in sorted(classes):
+        paths = sorted(classes[class_name])
+        random.Random(f"{seed}:{class_name}").shuffle(paths)  # str seeds are hashed stably across runs
+        start = 0
+        for name, count in zip(SPLIT_NAMES, split_counts(len(paths), fractions)):
+            splits[name].extend(paths[start : start + count])
+            start += count
+    return {name: sorted(paths) for name, paths in splits.items()}
+
+
+def check_unique_names(images):
+    seen = {}
+    for path in images:
+        other = seen.setdefault(path.stem, path)
+        if other != path:
+            raise UserError(f"two source images share the name {path.stem!r}: {other} and {path}; rename one")
+
+
+# ----------------------------------------------------------------------------------------------------------- writing
+def make_lr(hr, scale):
+    """The LR of an HR image: MATLAB bicubic downsample of the HR mod-cropped to a multiple of `scale`."""
+    return bicubic_downsample(modcrop(hr, scale), scale)
+
+
+def write_sample(split_dir, name, hr, meta, scales, ext):
+    """Write <split_dir>/HR/<name><ext> as it is and <split_dir>/LR_x<s>/<name><ext> for each scale."""
+    if min(hr.shape[0], hr.shape[1]) < max(scales):
+        raise UserError(f"image {meta.path} is {hr.shape[0]}x{hr.shape[1]} pixels, smaller than scale {max(scales)}")
+    write_image(split_dir / "HR" / f"{name}{ext}", hr, meta)
+    for scale in scales:
+        lr = make_lr(hr, scale)
+        # scale=1/s: the LR pixels are s times larger than HR pixels, same top-left origin
+        write_image(split_dir / f"LR_x{scale}" / f"{name}{ext}", lr, meta, scale=1 / scale)
+
+
+def prepare_split(paths, split_dir, scales, ext, progress):
+    for path in paths:
+        hr, meta = read_image_with_meta(path)
+        write_sample(split_dir, path.stem, hr, meta, scales, ext or path.suffix.lower())
+        progress.update(1)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    scales, fractions, ext = parse_scales(args.scales), parse_split(args.split), normalize_ext(args.ext)
+    if not args.src.is_dir():
+        raise UserError(f"--src {args.src}: no such folder; give the folder of HR images")
+    images = list_images(args.src, recursive=True)
+    if not images:
+        raise UserError(f"--src {args.src} holds no images ({', '.join(IMAGE_EXTENSIONS)}), also in subfolders")
+    check_destination(args.src, args.dst, args.overwrite)
+    check_unique_names(images)
+    classes = group_by_class(args.src, images)
+    splits = split_stratified(classes, fractions, args.seed)
+    # disable=None: a bar on a terminal only, so logs and error output stay clean
+    with tqdm(total=len(images), unit="img", desc="prepare", disable=None) as progress:
+        for name, fraction in zip(SPLIT_NAMES, fractions):
+            if fraction > 0:
+                prepare_split(splits[name], args.dst / name, scales, ext, progress)
+    counts = ", ".join(f"{name} {len(splits[name])}" for name in SPLIT_NAMES)
+    lr_scales = ", ".join(f"x{s}" for s in scales)
+    print(f"{len(images)} images in {len(classes)} classes -> {args.dst} ({counts}; LR {lr_scales})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

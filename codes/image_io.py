@@ -1,0 +1,448 @@
+"""The one place that reads and writes images: PNG/JPG/BMP, plain TIFF and GeoTIFF.
+
+Images are numpy arrays (H, W, C), always 3-D (C = bands, 1..N), in their native dtype (uint8, uint16, int16,
+float32, ...). 3-band PNG/JPG are in R, G, B order. Every write is atomic: a temp file in the same folder, then
+os.replace, so an interrupted run never leaves a half-written image under the final name.
+"""
+import math
+import os
+import struct
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import rasterio
+import tifffile
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_EXTENSIONS = (".tif", ".tiff")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Compressions GDAL writes losslessly; a lossy source compression (JPEG, WEBP) becomes DEFLATE so pixels survive.
+LOSSLESS_COMPRESSIONS = {"lzw", "deflate", "zstd", "packbits", "lzma"}
+GEOTIFF_BLOCK = 256
+# What imageio/Pillow, tifffile and rasterio raise on a corrupt or unsupported file (Pillow's errors are OSErrors).
+READ_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, KeyError, IndexError, RasterioError, zlib.error)
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What a writer needs to reproduce an image's format: dtype, size and (for GeoTIFF) its georeferencing.
+
+    `geo` is None for plain images, else a dict of rasterio profile bits:
+    crs, transform (affine.Affine), nodata, descriptions (tuple, one per band, None where unset), compress.
+    """
+
+    dtype: np.dtype
+    bands: int
+    height: int
+    width: int
+    geo: dict | None = None
+    path: Path | None = None
+
+    @property
+    def nodata(self):
+        return self.geo.get("nodata") if self.geo else None
+
+
+# ----------------------------------------------------------------------------------------------------------- listing
+def is_image_file(path):
+    """True for a visible file with a supported image extension (case-insensitive)."""
+    path = Path(path)
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder, recursive=False):
+    """Image paths in `folder`, sorted by relative path; hidden files and folders (our temp files, .git) are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist (or is not a folder): check the path")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    relative = [p.relative_to(folder) for p in candidates if is_image_file(p)]
+    visible = [r for r in relative if not any(part.startswith(".") for part in r.parts)]
+    return [folder / r for r in sorted(visible, key=lambda r: r.as_posix())]
+
+
+# ----------------------------------------------------------------------------------------------------------- dtypes
+def dtype_max(dtype):
+    """Nominal peak value of a dtype: 255 for uint8, 65535 for uint16, 32767 for int16, 1.0 for floats."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        return 1.0
+    if np.issubdtype(dtype, np.integer):
+        return int(np.iinfo(dtype).max)
+    raise ValueError(f"unsupported image dtype {dtype}")
+
+
+def to_dtype(array, dtype):
+    """Convert to `dtype`: integers are rounded half away from zero (not numpy's half-to-even) and saturated."""
+    dtype = np.dtype(dtype)
+    array = np.asarray(array)
+    if np.issubdtype(dtype, np.floating):
+        return array.astype(dtype)  # float targets keep their values: no nominal range to clip to
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(array, info.min, info.max).astype(dtype)
+    info = np.iinfo(dtype)
+    values = np.nan_to_num(array.astype(np.float64), nan=0.0)
+    rounded = np.sign(values) * np.floor(np.abs(values) + 0.5)
+    return np.clip(rounded, info.min, info.max).astype(dtype)
+
+
+def modcrop(img, scale):
+    """Crop the bottom/right so that height and width are multiples of `scale` (the SR convention for HR)."""
+    height, width = img.shape[0], img.shape[1]
+    return img[: height - height % scale, : width - width % scale]
+
+
+def _as_hwc(array):
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"expected an image array (H, W) or (H, W, C), got shape {array.shape}")
+    return array
+
+
+# ----------------------------------------------------------------------------------------------------------- reading
+def read_image(path):
+    """Read an image as an (H, W, C) array in its native dtype; UserError naming the file if it cannot be read."""
+    return read_image_with_meta(path)[0]
+
+
+def read_image_with_meta(path):
+    """Read an image and its ImageMeta (georeferencing included for GeoTIFFs)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        raise UserError(f"cannot read {path}: unsupported extension (use one of {', '.join(IMAGE_EXTENSIONS)})")
+    if not path.is_file():
+        raise UserError(f"image {path} does not exist: check the path")
+    try:
+        if suffix in TIFF_EXTENSIONS:
+            array, geo = _read_tiff(path)
+        elif suffix == ".png" and _png_bit_depth(path) == 16:
+            array, geo = _read_with_rasterio(path)[0], None  # Pillow truncates 16-bit RGB(A) PNGs to 8 bits
+        else:
+            array, geo = _as_hwc(iio.imread(path, plugin="pillow")), None
+    except UserError:
+        raise
+    except READ_ERRORS as err:
+        raise UserError(f"cannot read image {path}: {_root_cause(err)} (is it a complete, valid image?)") from None
+    if array.size == 0:
+        raise UserError(f"image {path} is empty ({array.shape[0]}x{array.shape[1]} pixels)")
+    height, width, bands = array.shape
+    return array, ImageMeta(array.dtype, bands, height, width, geo, path)
+
+
+def _root_cause(err):
+    """The innermost exception's first line: imageio wraps Pillow's precise message in a generic one."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err).splitlines()[0].strip() if str(err).strip() else ""
+    return text or type(err).__name__
+
+
+def _png_bit_depth(path):
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or not head.startswith(PNG_SIGNATURE):
+        raise UserError(f"cannot read image {path}: not a PNG file (bad signature)")
+    return head[24]
+
+
+def _read_tiff(path):
+    """Read any TIFF through rasterio (GDAL reads LZW/JPEG/GeoTIFF); tifffile is the fallback for what GDAL refuses."""
+    try:
+        return _read_with_rasterio(path)
+    except RasterioError:
+        array = _as_hwc(tifffile.imread(path))
+        return array, None
+
+
+def _read_with_rasterio(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            array = np.moveaxis(src.read(), 0, -1)
+            return array, _geo_from_dataset(src)
+
+
+def _geo_from_dataset(src):
+    """The georeferencing bits of an open dataset, or None when it carries no CRS, transform or nodata."""
+    has_transform = src.transform != Affine.identity()
+    if src.crs is None and not has_transform and src.nodata is None:
+        return None
+    compress = src.profile.get("compress")
+    return {
+        "crs": src.crs,
+        "transform": src.transform,
+        "nodata": src.nodata,
+        "descriptions": tuple(src.descriptions),
+        "compress": compress.lower() if compress else None,
+    }
+
+
+def nodata_mask(array, meta):
+    """Bool (H, W), True where every band equals the nodata value; None when the image declares no nodata."""
+    nodata = meta.nodata if meta is not None else None
+    if nodata is None:
+        return None
+    array = _as_hwc(array)
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return np.isnan(array).all(axis=2)
+    return (array == nodata).all(axis=2)
+
+
+def window_meta(meta, row, col, height, width):
+    """Meta of a (row, col, height, width) crop: same format, georeferencing shifted to the crop's corner."""
+    geo = meta.geo
+    if geo is not None:
+        geo = dict(geo, transform=geo["transform"] @ Affine.translation(col, row))
+    return replace(meta, height=height, width=width, geo=geo)
+
+
+# ----------------------------------------------------------------------------------------------------------- writing
+def write_image(path, array, meta=None, scale=1):
+    """Write an (H, W, C) array; the format follows the extension.
+
+    PNG: uint8/uint16 with 1, 3 or 4 bands. JPG: uint8 with 1 or 3 bands (quality 95). BMP: uint8 1 or 3 bands.
+    TIFF: any bands and dtype; a GeoTIFF when `meta.geo` is set, keeping CRS, nodata and band descriptions, with the
+    pixel size divided by `scale` and the same origin (so an SR output covers the input's footprint; give
+    scale=1/s for an image downsampled by s).
+    """
+    path = Path(path)
+    array = _as_hwc(array)
+    suffix = path.suffix.lower()
+    _check_writable(path, array, suffix)
+    geo = meta.geo if meta is not None else None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, suffix, array, geo, scale)
+    except OSError as err:  # permissions, a full disk, a file where a folder should be (RasterioIOError included)
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def _write_atomically(path, suffix, array, geo, scale):
+    with _atomic_target(path) as tmp:
+        if suffix in TIFF_EXTENSIONS and geo is not None:
+            _write_geotiff(tmp, array, geo, scale)
+        elif suffix in TIFF_EXTENSIONS:
+            _write_plain_tiff(tmp, array)
+        elif suffix == ".png" and array.dtype == np.uint16:
+            tmp.write_bytes(encode_png16(array))
+        elif suffix == ".png":
+            iio.imwrite(tmp, _squeeze_single_band(array), plugin="pillow", extension=".png", compress_level=9)
+        elif suffix in (".jpg", ".jpeg"):
+            iio.imwrite(tmp, _squeeze_single_band(array), plugin="pillow", extension=".jpg", quality=95)
+        else:
+            iio.imwrite(tmp, _squeeze_single_band(array), plugin="pillow", extension=suffix)
+
+
+def _check_writable(path, array, suffix):
+    """UserError for combinations a format cannot hold (e.g. 7 bands to PNG), saying which format can."""
+    bands, dtype = array.shape[2], array.dtype
+    if suffix not in IMAGE_EXTENSIONS:
+        raise UserError(f"cannot write {path}: unsupported extension (use one of {', '.join(IMAGE_EXTENSIONS)})")
+    if suffix == ".png":
+        allowed_bands, allowed_dtypes = (1, 3, 4), (np.uint8, np.uint16)
+    elif suffix in (".jpg", ".jpeg", ".bmp"):
+        allowed_bands, allowed_dtypes = (1, 3), (np.uint8,)
+    else:
+        return
+    if bands not in allowed_bands or dtype not in [np.dtype(d) for d in allowed_dtypes]:
+        kinds = "/".join(np.dtype(d).name for d in allowed_dtypes)
+        bands_text = ", ".join(str(b) for b in allowed_bands)
+        raise UserError(
+            f"cannot write {path}: {suffix} holds {kinds} images with {bands_text} bands, this one is "
+            f"{dtype.name} with {bands} bands; use a .tif output instead"
+        )
+
+
+def _squeeze_single_band(array):
+    return array[:, :, 0] if array.shape[2] == 1 else array
+
+
+class _atomic_target:
+    """Context manager yielding a temp path next to `path`; renamed onto `path` on success, removed on failure."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)
+            return False
+        os.chmod(self.tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(self.tmp, self.path)
+        return False
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_plain_tiff(path, array):
+    photometric = "rgb" if array.shape[2] == 3 and array.dtype in (np.uint8, np.uint16) else "minisblack"
+    data = _squeeze_single_band(array)
+    planar = "contig" if data.ndim == 3 else None
+    # metadata=None: no tifffile JSON description, so the bytes depend on the pixels only (reproducible datasets)
+    tifffile.imwrite(path, data, photometric=photometric, planarconfig=planar, compression="zlib", metadata=None)
+
+
+def encode_png16(array):
+    """Encode a uint16 (H, W, 1|3|4) array as PNG; Pillow cannot write 16-bit RGB(A), PNG itself is simple."""
+    height, width, bands = array.shape
+    color_type = {1: 0, 3: 2, 4: 6}[bands]
+    raw = np.ascontiguousarray(array.astype(">u2")).view(np.uint8).reshape(height, width * bands * 2)
+    # PNG filter "Up" (type 2) on every row: byte minus the byte above, a cheap predictor that shrinks smooth images
+    filtered = raw.copy()
+    filtered[1:] = raw[1:] - raw[:-1]
+    rows = np.concatenate([np.full((height, 1), 2, np.uint8), filtered], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+# ----------------------------------------------------------------------------------------------------------- GeoTIFF
+def _geotiff_profile(height, width, bands, dtype, geo, scale, tiled):
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": bands,
+        "dtype": np.dtype(dtype).name,
+        "interleave": "pixel",
+    }
+    if tiled:
+        profile.update(tiled=True, blockxsize=GEOTIFF_BLOCK, blockysize=GEOTIFF_BLOCK, BIGTIFF="IF_SAFER")
+    compress = "deflate" if geo is None else _sensible_compression(geo.get("compress"))
+    if compress:
+        profile["compress"] = compress
+    if geo is not None:
+        profile["crs"] = geo.get("crs")
+        profile["transform"] = geo["transform"] @ Affine.scale(1.0 / scale)  # same origin, pixels `scale`x smaller
+        if _nodata_fits(geo.get("nodata"), dtype):
+            profile["nodata"] = geo["nodata"]
+    return profile
+
+
+def _nodata_fits(nodata, dtype):
+    """A nodata value the output dtype can hold (e.g. -9999 cannot mark a uint8 output: it is then dropped)."""
+    if nodata is None:
+        return False
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        return True
+    info = np.iinfo(dtype)
+    return float(nodata).is_integer() and info.min <= nodata <= info.max
+
+
+def _sensible_compression(source_compression):
+    if not source_compression:
+        return None
+    return source_compression if source_compression in LOSSLESS_COMPRESSIONS else "deflate"
+
+
+def _set_descriptions(dst, geo, bands):
+    descriptions = tuple(geo.get("descriptions") or ()) if geo else ()
+    if len(descriptions) != bands:
+        return  # a band count change (e.g. RGB from 4 bands) makes the source names meaningless
+    for index, text in enumerate(descriptions, start=1):
+        if text:
+            dst.set_band_description(index, text)
+
+
+def _gdal_env():
+    # No .aux.xml side files next to the temp name: everything must live inside the TIFF that gets renamed.
+    return rasterio.Env(GDAL_PAM_ENABLED="NO")
+
+
+def _write_geotiff(path, array, geo, scale):
+    height, width, bands = array.shape
+    tiled = height >= GEOTIFF_BLOCK and width >= GEOTIFF_BLOCK
+    profile = _geotiff_profile(height, width, bands, array.dtype, geo, scale, tiled)
+    with _gdal_env(), rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.moveaxis(array, -1, 0))
+        _set_descriptions(dst, geo, bands)
+
+
+class GeoTiffWindowWriter:
+    """Write a large (GeoT)IFF window by window: `with GeoTiffWindowWriter(...) as w: w.write(tile, row, col)`.
+
+    Georeferenced like write_image when `meta.geo` is set, a plain tiled TIFF otherwise. The file appears under
+    its final name only when the block exits without an exception.
+    """
+
+    def __init__(self, path, height, width, bands, dtype, meta=None, scale=1):
+        self.path = Path(path)
+        self.shape = (int(height), int(width), int(bands))
+        self.dtype = np.dtype(dtype)
+        self.geo = meta.geo if meta is not None else None
+        self.scale = scale
+        self._target = None
+        self._dataset = None
+
+    def __enter__(self):
+        if self.path.suffix.lower() not in TIFF_EXTENSIONS:
+            raise UserError(f"cannot write {self.path} window by window: use a .tif output")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._target = _atomic_target(self.path)
+        tmp = self._target.__enter__()
+        height, width, bands = self.shape
+        profile = _geotiff_profile(height, width, bands, self.dtype, self.geo, self.scale, tiled=True)
+        try:
+            with _gdal_env(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._dataset = rasterio.open(tmp, "w", **profile)
+                _set_descriptions(self._dataset, self.geo, bands)
+        except BaseException as err:
+            self._target.__exit__(type(err), err, None)
+            raise
+        return self
+
+    def write(self, array_hwc, row, col):
+        """Write `array_hwc` with its top-left pixel at (row, col); floats are rounded/saturated to the dtype."""
+        array = _as_hwc(array_hwc)
+        height, width, bands = array.shape
+        if bands != self.shape[2] or row < 0 or col < 0 or row + height > self.shape[0] or col + width > self.shape[1]:
+            raise ValueError(f"window {array.shape} at ({row}, {col}) does not fit the output {self.shape}")
+        if array.dtype != self.dtype:
+            array = to_dtype(array, self.dtype)
+        self._dataset.write(np.moveaxis(array, -1, 0), window=Window(col, row, width, height))
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            with _gdal_env():
+                self._dataset.close()  # flushes the last blocks
+        except BaseException as err:
+            if exc_type is None:
+                exc_type, exc = type(err), err
+            raise
+        finally:
+            self._target.__exit__(exc_type, exc, tb)
+        return False

@@ -1,0 +1,89 @@
+"""metric_scripts/calculate_PSNR_SSIM.py: defaults from the newest results, the CSV, and its errors."""
+import csv
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import demo_deploy
+import image_io
+import imresize
+import metrics
+from conftest import REPO_ROOT
+from errors import UserError
+from helpers import SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
+
+sys.path.insert(0, str(REPO_ROOT / "metric_scripts"))
+import calculate_PSNR_SSIM as script  # noqa: E402
+
+SCRIPT = REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py"
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def deploy_bicubic(tmp_path, scale=4, *extra):
+    demo_deploy.main(["--model=BICUBIC", f"--scale={scale}", *isolated(tmp_path), *extra])
+
+
+def test_no_arguments_evaluates_the_newest_results(tmp_path):
+    deploy_bicubic(tmp_path, 2)
+    time.sleep(0.01)
+    deploy_bicubic(tmp_path, 4)
+    script.main(["--dir_experiment", str(tmp_path / "experiment")])
+    columns, rows = read_csv(tmp_path / "experiment" / "results" / "BICUBICx4_Sample" / "psnr_ssim.csv")
+    assert columns == ["image", "psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
+    hr_files = image_io.list_images(SAMPLE / "test" / "HR")
+    assert [r["image"] for r in rows] == [p.stem for p in hr_files] + ["average"]
+    # each row equals the metrics module on the same pixels: MATLAB bicubic x4 of the test LR vs the HR
+    for row, hr_path in zip(rows, hr_files):
+        hr = image_io.read_image(hr_path)
+        sr = imresize.bicubic_upsample(image_io.read_image(SAMPLE / "test" / "LR_x4" / hr_path.name).astype(float), 4)
+        sr = image_io.to_dtype(sr, np.uint8)
+        assert float(row["psnr_y"]) == pytest.approx(metrics.calculate_psnr(sr, hr, 4, test_y_channel=True), abs=1e-5)
+        assert float(row["ssim_rgb"]) == pytest.approx(metrics.calculate_ssim(sr, hr, 4), abs=1e-6)
+    average = rows[-1]
+    assert float(average["psnr_chmean"]) == pytest.approx(np.mean([float(r["psnr_chmean"]) for r in rows[:-1]]),
+                                                          abs=1e-5)
+
+
+def test_explicit_folders_crop_and_csv(tmp_path):
+    deploy_bicubic(tmp_path, 3)
+    sr_dir = tmp_path / "experiment" / "results" / "BICUBICx3_Sample"
+    out = tmp_path / "table.csv"
+    script.main(["--gt", str(SAMPLE / "test" / "HR"), "--sr", str(sr_dir), "--scale", "3", "--crop_border", "0",
+                 "--csv", str(out)])
+    _, rows = read_csv(out)
+    script.main(["--gt", str(SAMPLE / "test" / "HR"), "--sr", str(sr_dir), "--scale", "3", "--csv", str(out)])
+    _, cropped = read_csv(out)
+    assert rows[0]["psnr_rgb"] != cropped[0]["psnr_rgb"]  # crop_border defaults to the scale, not 0
+
+
+def test_multispectral_columns(tmp_path):
+    deploy_bicubic(tmp_path, 3, "--dataset=SampleMS", "--n_colors=4")
+    script.main(["--sr", str(tmp_path / "experiment" / "results" / "BICUBICx3_SampleMS"), "--spectral_index",
+                 "NDVI,NDWI"])
+    columns, rows = read_csv(tmp_path / "experiment" / "results" / "BICUBICx3_SampleMS" / "psnr_ssim.csv")
+    assert columns[:6] == ["image", "psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
+    for key in ("sam", "ergas", "rmse", "cc", "psnr_b4", "ssim_b4", "ndvi_err", "ndwi_err"):
+        assert key in columns
+    assert 0 < float(rows[-1]["sam"]) < 30 and 0 < float(rows[-1]["cc"]) <= 1
+    assert (SAMPLE_MS / "bands.txt").read_text().strip() == "blue,green,red,nir"
+
+
+def test_missing_gt_folder(tmp_path):
+    deploy_bicubic(tmp_path, 4)
+    sr_dir = tmp_path / "experiment" / "results" / "BICUBICx4_Sample"
+    with pytest.raises(UserError, match="GT folder"):
+        script.main(["--gt", str(tmp_path / "nope"), "--sr", str(sr_dir)])
+    proc = run_script(SCRIPT, "--gt", tmp_path / "nope", "--sr", sr_dir)
+    assert_one_line_error(proc, "GT folder", "nope")
+
+
+def test_no_results_yet(tmp_path):
+    proc = run_script(SCRIPT, "--dir_experiment", tmp_path)
+    assert_one_line_error(proc, "no results", "demo_deploy.py")
