@@ -11,7 +11,6 @@ import sys
 
 import demo_deploy
 import demo_train
-
 from errors import run_cli
 from paths import EXPERIMENT_DIR, REPO_ROOT, RESULTS_DIR
 
