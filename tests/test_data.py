@@ -5,13 +5,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from helpers import SAMPLE, copy_dataset, isolated
 
 import image_io
 import imresize
 from data import Data, make_dataset
 from data.srdata import BinaryCache
 from errors import UserError
+from helpers import SAMPLE, copy_dataset, isolated
 from option import parse_args
 
 

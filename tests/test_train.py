@@ -1,14 +1,14 @@
 """Training end to end on the embedded Sample: run folder contents, exact resume, --reset, NaN handling, options."""
 import csv
 
-import demo_train
 import imageio.v3 as iio
 import pytest
 import torch
-from helpers import CODES, TINY_BASIC, assert_one_line_error, isolated, run_script
 
+import demo_train
 import loss as loss_module
 from errors import UserError
+from helpers import CODES, TINY_BASIC, assert_one_line_error, isolated, run_script
 from option import parse_args
 
 
