@@ -1,9 +1,17 @@
 """User-facing errors: one line, non-zero exit, no traceback."""
+import argparse
 import sys
 
 
 class UserError(Exception):
     """A mistake in the user's input (a flag, a file, a folder). Its message says what to do."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (prog: error: ...) and exits 2, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def run_cli(main, argv=None):

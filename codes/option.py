@@ -7,7 +7,7 @@ import argparse
 import sys
 
 import template
-from errors import UserError
+from errors import OneLineParser, UserError
 from paths import CACHE_DIR, EXPERIMENT_DIR
 
 
@@ -36,15 +36,8 @@ def _positive_int(text):
     return value
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (prog: error: ...) and exits 2, as usual, without usage spam."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser():
-    p = _OneLineParser(description="Remote-sensing super-resolution (HSENet, ConvFormerSR, ...)")
+    p = OneLineParser(description="Remote-sensing super-resolution (HSENet, ConvFormerSR, ...)")
     add = p.add_argument
     # hardware
     add("--template", default=".", help="preset name(s) from template.py; '.' picks by --model/--dataset")

@@ -6,7 +6,6 @@
 CSV columns: image, psnr_chmean, psnr_rgb, psnr_y, ssim_rgb, ssim_y (+ per-band PSNR/SSIM, SAM, ERGAS, RMSE, CC and
 index errors for multispectral images), then a row `average`. The definitions are in codes/metrics.py and README.md.
 """
-import argparse
 import csv
 import json
 import sys
@@ -16,14 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
 import image_io  # noqa: E402
 import metrics  # noqa: E402
-from errors import UserError, run_cli  # noqa: E402
+from errors import OneLineParser, UserError, run_cli  # noqa: E402
 from paths import DATASETS_DIR, EXPERIMENT_DIR  # noqa: E402
 
 BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--gt", default="", help="ground-truth HR folder (default: from the newest results' manifest)")
     p.add_argument("--sr", default="", help="SR folder (default: the newest folder in experiment/results/)")
     p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None, help="SR factor (default: manifest)")

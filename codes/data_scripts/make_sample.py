@@ -20,10 +20,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from errors import UserError, run_cli
+from errors import OneLineParser, UserError, run_cli
 from image_io import read_image_with_meta, to_dtype, window_meta
 from paths import DATASETS_DIR, REPO_ROOT
-from prepare_dataset import SPLIT_NAMES, OneLineParser, write_sample
+from prepare_dataset import SPLIT_NAMES, write_sample
 
 LANDSAT_SCENE = "LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
 MULTISPECTRAL_SCENE = "rgbn.tif"

@@ -8,7 +8,6 @@ Writes <dst>/<split>/HR/<name>.<ext> (HR as it is; loaders mod-crop it to the sc
 Class subfolders of --src (e.g. UC Merced's Images/<class>/) make the split stratified: each class is split on
 its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size multiplied by s).
 """
-import argparse
 import math
 import random
 import sys
@@ -18,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the proj
 
 from tqdm import tqdm
 
-from errors import UserError, run_cli
+from errors import OneLineParser, UserError, run_cli
 from image_io import (
     IMAGE_EXTENSIONS,
     list_images,
@@ -29,13 +28,6 @@ from image_io import (
 from imresize import bicubic_downsample
 
 SPLIT_NAMES = ("train", "val", "test")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line and exits 2, without the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_args(argv):
