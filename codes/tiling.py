@@ -1,25 +1,35 @@
 """Overlapping-tile inference (SwinIR-style), blended with a smooth window so that no seams appear.
 
-Tiles of `tile` LR pixels overlap by `overlap` pixels. Inside each overlap, a tile's weight is 0 on the quarter of
-the overlap nearest its own inner edge (where missing context would make its output differ from the whole-image
-output), ramps linearly to 1 across the middle half, and is 1 elsewhere. Sides on the image border keep weight 1.
-So, for a convolutional network whose receptive-field radius is at most overlap/4 LR pixels, the tiled output equals
-the whole-image output up to float rounding, and elsewhere the ramp hides the seams.
+Tiles of `tile` LR pixels overlap by at least `overlap` pixels. Inside each overlap, a tile's weight is 0 on the
+quarter of the overlap nearest its own inner edge (where missing context would make its output differ from the
+whole-image output), ramps linearly to 1 across the middle half, and is 1 elsewhere. Sides on the image border keep
+weight 1. So, for a convolutional network whose receptive-field radius is at most overlap/4 LR pixels, the tiled
+output equals the whole-image output up to float rounding, and elsewhere the ramp hides the seams.
 
-The output is produced in row strips (`iter_tiled_strips`), so a caller can write a huge scene strip by strip
-while memory stays bounded by the tile size and the scene width.
+A tile's weight is the product of a row profile and a column profile, and the tiles form a grid, so the sum of the
+weights at a pixel is (sum of the row profiles) x (sum of the column profiles): two 1-D vectors, no 2-D weight buffer.
+
+The output is produced in row strips (`iter_tiled_strips`), so a caller can write a huge scene strip by strip while
+memory stays bounded by one band of tiles (tile x scene width), never by the scene's area.
 """
 import torch
 
 
 def tile_starts(length, tile, overlap):
     """Start offsets of tiles of size `tile` covering [0, length) with at least `overlap` pixels of overlap."""
-    if length <= tile:
+    if tile <= 0 or length <= tile:
         return [0]
     stride = max(tile - overlap, 1)
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
+
+
+def count_tiles(height, width, tile, overlap):
+    """How many forward passes iter_tiled_strips makes for an LR image of height x width."""
+    if tile <= 0 or (height <= tile and width <= tile):
+        return 1
+    return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
 
 
 def edge_ramp(size, ramp_len, at_start, at_end):
@@ -37,6 +47,19 @@ def edge_ramp(size, ramp_len, at_start, at_end):
     return w
 
 
+def axis_weights(length, tile, overlap, scale):
+    """For one axis: [(start, stop, weights)] per tile in HR pixels, and the (length * scale,) sum of the weights."""
+    starts = tile_starts(length, tile, overlap)
+    total = torch.zeros(length * scale)
+    pieces = []
+    for k, start in enumerate(starts):
+        stop = min(start + tile, length) * scale
+        weights = edge_ramp(stop - start * scale, overlap * scale, k > 0, k < len(starts) - 1)
+        total[start * scale:stop] += weights
+        pieces.append((start * scale, stop, weights))
+    return pieces, total
+
+
 def tiled_forward(forward, x, scale, tile, overlap):
     """Run `forward` over overlapping tiles of x (B, C, H, W) and return the blended (B, C', H*s, W*s) output."""
     strips = [strip for _, strip in iter_tiled_strips(forward, x, scale, tile, overlap)]
@@ -46,8 +69,9 @@ def tiled_forward(forward, x, scale, tile, overlap):
 def iter_tiled_strips(forward, x, scale, tile, overlap, on_tile=None):
     """Yield (hr_row, strip) pairs of finished HR rows, top to bottom. `forward` maps a tile to its x`scale` output.
 
-    Only the rows that later tiles cannot touch are yielded, so at most two tile-rows of output are held at a time.
-    `on_tile()` is called after each tile (for progress bars).
+    Only the rows that later tiles cannot touch are yielded. At most one band of tiles (tile*scale HR rows, the
+    full width) is accumulated at a time, plus its overlap with the next band while that one starts. A strip is a
+    view into the band, valid until the next one is requested. `on_tile()` is called after each tile (progress).
     """
     _, _, h, w = x.shape
     if tile <= 0 or (h <= tile and w <= tile):
@@ -57,37 +81,25 @@ def iter_tiled_strips(forward, x, scale, tile, overlap, on_tile=None):
         yield 0, out
         return
     overlap = min(overlap, tile - 1)
-    rows, cols = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    ramp = overlap * scale
-    acc = wsum = None
-    top = 0  # HR row of acc's first row
-    for i, y0 in enumerate(rows):
-        y1 = min(y0 + tile, h)
-        wy = edge_ramp((y1 - y0) * scale, ramp, i > 0, i < len(rows) - 1)
-        for j, x0 in enumerate(cols):
-            x1 = min(x0 + tile, w)
-            out = forward(x[..., y0:y1, x0:x1])
-            if acc is None:
-                acc = out.new_zeros(out.shape[:2] + (0, w * scale))
-                wsum = out.new_zeros((1, 1, 0, w * scale))
-            acc, wsum = _grow(acc, wsum, y1 * scale - top)
-            wx = edge_ramp((x1 - x0) * scale, ramp, j > 0, j < len(cols) - 1)
-            weight = (wy[:, None] * wx[None, :]).to(out)
-            ys, xs = slice(y0 * scale - top, y1 * scale - top), slice(x0 * scale, x1 * scale)
-            acc[..., ys, xs] += out * weight
-            wsum[..., ys, xs] += weight
+    row_pieces, row_total = axis_weights(h, tile, overlap, scale)
+    col_pieces, col_total = axis_weights(w, tile, overlap, scale)
+    lr_rows = tile_starts(h, tile, overlap)
+    lr_cols = tile_starts(w, tile, overlap)
+    carry = None  # accumulated rows of the previous band that overlap this one
+    for i, (top, bottom, wy) in enumerate(row_pieces):
+        band = None
+        for j, (left, right, wx) in enumerate(col_pieces):
+            y0, x0 = lr_rows[i], lr_cols[j]
+            out = forward(x[..., y0:y0 + (bottom - top) // scale, x0:x0 + (right - left) // scale])
+            if band is None:
+                band = out.new_zeros(out.shape[:2] + (bottom - top, w * scale))
+                if carry is not None:
+                    band[..., :carry.shape[-2], :] = carry
+            band[..., :, left:right] += out * (wy[:, None] * wx[None, :]).to(out)
             if on_tile:
                 on_tile()
-        done = (rows[i + 1] if i + 1 < len(rows) else h) * scale - top
-        yield top, acc[..., :done, :] / wsum[..., :done, :]
-        acc, wsum, top = acc[..., done:, :], wsum[..., done:, :], top + done
-
-
-def _grow(acc, wsum, rows_needed):
-    """Extend the accumulators with zero rows so they hold `rows_needed` rows."""
-    extra = rows_needed - acc.shape[-2]
-    if extra <= 0:
-        return acc, wsum
-    acc = torch.cat([acc, acc.new_zeros(acc.shape[:2] + (extra, acc.shape[-1]))], dim=-2)
-    wsum = torch.cat([wsum, wsum.new_zeros(wsum.shape[:2] + (extra, wsum.shape[-1]))], dim=-2)
-    return acc, wsum
+        done = (row_pieces[i + 1][0] if i + 1 < len(row_pieces) else bottom) - top
+        strip = band[..., :done, :]
+        strip /= (row_total[top:top + done, None] * col_total[None, :]).to(strip)
+        carry = band[..., done:, :]
+        yield top, strip
