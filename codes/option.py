@@ -127,6 +127,12 @@ def build_parser():
     return p
 
 
+# The options that shape a network: a checkpoint of ours records them, and loading it adopts the ones not given.
+ARCHITECTURE_FLAGS = ("n_colors", "rgb_range", "n_feats", "n_resblocks", "res_scale", "n_basic_modules", "data_mean",
+                      "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "num_block", "img_size",
+                      "embed_patch_size", "img_range")
+
+
 def explicit_flags(argv):
     """The option names that the user wrote on the command line (presets must not override them)."""
     probe = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
@@ -146,7 +152,8 @@ def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.model = args.model.upper()
-    template.apply(args, explicit_flags(argv))
+    args.explicit_flags = sorted(explicit_flags(argv))
+    template.apply(args, set(args.explicit_flags))
     if not args.save:
         args.save = f"{args.model}x{args.scale}_{args.dataset}"
     check_args(args)

@@ -125,3 +125,18 @@ def test_cli_errors_are_one_line(tmp_path):
     assert_one_line_error(run_script(script, "--dir_data", tmp_path / "missing", *isolated(tmp_path)),
                           "does not exist", "prepare_dataset.py")
     assert_one_line_error(run_script(script, "--save=../../etc", *TINY_BASIC, *isolated(tmp_path)), "--save")
+
+
+def test_checkpoint_brings_its_architecture(tmp_path):
+    """--pre_train of our checkpoint rebuilds the network it was trained as (size flags not given again)."""
+    import demo_deploy
+
+    train(tmp_path, "--epochs=1", "--save=small")
+    ckpt = tmp_path / "experiment" / "small" / "model" / "model_best.pt"
+    out = tmp_path / "sr"
+    demo_deploy.main(["--model=BASIC", "--scale=2", "--cpu", f"--pre_train={ckpt}", f"--dir_out={out}",
+                      *isolated(tmp_path)])
+    assert len(list(out.glob("*.png"))) == 4
+    with pytest.raises(UserError, match="does not fit BASIC x2"):  # an explicit size flag still wins, loudly
+        demo_deploy.main(["--model=BASIC", "--scale=2", "--cpu", "--n_feats=12", f"--pre_train={ckpt}",
+                          f"--dir_out={out}", *isolated(tmp_path)])

@@ -47,12 +47,14 @@ def autocast_dtype(args, device):
 
 
 class Model(nn.Module):
-    def __init__(self, args, ckp=None):
+    def __init__(self, args):
         super().__init__()
         self.args = args
         self.scale = args.scale
         self.device = select_device(args)
         self.module = network_module(args.model)
+        if args.pre_train:
+            adopt_architecture(args, args.pre_train)
         self.model = self.module.make_model(args).to(self.device)
         self.amp_dtype = autocast_dtype(args, self.device)
         if args.pre_train:
@@ -147,6 +149,21 @@ def check_checkpoint_args(saved, args, path):
     if saved.get("scale") and int(saved["scale"]) != args.scale:
         raise UserError(f"{path} was trained for x{saved['scale']}, not x{args.scale}: pass --scale "
                         f"{saved['scale']} or a x{args.scale} checkpoint")
+
+
+def adopt_architecture(args, path):
+    """Take the size flags (--n_feats, --embed_dim, ...) that a checkpoint of ours records, unless the user gave them,
+    so `--pre_train run/model/model_best.pt` rebuilds the network it was trained as."""
+    from option import ARCHITECTURE_FLAGS
+
+    _, saved = state_dict_of(read_checkpoint(path), path)
+    if not saved or saved.get("model") != args.model:
+        return  # official state_dicts carry no settings; another model's checkpoint fails in load_weights
+    given = set(getattr(args, "explicit_flags", ()))
+    for flag in ARCHITECTURE_FLAGS:
+        if flag in saved and flag not in given:
+            value = saved[flag]
+            setattr(args, flag, tuple(value) if flag == "data_mean" and value is not None else value)
 
 
 def describe_mismatch(net, state):
