@@ -1,0 +1,208 @@
+"""HSENet: hybrid-scale self-similarity exploitation network (Lei & Shi, IEEE TGRS 2021).
+
+A faithful re-implementation of the official code (github.com/Shaosifan/HSENet): same module tree and
+state_dict keys, so official checkpoints load with ``load_state_dict(sd, strict=True)``.
+
+Structure (n_feats = 64 and 10 basic modules by default):
+
+- head: mean shift (``sub_mean``), 3x3 conv;
+- body: ``body_modulist`` of basic modules, with a global residual around the whole body. A basic module is
+  two conv+ReLU blocks (``head``), one HSEM (``body.0``), two conv+ReLU blocks (``tail``) and a residual;
+- HSEM (hybrid-scale self-similarity exploitation module): one SSEM at full scale (``base_scale``) and one on a
+  bilinear half-size copy (``down_scale``), upsampled back to the exact full size; a cross-scale non-local
+  block (``NonLocal_base``: query from the half-scale branch, key/value and residual from the full-scale one)
+  fuses them, then a conv+ReLU block (``tail``) and a residual;
+- SSEM (single-scale self-similarity exploitation module): conv block ``head``; main branch ``MB`` (two conv
+  blocks) gated by sigmoid of the attention branch ``AB`` (non-local block, then 1x1 conv); conv block
+  ``tail``; residual;
+- tail: EDSR sub-pixel upsampler and a 3x3 conv back to n_colors, then mean shift back (``add_mean``).
+
+The non-local blocks normalise the softmax over the key axis (the official reference outputs are reproduced
+bit for bit with ``dim=-1``). ``attention='naive'`` runs the official matmul-softmax-matmul code, which
+materialises an (HW x HW) matrix (about 32 GB for a 300x300 input); ``attention='fast'`` (default) gives the
+same result up to float rounding through the fused, memory-efficient
+``torch.nn.functional.scaled_dot_product_attention`` and runs the network channels-last (faster CPU convs,
+and the attention inputs become views). Fusing the three 1x1 projections into one conv was measured and
+gave nothing on CPU, so it is not done.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from errors import UserError
+from model import common
+
+UC_MERCED_RGB_MEAN = (0.4916, 0.4991, 0.4565)
+ATTENTION_MODES = ("fast", "naive")
+# Deploy: the non-local attention is global within a tile, so tiles never equal the whole image exactly and cost
+# grows with the square of the tile area; 128 keeps UC Merced x2 (LR 128) whole and bounds the cost of scenes.
+DEFAULT_TILE = 128
+DEFAULT_TILE_OVERLAP = 32
+
+
+def make_model(args):
+    """Build HSENet from the toolbox's argparse namespace (see ``HSENET``)."""
+    return HSENET(args)
+
+
+def conv_block(n_feats, kernel_size=3):
+    """Official ``common.BasicBlock``: conv + ReLU (keys ``0.weight``/``0.bias``)."""
+    return nn.Sequential(common.default_conv(n_feats, n_feats, kernel_size), nn.ReLU(True))
+
+
+class NonLocalBlock2D(nn.Module):
+    """Embedded-Gaussian non-local block: ``x + W(softmax(theta(q)^T phi(x)) g(x))``.
+
+    Called with one input it is the self-similarity block of SSEM; called as ``block(x, query)`` it is HSEM's
+    cross-scale block: key, value and residual come from ``x``, the query from ``query`` (same spatial size).
+    ``W`` starts at zero, as in the official code, so a fresh block is the identity.
+    """
+
+    def __init__(self, in_channels, inter_channels, attention="fast"):
+        super().__init__()
+        if attention not in ATTENTION_MODES:
+            raise UserError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {attention!r}")
+        self.inter_channels = inter_channels
+        self.attention = attention
+        self.g = nn.Conv2d(in_channels, inter_channels, 1)
+        self.W = nn.Conv2d(inter_channels, in_channels, 1)
+        nn.init.zeros_(self.W.weight)
+        nn.init.zeros_(self.W.bias)
+        self.theta = nn.Conv2d(in_channels, inter_channels, 1)
+        self.phi = nn.Conv2d(in_channels, inter_channels, 1)
+
+    def forward(self, x, query=None):
+        if self.attention == "naive":
+            y = self._naive_attention(x, x if query is None else query)
+        else:
+            y = self._fast_attention(x, query)
+        return self.W(y) + x
+
+    def _naive_attention(self, x, query):
+        """The official code, op for op: materialises the (B, HW, HW) affinity matrix."""
+        batch, inter = x.size(0), self.inter_channels
+        g_x = self.g(x).view(batch, inter, -1).permute(0, 2, 1)
+        theta_x = self.theta(query).view(batch, inter, -1).permute(0, 2, 1)
+        phi_x = self.phi(x).view(batch, inter, -1)
+        f_div_c = F.softmax(torch.matmul(theta_x, phi_x), dim=-1)
+        y = torch.matmul(f_div_c, g_x).permute(0, 2, 1).contiguous()
+        return y.view(batch, inter, *query.shape[2:])
+
+    def _fast_attention(self, x, query):
+        """Same maths through the fused attention kernel, which never holds the HW x HW matrix."""
+        query = x if query is None else query
+        q, k, v = (as_sequence(t) for t in (self.theta(query), self.phi(x), self.g(x)))
+        # scale=1: the official block has no 1/sqrt(d) temperature.
+        y = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        # (B, 1, HW, C) is the channels_last layout of (B, C, H, W): a view when the features are channels_last.
+        return y.transpose(2, 3).reshape(x.size(0), self.inter_channels, *query.shape[2:])
+
+
+def as_sequence(features):
+    """(B, C, H, W) -> (B, 1, HW, C) for the attention kernel, copying only if channels are not unit-stride
+    (the fused kernel is several times slower on a channel-strided input)."""
+    seq = features.flatten(2).transpose(1, 2).unsqueeze(1)
+    return seq if seq.stride(-1) == 1 else seq.contiguous()
+
+
+class SSEM(nn.Module):
+    """Single-scale self-similarity exploitation module: ``x + tail(MB(h) * sigmoid(AB(h)))``, ``h = head(x)``."""
+
+    def __init__(self, n_feats, kernel_size=3, attention="fast"):
+        super().__init__()
+        self.head = nn.Sequential(conv_block(n_feats, kernel_size))
+        self.MB = nn.Sequential(conv_block(n_feats, kernel_size), conv_block(n_feats, kernel_size))
+        self.AB = nn.Sequential(NonLocalBlock2D(n_feats, n_feats // 2, attention),
+                                nn.Conv2d(n_feats, n_feats, 1))
+        self.sigmoid = nn.Sequential(nn.Sigmoid())
+        self.tail = nn.Sequential(conv_block(n_feats, kernel_size))
+
+    def forward(self, x):
+        x_head = self.head(x)
+        gated = self.MB(x_head) * self.sigmoid(self.AB(x_head))
+        return x + self.tail(gated)
+
+
+class HSEM(nn.Module):
+    """Hybrid-scale self-similarity exploitation module: SSEMs at full and half scale, fused cross-scale."""
+
+    def __init__(self, n_feats, kernel_size=3, attention="fast"):
+        super().__init__()
+        self.base_scale = nn.Sequential(SSEM(n_feats, kernel_size, attention))
+        self.down_scale = nn.Sequential(SSEM(n_feats, kernel_size, attention))
+        self.tail = nn.Sequential(conv_block(n_feats, kernel_size))
+        self.NonLocal_base = NonLocalBlock2D(n_feats, n_feats // 2, attention)
+
+    def forward(self, x):
+        x_base = self.base_scale(x)
+        # Official: scale_factor=0.5 (odd sides round down), align_corners=False, then back to the exact size.
+        x_down = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+        x_down = self.down_scale(x_down)
+        x_down = F.interpolate(x_down, size=x_base.shape[2:], mode="bilinear", align_corners=False)
+        fused = self.NonLocal_base(x_base, x_down)
+        return x + self.tail(fused)
+
+
+class BasicModule(nn.Module):
+    """HSENet basic module: two conv blocks, one HSEM, two conv blocks, residual."""
+
+    def __init__(self, n_feats, kernel_size=3, attention="fast"):
+        super().__init__()
+        self.head = nn.Sequential(*[conv_block(n_feats, kernel_size) for _ in range(2)])
+        self.body = nn.Sequential(HSEM(n_feats, kernel_size, attention))
+        self.tail = nn.Sequential(*[conv_block(n_feats, kernel_size) for _ in range(2)])
+
+    def forward(self, x):
+        return x + self.tail(self.body(self.head(x)))
+
+
+class HSENET(nn.Module):
+    """HSENet. ``args``: scale, n_colors, rgb_range; optional n_feats (64), n_basic_modules (10),
+    data_mean (per-band means in [0, 1]; None: UC Merced RGB mean for 3 bands, zeros otherwise) and
+    attention ('fast' or 'naive')."""
+
+    def __init__(self, args):
+        super().__init__()
+        n_feats = getattr(args, "n_feats", 64)
+        n_colors = args.n_colors
+        attention = getattr(args, "attention", "fast")
+        kernel_size = 3
+        band_mean = band_mean_for(n_colors, getattr(args, "data_mean", None))
+
+        self.n_BMs = getattr(args, "n_basic_modules", 10)
+        self.sub_mean = common.MeanShift(args.rgb_range, band_mean)
+        self.head = nn.Sequential(common.default_conv(n_colors, n_feats, kernel_size))
+        self.body_modulist = nn.ModuleList(
+            [BasicModule(n_feats, kernel_size, attention) for _ in range(self.n_BMs)])
+        self.tail = nn.Sequential(
+            common.Upsampler(common.default_conv, args.scale, n_feats, act=False),
+            common.default_conv(n_feats, n_colors, kernel_size))
+        self.add_mean = common.MeanShift(args.rgb_range, band_mean, sign=1)
+        # Channels-last makes the CPU convs faster and the attention inputs views; the official path keeps NCHW.
+        self.channels_last = attention == "fast"
+
+    def forward(self, x):
+        if min(x.shape[-2:]) < 2:
+            raise UserError(f"HSENet needs LR inputs of at least 2x2 pixels (its half-scale branch halves them), "
+                            f"got {x.shape[-2]}x{x.shape[-1]}")
+        if self.channels_last:
+            return self._forward(x.contiguous(memory_format=torch.channels_last)).contiguous()
+        return self._forward(x)
+
+    def _forward(self, x):
+        x = self.head(self.sub_mean(x))
+        body = x
+        for module in self.body_modulist:
+            body = module(body)
+        x = self.tail(x + body)
+        return self.add_mean(x)
+
+
+def band_mean_for(n_colors, data_mean):
+    """The mean the mean shift removes: ``data_mean`` if given, else UC Merced's for RGB, else zeros."""
+    if data_mean is None:
+        return UC_MERCED_RGB_MEAN if n_colors == 3 else (0.0,) * n_colors
+    if len(data_mean) != n_colors:
+        raise UserError(f"data_mean has {len(data_mean)} values but n_colors is {n_colors}: "
+                        "give one mean per band")
+    return tuple(float(m) for m in data_mean)
