@@ -1,0 +1,480 @@
+"""ConvFormerSR: a hybrid CNN-Transformer network for remote-sensing super-resolution.
+
+Li et al., "ConvFormerSR: Fusing Transformers and Convolutional Neural Networks for Cross-Sensor Remote Sensing
+Imagery Super-Resolution", IEEE TGRS 2024; official code github.com/junjieliwhu/ConvFormerSR (derived from SwinIR).
+
+Two paths run side by side through `num_block` stages:
+
+- the transformer path, a token sequence refined by one RAG (residual attention group) per stage;
+- the CNN path, refined by one RCG (residual convolution group) per stage.
+
+After each stage an FFM (feature fusion module) merges both into the next CNN-path input, while the transformer path
+keeps its own tokens. Every attention block of a RAG runs Swin window attention next to a conv branch that ends in a
+DANet-style CAM (channel attention module).
+
+Module and parameter names follow the official code, so official state_dicts load after
+`convert_official_state_dict` (which only drops the derived buffers `relative_position_index` and `attn_mask`; both
+are recomputed here). The official network reproduces the reference fixtures exactly with `attention='naive'` (the
+official q @ k^T path) and to ~2e-7 with `attention='fast'` (scaled_dot_product_attention).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import StochasticDepth
+
+from errors import UserError
+
+ATTENTION_MODES = ("fast", "naive")
+SHIFT_MASK_VALUE = -100.0  # the official (Swin) value for pairs of tokens from different regions of a shifted window
+CONV_BRANCH_WEIGHT = 0.01  # weight of the conv branch in each attention block's residual sum
+RCG_BLOCKS = 16
+RCG_RES_SCALE = 0.2
+UPSAMPLE_FEATURES = 64
+# Combined bias+shift masks above this many elements are rebuilt per call instead of cached: one per shifted block
+# would otherwise pin a lot of memory on large inputs, and rebuilding costs little next to the attention itself.
+MAX_CACHED_MASK_ELEMENTS = 1 << 23
+# Deploy: window attention and convolutions are local, so memory grows with the tile area only; the overlap is a
+# multiple of the window and hides the (small) differences at tile borders.
+DEFAULT_TILE = 256
+DEFAULT_TILE_OVERLAP = 32
+
+
+def window_partition(x, window_size):
+    """(B, H, W, C) -> (B * nW, window_size * window_size, C), windows in row-major order."""
+    b, h, w, c = x.shape
+    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, c)
+
+
+def window_reverse(windows, window_size, height, width):
+    """Inverse of `window_partition`: (B * nW, window_size * window_size, C) -> (B, H, W, C)."""
+    c = windows.shape[-1]
+    x = windows.view(-1, height // window_size, width // window_size, window_size, window_size, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
+
+
+def relative_position_index(window_size):
+    """Index into the (2w-1)^2 bias table for every (query, key) pair of a window, shape (w*w, w*w)."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
+    coords = coords.flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
+    return relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
+
+
+def shifted_window_mask(height, width, window_size, shift, device=None):
+    """(nW, N, N) additive mask: -100 between tokens that the cyclic shift brought together from different regions."""
+    regions = torch.zeros(1, height, width, 1, device=device)
+    bands = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
+    for label, (rows, cols) in enumerate((r, c) for r in bands for c in bands):
+        regions[:, rows, cols, :] = label
+    labels = window_partition(regions, window_size).squeeze(-1)
+    different = labels.unsqueeze(1) != labels.unsqueeze(2)
+    return torch.zeros(different.shape, device=device).masked_fill(different, SHIFT_MASK_VALUE)
+
+
+def channel_last_to_tokens(x):
+    """(B, C, H, W) -> (B, H*W, C)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def tokens_to_channel_first(x, height, width):
+    """(B, H*W, C) -> (B, C, H, W)."""
+    return x.transpose(1, 2).reshape(x.shape[0], -1, height, width)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside each window, with a learned relative-position bias (Swin).
+
+    `attention='naive'` is the official computation (q*scale @ k^T + bias + mask, softmax, @ v). 'fast' pre-adds the
+    bias and the shift mask into one additive mask, cached per (input size, device, dtype) whenever the bias table
+    cannot change under it, and hands it to scaled_dot_product_attention; only when that mask needs a gradient on the
+    CPU (training) does it use one explicit matmul-add-softmax-matmul instead.
+    """
+
+    def __init__(self, dim, window_size, num_heads, attention="fast"):
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.attention = attention
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        # Derived from the window size, so not saved: official files' copies are dropped on conversion.
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._shift_cache = (None, None)
+        self._mask_cache = (None, None)
+
+    def relative_position_bias(self):
+        """(nH, N, N) bias gathered from the table."""
+        n = self.window_size ** 2
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, -1).permute(2, 0, 1)
+
+    def shift_mask(self, height, width, shift, device):
+        """The cached (nW, N, N) region mask of a shifted block, or None for an unshifted one."""
+        if not shift:
+            return None
+        key = (height, width, shift, device)
+        if self._shift_cache[0] != key:
+            self._shift_cache = (key, shifted_window_mask(height, width, self.window_size, shift, device))
+        return self._shift_cache[1]
+
+    def combined_mask(self, height, width, shift, dtype):
+        """Bias plus shift mask as one additive mask: (1, nH, N, N) unshifted, (1, nW * nH, N, N) shifted.
+
+        Rebuilt on every call while the bias table takes gradients (training); otherwise cached, keyed on the table's
+        version so that loading weights or an optimizer step invalidates it.
+        """
+        table = self.relative_position_bias_table
+        reusable = not (torch.is_grad_enabled() and table.requires_grad)
+        key = (height, width, shift, table.device, dtype, table._version, table.data_ptr())
+        if reusable and self._mask_cache[0] == key:
+            return self._mask_cache[1]
+        bias = self.relative_position_bias()
+        region = self.shift_mask(height, width, shift, table.device)
+        if region is not None:
+            bias = (region.unsqueeze(1) + bias.unsqueeze(0)).flatten(0, 1)
+        mask = bias.unsqueeze(0).to(dtype)  # 4-D: the fused CPU/CUDA kernels reject 3-D masks
+        if reusable and mask.numel() <= MAX_CACHED_MASK_ELEMENTS:
+            self._mask_cache = (key, mask)
+        return mask
+
+    def forward(self, windows, height, width, shift):
+        """windows: (B * nW, N, C) tokens of the (shifted) padded image of size height x width."""
+        b_, n, c = windows.shape
+        qkv = self.qkv(windows).view(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        if self.attention == "naive":
+            out = self.naive_attention(qkv, height, width, shift)
+        else:
+            mask = self.combined_mask(height, width, shift, qkv.dtype)
+            # Group (window, head) pairs so the mask broadcasts over the batch alone: no per-batch copy of it.
+            q, k, v = qkv.reshape(3, -1, mask.shape[1], n, c // self.num_heads).unbind(0)
+            if mask.requires_grad and q.device.type == "cpu":
+                # No fused CPU kernel returns a mask gradient, and SDPA's math fallback is slower than this.
+                out = ((q * self.scale) @ k.transpose(-2, -1) + mask).softmax(dim=-1) @ v
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+            out = out.view(b_, self.num_heads, n, -1)
+        return self.proj(out.transpose(1, 2).reshape(b_, n, c))
+
+    def naive_attention(self, qkv, height, width, shift):
+        """The official computation, step by step."""
+        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
+        attn = q @ k.transpose(-2, -1) + self.relative_position_bias().unsqueeze(0)
+        region = self.shift_mask(height, width, shift, qkv.device)
+        if region is not None:
+            n_windows, n = region.shape[0], attn.shape[-1]
+            attn = attn.view(-1, n_windows, self.num_heads, n, n) + region.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, n, n)
+        return attn.softmax(dim=-1) @ v
+
+
+class CAM(nn.Module):
+    """Channel attention module (DANet): channels re-weighted by softmax(rowmax(E) - E), E = X X^T over channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        # The Gram matrix sums H*W products: it overflows fp16 and bf16 rounding scrambles its softmax, so fp32.
+        with torch.autocast(x.device.type, enabled=False):
+            flat = x.float().reshape(b, c, h * w)
+            energy = torch.bmm(flat, flat.transpose(1, 2))
+            energy = energy.amax(dim=-1, keepdim=True) - energy
+            out = torch.bmm(energy.softmax(dim=-1), flat).view(b, c, h, w)
+        return self.gamma * out + x
+
+
+class ConvBranch(nn.Module):
+    """The conv branch of an attention block: conv C->C/3, GELU, conv C/3->C, then CAM."""
+
+    def __init__(self, dim, compress_ratio=3):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(dim, dim // compress_ratio, 3, 1, 1), nn.GELU(),
+                                   nn.Conv2d(dim // compress_ratio, dim, 3, 1, 1))
+        self.cam = CAM()
+
+    def forward(self, x):
+        return self.cam(self.conv1(x))
+
+
+class Mlp(nn.Module):
+    """Transformer feed-forward: Linear, GELU, Linear."""
+
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class EnhancedAttentionBlock(nn.Module):
+    """One RAG block: (shifted-)window attention plus a parallel conv branch (with CAM), then the MLP."""
+
+    def __init__(self, dim, num_heads, window_size, shift_size, mlp_ratio, drop_path, attention):
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads, attention)
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.conv_block = ConvBranch(dim)
+
+    def forward(self, x, height, width):
+        b, _, c = x.shape
+        shortcut = x
+        x = self.norm1(x).view(b, height, width, c)
+        conv_x = self.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, height * width, c)
+        if self.shift_size:
+            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
+        windows = self.attn(window_partition(x, self.window_size), height, width, self.shift_size)
+        x = window_reverse(windows, self.window_size, height, width)
+        if self.shift_size:
+            x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+        x = shortcut + self.drop_path(x.reshape(b, height * width, c)) + conv_x * CONV_BRANCH_WEIGHT
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class AttentionBlocks(nn.Module):
+    """The blocks of a RAG; odd blocks shift their windows by half a window (when `shifted`)."""
+
+    def __init__(self, dim, depth, num_heads, window_size, shifted, mlp_ratio, drop_paths, attention):
+        super().__init__()
+        shifts = [window_size // 2 if shifted and i % 2 else 0 for i in range(depth)]
+        self.blocks = nn.ModuleList(
+            EnhancedAttentionBlock(dim, num_heads, window_size, shifts[i], mlp_ratio, drop_paths[i], attention)
+            for i in range(depth))
+
+    def forward(self, x, height, width):
+        for block in self.blocks:
+            x = block(x, height, width)
+        return x
+
+
+class RAG(nn.Module):
+    """Residual attention group: the attention blocks, a 3x3 conv on the un-embedded features, and a residual."""
+
+    def __init__(self, dim, depth, num_heads, window_size, shifted, mlp_ratio, drop_paths, attention):
+        super().__init__()
+        self.attn = AttentionBlocks(dim, depth, num_heads, window_size, shifted, mlp_ratio, drop_paths, attention)
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, x, height, width):
+        features = tokens_to_channel_first(self.attn(x, height, width), height, width)
+        return channel_last_to_tokens(self.conv(features)) + x
+
+
+class ResidualBlockNoBN(nn.Module):
+    """conv, LeakyReLU(0.2), conv, scaled by 0.2, plus the input."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.act = nn.LeakyReLU(0.2)
+
+    def forward(self, x):
+        return x + self.conv2(self.act(self.conv1(x))) * RCG_RES_SCALE
+
+
+class RCG(nn.Sequential):
+    """Residual convolution group: 16 residual blocks without batch norm (no group-level residual)."""
+
+    def __init__(self, dim, n_blocks=RCG_BLOCKS):
+        super().__init__(*(ResidualBlockNoBN(dim) for _ in range(n_blocks)))
+
+
+class SpatialAttention(nn.Module):
+    """CBAM spatial attention: sigmoid of a 7x7 conv over the channel mean and max."""
+
+    def __init__(self, kernel_size=7):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+    def forward(self, x):
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.conv1(pooled))
+
+
+class ChannelAttention(nn.Module):
+    """CBAM channel attention: sigmoid of a shared bottleneck MLP over the average- and max-pooled channels."""
+
+    def __init__(self, dim, ratio=16):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Conv2d(dim, dim // ratio, 1, bias=False), nn.ReLU(),
+                                nn.Conv2d(dim // ratio, dim, 1, bias=False))
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(F.adaptive_avg_pool2d(x, 1)) + self.fc(F.adaptive_max_pool2d(x, 1)))
+
+
+class FFM(nn.Module):
+    """Feature fusion module: conv1(cnn * SA(cnn)) + conv2(trans * CA(trans))."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.spat_attn = SpatialAttention()
+        self.chan_attn = ChannelAttention(dim)
+        self.conv1 = nn.Conv2d(dim, dim, 3, 1, 1)
+        self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
+
+    def forward(self, cnn, trans):
+        return self.conv1(cnn * self.spat_attn(cnn)) + self.conv2(trans * self.chan_attn(trans))
+
+
+class PatchEmbed(nn.Module):
+    """Image to tokens (patch size 1), then LayerNorm."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        return self.norm(channel_last_to_tokens(x))
+
+
+def make_upsampler(scale, n_feats):
+    """SwinIR's pixel-shuffle upsampler: x2 steps for powers of two, one x3 step for 3."""
+    if scale & (scale - 1) == 0:
+        layers = []
+        for _ in range(scale.bit_length() - 1):
+            layers += [nn.Conv2d(n_feats, 4 * n_feats, 3, 1, 1), nn.PixelShuffle(2)]
+        return nn.Sequential(*layers)
+    if scale == 3:
+        return nn.Sequential(nn.Conv2d(n_feats, 9 * n_feats, 3, 1, 1), nn.PixelShuffle(3))
+    raise UserError(f"--scale {scale} is not supported by ConvFormerSR: use 2, 3 or 4")
+
+
+class ConvFormerSR(nn.Module):
+    """Shallow conv, `num_block` stages of RAG + RCG + FFM, a conv plus the shallow features, pixel-shuffle upsampling.
+
+    Input (B, n_colors, H, W) in [0, rgb_range], any H, W: reflect-padded to a multiple of the window, the output is
+    cropped back to (H * scale, W * scale). No mean is subtracted (the official network does not).
+    """
+
+    def __init__(self, scale=4, n_colors=3, rgb_range=1.0, embed_dim=96, depths=(6, 6, 6, 6),
+                 num_heads=(6, 6, 6, 6), window_size=8, mlp_ratio=4.0, drop_path_rate=0.1, num_block=4, img_size=64,
+                 img_range=1.0, attention="fast"):
+        super().__init__()
+        self.scale = scale
+        self.rgb_range = rgb_range
+        self.img_range = img_range
+        # Swin's rule: a training patch no larger than a window becomes the window, and nothing is shifted.
+        shifted = img_size > window_size
+        self.window_size = window_size if shifted else img_size
+        drop_paths = torch.linspace(0, drop_path_rate, sum(depths[:num_block]), device="cpu").tolist()
+        stage_starts = [sum(depths[:i]) for i in range(num_block + 1)]
+
+        self.conv_first = nn.Conv2d(n_colors, embed_dim, 3, 1, 1)
+        self.patch_embed = PatchEmbed(embed_dim)
+        self.RAG_Layers = nn.ModuleList(
+            RAG(embed_dim, depths[i], num_heads[i], self.window_size, shifted, mlp_ratio,
+                drop_paths[stage_starts[i]:stage_starts[i + 1]], attention)
+            for i in range(num_block))
+        self.norm = nn.LayerNorm(embed_dim)
+        self.layers_after_RAG = nn.ModuleList(nn.Conv2d(embed_dim, embed_dim, 3, 1, 1) for _ in range(num_block))
+        self.RCG_Layers = nn.ModuleList(RCG(embed_dim) for _ in range(num_block))
+        self.FFM_Layers = nn.ModuleList(FFM(embed_dim) for _ in range(num_block))
+        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
+        self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, UPSAMPLE_FEATURES, 3, 1, 1),
+                                                  nn.LeakyReLU(inplace=True))
+        self.upsample = make_upsampler(scale, UPSAMPLE_FEATURES)
+        self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, n_colors, 3, 1, 1)
+        self.apply(init_swin_weights)
+
+    def set_attention(self, mode):
+        """Switch every window attention between 'fast' and 'naive' (the same weights serve both)."""
+        if mode not in ATTENTION_MODES:
+            raise UserError(f"--attention {mode!r} is unknown: use one of {', '.join(ATTENTION_MODES)}")
+        for module in self.modules():
+            if isinstance(module, WindowAttention):
+                module.attention = mode
+
+    def forward_features(self, x):
+        """The body: per stage, RAG on the tokens, RCG on the CNN path, FFM merging both into the next CNN path."""
+        height, width = x.shape[2:]
+        tokens = self.patch_embed(x)
+        cnn = x
+        for rag, after_rag, rcg, ffm in zip(self.RAG_Layers, self.layers_after_RAG, self.RCG_Layers,
+                                            self.FFM_Layers):
+            tokens = rag(tokens, height, width)
+            trans = after_rag(tokens_to_channel_first(self.norm(tokens), height, width))
+            cnn = ffm(rcg(cnn), trans)
+        return cnn
+
+    def pad_to_window(self, x):
+        """Reflect-pad bottom/right to a multiple of the window (replicate where reflection cannot reach)."""
+        height, width = x.shape[2:]
+        pad_h = -height % self.window_size
+        pad_w = -width % self.window_size
+        if not (pad_h or pad_w):
+            return x
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward(self, x):
+        height, width = x.shape[2:]
+        x = self.pad_to_window(x) * (self.img_range / self.rgb_range)
+        shallow = self.conv_first(x)
+        x = self.conv_after_body(self.forward_features(shallow)) + shallow
+        x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        x = x * (self.rgb_range / self.img_range)
+        return x[:, :, :height * self.scale, :width * self.scale]
+
+
+def init_swin_weights(module):
+    """SwinIR's initialisation: truncated-normal Linear weights, zero biases, unit LayerNorms; convs keep PyTorch's."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+DERIVED_BUFFER_SUFFIXES = (".relative_position_index", ".attn_mask")
+
+
+def convert_official_state_dict(state_dict):
+    """Drop the derived buffers the official code saves (recomputed here); idempotent, the rest is unchanged."""
+    return {k: v for k, v in state_dict.items() if not k.endswith(DERIVED_BUFFER_SUFFIXES)}
+
+
+def _as_list(value, name, length):
+    values = [value] * length if isinstance(value, int) else list(value)
+    if len(values) != length:
+        raise UserError(f"--{name} lists {len(values)} values but --num_block is {length}: give one per stage")
+    return [int(v) for v in values]
+
+
+def make_model(args):
+    """Build ConvFormerSR from the command-line namespace (optional fields fall back to the paper's defaults)."""
+    num_block = int(getattr(args, "num_block", 4))
+    embed_dim = int(getattr(args, "embed_dim", 96))
+    depths = _as_list(getattr(args, "depths", [6] * num_block), "depths", num_block)
+    num_heads = _as_list(getattr(args, "num_heads", [6] * num_block), "num_heads", num_block)
+    if any(embed_dim % h for h in num_heads):
+        raise UserError(f"--embed_dim {embed_dim} is not divisible by every --num_heads {num_heads}: change either")
+    # --patch_size is the training patch; the network's patch embedding has its own flag
+    if int(getattr(args, "embed_patch_size", 1)) != 1:
+        raise UserError("--embed_patch_size must be 1 for ConvFormerSR (the official network embeds single pixels)")
+    attention = getattr(args, "attention", "fast")
+    if attention not in ATTENTION_MODES:
+        raise UserError(f"--attention {attention!r} is unknown: use one of {', '.join(ATTENTION_MODES)}")
+    return ConvFormerSR(
+        scale=int(args.scale), n_colors=int(getattr(args, "n_colors", 3)),
+        rgb_range=float(getattr(args, "rgb_range", 1.0)), embed_dim=embed_dim, depths=depths, num_heads=num_heads,
+        window_size=int(getattr(args, "window_size", 8)), mlp_ratio=float(getattr(args, "mlp_ratio", 4.0)),
+        drop_path_rate=float(getattr(args, "drop_path_rate", 0.1)), num_block=num_block,
+        img_size=int(getattr(args, "img_size", 64)), img_range=float(getattr(args, "img_range", 1.0)),
+        attention=attention)
