@@ -28,8 +28,8 @@ SAMPLE_PRESETS = {
                                 lr_decay=20),
     ("HSENET", "Sample"): dict(epochs=3, patch_size=24, batch_size=4, lr_decay=400),
     ("HSENET", "SampleMS"): dict(epochs=3, patch_size=24, batch_size=4, lr_decay=400),
-    ("CONVFORMERSR", "Sample"): dict(epochs=2, patch_size=32, batch_size=4, decay_type="step", lr_decay=400),
-    ("CONVFORMERSR", "SampleMS"): dict(epochs=2, patch_size=32, batch_size=4, decay_type="step", lr_decay=400),
+    ("CONVFORMERSR", "Sample"): dict(epochs=3, patch_size=32, batch_size=4, decay_type="step", lr_decay=400),
+    ("CONVFORMERSR", "SampleMS"): dict(epochs=6, patch_size=32, batch_size=4, decay_type="step", lr_decay=400),
 }
 
 PRESETS_BY_NAME = {

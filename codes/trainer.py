@@ -39,8 +39,9 @@ def make_scheduler(args, optimizer):
 
 
 def average(rows):
+    """Mean of each metric over the images; a metric undefined for these images (psnr_y of 4 bands) stays NaN."""
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
 
 
 class Trainer:

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -14,3 +15,13 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip("../shared is absent (a fresh clone): skipping tests that read it")
     return SHARED
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests run tiny tensors, which gain nothing from threads; on a busy 2-core machine OpenMP barriers made
+    them many times slower. (Scripts run as subprocesses keep torch's default.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

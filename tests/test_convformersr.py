@@ -9,16 +9,6 @@ from errors import UserError
 from model import convformersr
 from model.convformersr import convert_official_state_dict, make_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP barriers make them many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 SMALL = dict(embed_dim=24, depths=[2, 2], num_heads=[2, 2], window_size=4, mlp_ratio=2.0, num_block=2, img_size=16)
 
 

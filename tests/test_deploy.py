@@ -29,14 +29,6 @@ TRANSFORM_5M = Affine(5.0, 0, 792988.0, 0, -5.0, 2050382.0)
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny convolutions run far faster on one thread than on two threads fighting over two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 def deploy(tmp_path, *flags, out="out"):
     """Run demo_deploy.main in-process; returns (output folder, manifest)."""
     out_dir = tmp_path / out

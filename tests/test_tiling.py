@@ -16,14 +16,6 @@ EXACT_OVERLAP = 24
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny convolutions run far faster on one thread than on two threads fighting over two busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 @pytest.fixture(scope="module")
 def basic_x4():
     torch.manual_seed(3)
