@@ -166,6 +166,22 @@ def adopt_architecture(args, path):
             setattr(args, flag, tuple(value) if flag == "data_mean" and value is not None else value)
 
 
+def adopt_official_settings(model, state, path):
+    """An official state_dict carries no settings, but some are implied by its weights (HSENet's mean shift holds
+    its --rgb_range): adopt them unless the user gave a different value, which is an error."""
+    infer = getattr(model.module, "settings_from_state_dict", None)
+    args = model.args
+    for flag, value in (infer(state) if infer else {}).items():
+        current = getattr(args, flag)
+        if abs(value - current) <= 1e-6 * max(1.0, abs(value)):
+            continue
+        if flag in getattr(args, "explicit_flags", ()):
+            raise UserError(f"{path} was trained with --{flag} {value:g}, not {current:g}: drop --{flag} or pass "
+                            f"--{flag} {value:g}")
+        print(f"note: {path} was trained with --{flag} {value:g}; using it")
+        setattr(args, flag, value)
+
+
 def describe_mismatch(net, state):
     own = net.state_dict()
     missing = [k for k in own if k not in state]
@@ -187,6 +203,8 @@ def load_weights(model, path):
     convert = getattr(model.module, "convert_official_state_dict", None)
     if convert is not None:
         state = convert(state)
+    if saved_args is None:
+        adopt_official_settings(model, state, path)
     net = model.net
     problem = describe_mismatch(net, state)
     if problem:

@@ -198,6 +198,18 @@ class HSENET(nn.Module):
         return self.add_mean(x)
 
 
+def settings_from_state_dict(state):
+    """Flags an official state_dict implies: its mean shift stores -rgb_range * UC Merced mean, so it tells the
+    value range the network was trained on (1 or 255). Empty when the bias is not a multiple of that mean."""
+    bias = state.get("sub_mean.bias")
+    if bias is None or bias.numel() != len(UC_MERCED_RGB_MEAN):
+        return {}
+    ranges = -bias.double() / torch.tensor(UC_MERCED_RGB_MEAN, dtype=torch.float64)
+    if float(ranges.min()) <= 0 or float(ranges.max() - ranges.min()) > 1e-3 * float(ranges.max()):
+        return {}
+    return {"rgb_range": round(float(ranges.mean()), 3)}
+
+
 def band_mean_for(n_colors, data_mean):
     """The mean the mean shift removes: ``data_mean`` if given, else UC Merced's for RGB, else zeros."""
     if data_mean is None:
