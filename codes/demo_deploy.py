@@ -1,6 +1,7 @@
 """Super-resolve images or whole georeferenced scenes with a trained network.
 
     cd codes && python demo_deploy.py --model=HSENET --scale=4                      # the dataset's test LR
+    python demo_deploy.py --model=HSENET --scale=3 --dataset=UCMerced --dir_data /data/UCMerced  # its test split
     python demo_deploy.py --model=BASIC --scale=4 --dir_data scene.tif --dir_out out/ --tile 256 --tile_overlap 48
     python demo_deploy.py --model=BASIC --scale=4 --dir_data my_lr/ --recursive --compare my_hr/
 
@@ -55,9 +56,19 @@ def resolve_checkpoint(args):
     return str(path)
 
 
+def on_dataset(args):
+    """True when the input is a dataset's --data_test split: no --dir_data, or --dir_data naming a dataset root
+    (<root>/<split>/LR_x<s>, as for training). Its HR is then the ground truth."""
+    return not args.dir_data or (Path(args.dir_data) / args.data_test / f"LR_x{args.scale}").is_dir()
+
+
 def input_files(args, out_dir):
-    """(source root, list of image paths) from --dir_data (a file or folder) or the dataset's test LR."""
-    source = Path(args.dir_data) if args.dir_data else dataset_root(args) / args.data_test / f"LR_x{args.scale}"
+    """(source root, list of image paths) from --dir_data (an image, a folder, or a dataset root) or the dataset's
+    test LR."""
+    if on_dataset(args):
+        source = dataset_root(args) / args.data_test / f"LR_x{args.scale}"
+    else:
+        source = Path(args.dir_data)
     if source.is_file():
         return source.parent, [source]
     if not source.exists():
@@ -76,7 +87,7 @@ def input_files(args, out_dir):
 def output_dir(args):
     if args.dir_out:
         return Path(args.dir_out)
-    name = args.dataset if not args.dir_data else Path(args.dir_data).stem
+    name = args.dataset if on_dataset(args) else Path(args.dir_data).stem
     return Path(args.dir_experiment) / "results" / f"{args.model}x{args.scale}_{name}"
 
 
@@ -209,9 +220,9 @@ def restore_nodata(image, mask, nodata, scale, row):
 
 
 def write_manifest(out_dir, args, checkpoint, source, records, skipped, figures, seconds):
-    on_dataset = not args.dir_data  # the dataset's test LR: its HR is the ground truth
-    manifest = {"model": args.model, "scale": args.scale, "dataset": args.dataset if on_dataset else None,
-                "gt": str((dataset_root(args) / args.data_test / "HR").resolve()) if on_dataset else None,
+    known_gt = on_dataset(args)
+    manifest = {"model": args.model, "scale": args.scale, "dataset": args.dataset if known_gt else None,
+                "gt": str((dataset_root(args) / args.data_test / "HR").resolve()) if known_gt else None,
                 "checkpoint": checkpoint or None, "source": str(Path(source).resolve()),
                 "outputs": [r["output"] for r in records], "skipped": skipped,
                 "n_colors": args.n_colors, "bands": args.bands, "data_range": args.data_range,

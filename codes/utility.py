@@ -23,7 +23,7 @@ def run_dir(save, experiment_dir=EXPERIMENT_DIR):
     """experiment/<save>, refusing a --save that escapes experiment/ (absolute paths, '..', the folder itself)."""
     root = Path(experiment_dir).resolve()
     target = (root / save).resolve()
-    if root not in target.parents or target.name in ("results", "cache") and target.parent == root:
+    if root not in target.parents or (target.parent == root and target.name in ("results", "cache")):
         raise UserError(f"--save {save!r} must name a folder inside {root} (no absolute path, no '..', "
                         f"not 'results' or 'cache')")
     return target

@@ -51,8 +51,15 @@ class Data:
     def __init__(self, args):
         self.args = args
         self.generator = torch.Generator()
+        self.loaders = {}
 
     def loader(self, split, train=False):
+        """The loader of a split, built once (scanning and caching a large dataset takes a while)."""
+        if (split, train) not in self.loaders:
+            self.loaders[split, train] = self.make_loader(split, train)
+        return self.loaders[split, train]
+
+    def make_loader(self, split, train):
         args = self.args
         dataset = make_dataset(args, split, train=train)
         return DataLoader(dataset, batch_size=args.batch_size if train else 1, shuffle=train,
