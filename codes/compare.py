@@ -60,7 +60,8 @@ def write_figure(args, lr_path, sr_path, hr_dir, rel, out_dir):
     if hr.shape != sr.shape:
         raise UserError(f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}x{hr.shape[2]} after mod-crop to x{s}, the SR is "
                         f"{sr.shape[1]}x{sr.shape[0]}x{sr.shape[2]}: give the HR images the LR were made from")
-    bicubic = imresize.bicubic_upsample(lr, s)
+    # The BICUBIC model's definition: MATLAB imresize on the values as doubles, rounded once at the end.
+    bicubic = image_io.to_dtype(imresize.imresize(lr.astype(np.float64), s), lr.dtype)
     data_range = args.data_range or image_io.dtype_max(hr.dtype)
     psnr_bicubic = metrics.calculate_psnr(bicubic, hr, crop_border=s, data_range=data_range)
     psnr_sr = metrics.calculate_psnr(sr, hr, crop_border=s, data_range=data_range)

@@ -24,6 +24,7 @@ import rasterio
 import torch
 from tqdm import tqdm
 
+import atomic
 import image_io
 import option
 import tiling
@@ -229,9 +230,7 @@ def write_manifest(out_dir, args, checkpoint, source, records, skipped, figures,
                 "self_ensemble": args.self_ensemble, "precision": args.precision,
                 "images": records, "figures": figures, "seconds": round(seconds, 3)}
     path = out_dir / "manifest.json"
-    tmp = path.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(manifest, indent=2))
     return path
 
 

@@ -5,9 +5,7 @@ float32, ...). 3-band PNG/JPG are in R, G, B order. Every write is atomic: a tem
 os.replace, so an interrupted run never leaves a half-written image under the final name.
 """
 import math
-import os
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -21,6 +19,8 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+import imresize
+from atomic import atomic_target
 from errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -91,10 +91,7 @@ def to_dtype(array, dtype):
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(dtype)
         return np.clip(array, info.min, info.max).astype(dtype)
-    info = np.iinfo(dtype)
-    values = np.nan_to_num(array.astype(np.float64), nan=0.0)
-    rounded = np.sign(values) * np.floor(np.abs(values) + 0.5)
-    return np.clip(rounded, info.min, info.max).astype(dtype)
+    return imresize.round_and_saturate(np.nan_to_num(array.astype(np.float64), nan=0.0), dtype)
 
 
 def modcrop(img, scale):
@@ -232,7 +229,7 @@ def write_image(path, array, meta=None, scale=1):
 
 
 def _write_atomically(path, suffix, array, geo, scale):
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         if suffix in TIFF_EXTENSIONS and geo is not None:
             _write_geotiff(tmp, array, geo, scale)
         elif suffix in TIFF_EXTENSIONS:
@@ -269,33 +266,6 @@ def _check_writable(path, array, suffix):
 
 def _squeeze_single_band(array):
     return array[:, :, 0] if array.shape[2] == 1 else array
-
-
-class _atomic_target:
-    """Context manager yielding a temp path next to `path`; renamed onto `path` on success, removed on failure."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def __enter__(self):
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.tmp.unlink(missing_ok=True)
-            return False
-        os.chmod(self.tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(self.tmp, self.path)
-        return False
-
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write_plain_tiff(path, array):
@@ -411,7 +381,7 @@ class GeoTiffWindowWriter:
         if self.path.suffix.lower() not in TIFF_EXTENSIONS:
             raise UserError(f"cannot write {self.path} window by window: use a .tif output")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._target = _atomic_target(self.path)
+        self._target = atomic_target(self.path)
         tmp = self._target.__enter__()
         height, width, bands = self.shape
         profile = _geotiff_profile(height, width, bands, self.dtype, self.geo, self.scale, tiled=True)

@@ -37,27 +37,14 @@ def main(argv=None):
     for model in ("BICUBIC", known.model):
         print(f"== 2/3 deploy {model} on the Sample test LR ==")
         demo_deploy.main([f"--model={model}", f"--scale={known.scale}", "--dataset=Sample"]
-                         + ([f"--pre_train={checkpoint}"] if model != "BICUBIC" else []) + extra_model_flags(extra))
+                         + ([f"--pre_train={checkpoint}"] if model != "BICUBIC" else [])
+                         + [f for f in extra if f == "--cpu"])  # the checkpoint brings its own size flags
         sr_dir = RESULTS_DIR / f"{model}x{known.scale}_Sample"
         print(f"== 3/3 evaluate {model} ==")
         calculate_PSNR_SSIM.main(["--sr", str(sr_dir)])
         rows[model] = average_row(sr_dir / "psnr_ssim.csv")
     print_comparison(rows)
     return 0
-
-
-def extra_model_flags(extra):
-    """Only the architecture flags (e.g. --n_feats 16) apply to deploy; training flags do not."""
-    keep = ("--n_feats", "--n_resblocks", "--n_basic_modules", "--embed_dim", "--depths", "--num_heads",
-            "--window_size", "--num_block", "--n_colors", "--cpu")
-    out, i = [], 0
-    while i < len(extra):
-        flag = extra[i].split("=")[0]
-        takes_value = "=" not in extra[i] and flag != "--cpu"
-        if flag in keep:
-            out.extend(extra[i:i + 1 + takes_value])
-        i += 1 + takes_value
-    return out
 
 
 def print_comparison(rows):

@@ -164,10 +164,10 @@ class Trainer:
         args, dataset = self.args, loader.dataset
         tile, overlap = (self.model.default_tile() if args.chop else (0, 0))
         rows = []
-        for lr_img, hr_img, name in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        for index, (lr_img, _, name) in enumerate(tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)):
             sr = self.model(lr_img.to(self.device), tile=tile, tile_overlap=overlap)
             sr_img = utility.tensor_to_image(sr[0], args.rgb_range, dataset.data_range, dataset.dtype)
-            hr_img = utility.tensor_to_image(hr_img[0], args.rgb_range, dataset.data_range, dataset.dtype)
+            hr_img = dataset.load_pair(index)[1]  # the file's own values (batch 1, unshuffled: index = item)
             row = metrics.evaluate_pair(sr_img, hr_img, scale=args.scale, crop_border=args.scale,
                                         data_range=dataset.data_range, bands=args.bands,
                                         indices=args.spectral_index if args.bands else ())

@@ -1,15 +1,14 @@
 """Run folders, logs, CSV, plots, atomic checkpoint writes, seeding and RNG state."""
 import csv
 import datetime
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import image_io
+from atomic import atomic_target
 from errors import UserError
 from paths import EXPERIMENT_DIR
 
@@ -31,16 +30,9 @@ def run_dir(save, experiment_dir=EXPERIMENT_DIR):
 
 def atomic_torch_save(obj, path):
     """torch.save to a temp file in the same folder, then rename: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class RunFolder:

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
 import image_io  # noqa: E402
 import metrics  # noqa: E402
+from atomic import atomic_target  # noqa: E402
 from errors import OneLineParser, UserError, run_cli  # noqa: E402
 from paths import DATASETS_DIR, EXPERIMENT_DIR  # noqa: E402
 
@@ -131,13 +132,11 @@ def with_average(rows):
 def write_csv(path, columns, rows):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_target(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["image"] + columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.10f}" if isinstance(v, float) else v) for k, v in row.items()})
-    tmp.replace(path)
 
 
 def print_table(columns, rows):

@@ -6,7 +6,6 @@ beside the sources) that is rebuilt when a source's size or mtime changes or the
 """
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+import atomic
 import image_io
 import imresize
 from errors import UserError
@@ -26,7 +26,7 @@ class BinaryCache:
     """Decoded arrays as .npy files under one cache folder per source root, each with a `.stamp` of its source."""
 
     def __init__(self, cache_dir, source_root, reset=False):
-        source_root = Path(source_root).resolve()
+        source_root = Path(os.path.abspath(source_root))  # not resolve(): a symlinked split stays under the root
         digest = hashlib.sha1(str(source_root).encode()).hexdigest()[:8]
         self.dir = Path(cache_dir) / f"{source_root.name}_{digest}"
         self.source_root = source_root
@@ -34,7 +34,7 @@ class BinaryCache:
         self.refreshed = set()  # entries rebuilt by this process (sep_reset rebuilds each once)
 
     def entry(self, source, tag=""):
-        rel = Path(source).resolve().relative_to(self.source_root)
+        rel = Path(os.path.abspath(source)).relative_to(self.source_root)
         return self.dir / rel.parent / f"{rel.name}{tag}.npy"
 
     @staticmethod
@@ -56,21 +56,11 @@ class BinaryCache:
                 pass  # unreadable cache file: rebuild it below
         array = decode(source)
         npy.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(npy, lambda f: np.save(f, array, allow_pickle=False))
-        _atomic_write(stamp_file, lambda f: f.write(stamp.encode()))  # after the data: a crash leaves it stale
+        with atomic.atomic_target(npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        atomic.write_text(stamp_file, stamp)  # after the data: a crash in between leaves the entry stale
         self.refreshed.add(npy)
         return array
-
-
-def _atomic_write(path, write):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class SRData(Dataset):
@@ -91,11 +81,15 @@ class SRData(Dataset):
         if args.ext.startswith("sep"):
             self.cache = BinaryCache(args.dir_cache, self.root, reset=args.ext == "sep_reset")
         self.images = None
+        first_hr = self.load_pair(0)[1]
         if args.ext != "img":  # build the cache (and check every pair) up front, not during the first epoch
-            pairs = [self.load_pair(i) for i in tqdm(range(len(self.hr_files)), desc=f"{args.ext} {split}",
-                                                     leave=False, disable=len(self.hr_files) < 100)]
-            self.images = pairs if args.ext == "ram" else None
-        first_hr = self.images[0][1] if self.images else self.load_pair(0)[1]
+            indices = tqdm(range(len(self.hr_files)), desc=f"{args.ext} {split}", leave=False,
+                           disable=len(self.hr_files) < 100)
+            if args.ext == "ram":
+                self.images = [self.load_pair(i) for i in indices]
+            else:
+                for i in indices:  # sep: only the cache is built; nothing is kept
+                    self.load_pair(i)
         self.dtype = first_hr.dtype
         self.data_range = float(args.data_range or image_io.dtype_max(self.dtype))
 

@@ -53,12 +53,13 @@ class Model(nn.Module):
         self.scale = args.scale
         self.device = select_device(args)
         self.module = network_module(args.model)
-        if args.pre_train:
-            adopt_architecture(args, args.pre_train)
+        checkpoint = read_checkpoint(args.pre_train) if args.pre_train else None
+        if checkpoint is not None:
+            adopt_architecture(args, checkpoint, args.pre_train)
         self.model = self.module.make_model(args).to(self.device)
         self.amp_dtype = autocast_dtype(args, self.device)
-        if args.pre_train:
-            load_weights(self, args.pre_train)
+        if checkpoint is not None:
+            load_weights(self, checkpoint, args.pre_train)
         if self.device.type == "cuda" and args.n_GPUs > 1:
             self.model = nn.DataParallel(self.model, list(range(args.n_GPUs)))
 
@@ -151,12 +152,12 @@ def check_checkpoint_args(saved, args, path):
                         f"{saved['scale']} or a x{args.scale} checkpoint")
 
 
-def adopt_architecture(args, path):
+def adopt_architecture(args, checkpoint, path):
     """Take the size flags (--n_feats, --embed_dim, ...) that a checkpoint of ours records, unless the user gave them,
     so `--pre_train run/model/model_best.pt` rebuilds the network it was trained as."""
     from option import ARCHITECTURE_FLAGS
 
-    _, saved = state_dict_of(read_checkpoint(path), path)
+    _, saved = state_dict_of(checkpoint, path)
     if not saved or saved.get("model") != args.model:
         return  # official state_dicts carry no settings; another model's checkpoint fails in load_weights
     given = set(getattr(args, "explicit_flags", ()))
@@ -195,10 +196,11 @@ def describe_mismatch(net, state):
     return "; ".join(parts)
 
 
-def load_weights(model, path):
-    """Load `path` into model.net strictly; any mismatch is one readable line, never a partial load."""
+def load_weights(model, checkpoint, path):
+    """Load a checkpoint (read from `path`) into model.net strictly; any mismatch is one readable line, never a
+    partial load."""
     args = model.args
-    state, saved_args = state_dict_of(read_checkpoint(path), path)
+    state, saved_args = state_dict_of(checkpoint, path)
     check_checkpoint_args(saved_args, args, path)
     convert = getattr(model.module, "convert_official_state_dict", None)
     if convert is not None:

@@ -1,7 +1,9 @@
 """BICUBIC: MATLAB-bicubic upsampling as a network with no parameters (the baseline every SR paper reports).
 
 It uses the weights of the one MATLAB `imresize` implementation (imresize.contributions), applied as two dense
-matrix products, so it runs on any device and any number of bands, and deploys without a checkpoint.
+matrix products, so it runs on any device and any number of bands, and deploys without a checkpoint. Like MATLAB's
+imresize on double data it does not round between the two passes (MATLAB on uint8 does, which moves some pixels by
+a level or two); the result is rounded once, when it is written.
 """
 import torch
 import torch.nn as nn

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from errors import UserError
+
 
 def default_conv(in_channels, out_channels, kernel_size, bias=True):
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
@@ -63,5 +65,5 @@ class Upsampler(nn.Sequential):
             if act:
                 layers.append(nn.ReLU(True))
         else:
-            raise ValueError(f"unsupported scale {scale}: use 2, 3 or 4")
+            raise UserError(f"--scale {scale} is not supported: use 2, 3 or 4")
         super().__init__(*layers)

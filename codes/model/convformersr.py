@@ -23,6 +23,7 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 from errors import UserError
+from model import common
 
 ATTENTION_MODES = ("fast", "naive")
 SHIFT_MASK_VALUE = -100.0  # the official (Swin) value for pairs of tokens from different regions of a shifted window
@@ -342,18 +343,6 @@ class PatchEmbed(nn.Module):
         return self.norm(channel_last_to_tokens(x))
 
 
-def make_upsampler(scale, n_feats):
-    """SwinIR's pixel-shuffle upsampler: x2 steps for powers of two, one x3 step for 3."""
-    if scale & (scale - 1) == 0:
-        layers = []
-        for _ in range(scale.bit_length() - 1):
-            layers += [nn.Conv2d(n_feats, 4 * n_feats, 3, 1, 1), nn.PixelShuffle(2)]
-        return nn.Sequential(*layers)
-    if scale == 3:
-        return nn.Sequential(nn.Conv2d(n_feats, 9 * n_feats, 3, 1, 1), nn.PixelShuffle(3))
-    raise UserError(f"--scale {scale} is not supported by ConvFormerSR: use 2, 3 or 4")
-
-
 class ConvFormerSR(nn.Module):
     """Shallow conv, `num_block` stages of RAG + RCG + FFM, a conv plus the shallow features, pixel-shuffle upsampling.
 
@@ -387,7 +376,7 @@ class ConvFormerSR(nn.Module):
         self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, 1, 1)
         self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, UPSAMPLE_FEATURES, 3, 1, 1),
                                                   nn.LeakyReLU(inplace=True))
-        self.upsample = make_upsampler(scale, UPSAMPLE_FEATURES)
+        self.upsample = common.Upsampler(common.default_conv, scale, UPSAMPLE_FEATURES)  # SwinIR's pixelshuffle
         self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, n_colors, 3, 1, 1)
         self.apply(init_swin_weights)
 
