@@ -131,6 +131,7 @@ def precision_accuracy(opts, device):
     import numpy as np
 
     import image_io
+    import metrics
 
     torch.manual_seed(0)
     model = make_model(model_args(opts.scale, opts.embed_dim)).to(device).eval()
@@ -144,7 +145,7 @@ def precision_accuracy(opts, device):
             with torch.autocast(device.type, dtype=dtype):
                 out = model(x).float().clamp(0, 1) * 255
             mse = float(((out - reference) ** 2).mean())
-            psnr = 10 * np.log10(255**2 / mse) if mse > 0 else float("inf")
+            psnr = metrics.psnr_from_mse(mse, 255)
             print(f"{device.type.upper()} autocast {label} vs fp32 on {lr.shape[1]}x{lr.shape[0]} real LR: max |diff| "
                   f"{float((out - reference).abs().max()):.3f} levels, PSNR {psnr:.2f} dB")
 

@@ -72,7 +72,7 @@ def write_figure(args, lr_path, sr_path, hr_dir, rel, out_dir):
     captions = [("LR", f"nearest x{s}"), ("bicubic", f"PSNR {format_db(psnr_bicubic)}"),
                 (f"SR {args.model}", f"PSNR {format_db(psnr_sr)}"), ("HR", "reference")]
     bands = display_bands(args.bands, hr.shape[2])
-    limits = stretch_limits(hr[window][..., bands]) if needs_stretch(hr) else None
+    limits = image_io.stretch_limits(hr[window][..., bands], STRETCH_PERCENTILES) if needs_stretch(hr) else None
     canvas = compose([to_display(p[..., bands], limits) for p in panels], captions)
     path = (out_dir / "compare" / rel).with_suffix(".png")
     image_io.write_image(path, canvas)
@@ -113,21 +113,12 @@ def needs_stretch(image):
     return image.dtype != np.uint8 or image.shape[2] > 3
 
 
-def stretch_limits(reference):
-    """Per-band (low, high) display limits from percentiles of the reference crop."""
-    low, high = np.percentile(reference.reshape(-1, reference.shape[2]).astype(np.float64), STRETCH_PERCENTILES,
-                              axis=0)
-    return low, np.maximum(high, low + 1e-6)
-
-
 def to_display(image, limits):
     """(H, W, 1 or 3) -> uint8 RGB: stretched between `limits`, or as is (8-bit) when limits is None."""
     if limits is None:
         rgb = image.astype(np.uint8)
     else:
-        low, high = limits
-        scaled = (image.astype(np.float64) - low) / (high - low)
-        rgb = image_io.to_dtype(np.clip(scaled, 0.0, 1.0) * 255.0, np.uint8)
+        rgb = image_io.stretch_to_uint8(image, *limits)
     return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
 
 

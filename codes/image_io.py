@@ -94,6 +94,18 @@ def to_dtype(array, dtype):
     return imresize.round_and_saturate(np.nan_to_num(array.astype(np.float64), nan=0.0), dtype)
 
 
+def stretch_limits(image, percentiles=(2, 98), valid=None):
+    """Per-band (low, high) percentiles of an (H, W, C) image, over the `valid` (H, W) pixels when given."""
+    pixels = image[valid] if valid is not None else image.reshape(-1, image.shape[2])
+    low, high = np.percentile(pixels.astype(np.float64), percentiles, axis=0)
+    return low, np.maximum(high, low + 1e-6)  # a flat band must not divide by zero
+
+
+def stretch_to_uint8(image, low, high):
+    """Linear per-band stretch of [low, high] onto 0..255, rounded half away from zero and saturated."""
+    return to_dtype((image.astype(np.float64) - low) * (255.0 / (high - low)), np.uint8)
+
+
 def modcrop(img, scale):
     """Crop the bottom/right so that height and width are multiples of `scale` (the SR convention for HR)."""
     height, width = img.shape[0], img.shape[1]

@@ -10,8 +10,6 @@ import torch.nn as nn
 import metrics
 from errors import UserError
 
-INDEX_EPS = 1e-6
-
 
 class SpectralIndexLoss(nn.Module):
     """Mean over indices of |ND(SR) - ND(HR)|, with ND(a, b) = (a - b) / (a + b + eps)."""
@@ -29,8 +27,7 @@ class SpectralIndexLoss(nn.Module):
     def normalized_difference(x, a, b):
         # The data are reflectances >= 0; clamp so that a dark pixel's tiny negative SR value cannot flip the sign
         # of the denominator and blow the ratio up.
-        xa, xb = x[:, a].clamp(min=0), x[:, b].clamp(min=0)
-        return (xa - xb) / (xa + xb + INDEX_EPS)
+        return metrics.normalized_difference(x[:, a].clamp(min=0), x[:, b].clamp(min=0))
 
     def forward(self, sr, hr):
         terms = [torch.abs(self.normalized_difference(sr, a, b) - self.normalized_difference(hr, a, b)).mean()

@@ -128,15 +128,12 @@ class SRData(Dataset):
             return self.images[i]
         hr_path = self.hr_files[i]
         hr = image_io.modcrop(self.read(hr_path), self.scale)
-        if self.lr_from_hr:
-            lr = self.read(hr_path, f".x{self.scale}", self.make_lr)
+        if self.lr_from_hr:  # cached beside the HR's entry, keyed on the HR file's stamp
+            lr = self.read(hr_path, f".x{self.scale}", lambda _: imresize.bicubic_downsample(hr, self.scale))
         else:
             lr = self.read(self.lr_files[i])
         self.check_pair(lr, hr, i)
         return lr, hr
-
-    def make_lr(self, hr_path):
-        return imresize.bicubic_downsample(image_io.modcrop(image_io.read_image(hr_path), self.scale), self.scale)
 
     def check_pair(self, lr, hr, i):
         s, n = self.scale, self.args.n_colors

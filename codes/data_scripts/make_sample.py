@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from errors import OneLineParser, UserError, run_cli
-from image_io import read_image_with_meta, to_dtype, window_meta
+from image_io import read_image_with_meta, stretch_limits, stretch_to_uint8, window_meta
 from paths import DATASETS_DIR, REPO_ROOT
 from prepare_dataset import SPLIT_NAMES, write_sample
 
@@ -51,16 +51,6 @@ def parse_args(argv):
 def tile_grid(height, width, tile):
     """Top-left corners of the non-overlapping tiles that fit the scene, row-major."""
     return [(r, c) for r in range(0, height - tile + 1, tile) for c in range(0, width - tile + 1, tile)]
-
-
-def percentile_stretch(image, valid, percentiles=STRETCH_PERCENTILES):
-    """Per-band linear stretch of the [p_low, p_high] range over the valid pixels onto 0..255 (uint8)."""
-    out = np.empty(image.shape, np.uint8)
-    for band in range(image.shape[2]):
-        low, high = np.percentile(image[:, :, band][valid], percentiles)
-        scaled = (image[:, :, band].astype(np.float64) - low) * (255.0 / (high - low))
-        out[:, :, band] = to_dtype(scaled, np.uint8)
-    return out
 
 
 def textured_tiles(image, valid, tile, count):
@@ -98,7 +88,7 @@ def make_landsat_rgb(registry, dst):
     scene, meta = read_image_with_meta(registry / LANDSAT_SCENE)
     scene = scene[:, :, LANDSAT_BGR_TO_RGB]
     valid = (scene > 0).all(axis=2)  # Landsat fills outside the footprint with 0 (no nodata tag in this file)
-    rgb = percentile_stretch(scene, valid)
+    rgb = stretch_to_uint8(scene, *stretch_limits(scene, STRETCH_PERCENTILES, valid))
     corners = textured_tiles(rgb, valid, LANDSAT_TILE, sum(LANDSAT_SPLIT))
     png_meta = replace(meta, dtype=rgb.dtype, geo=None)  # PNG tiles: no georeferencing
     write_tiles(rgb, png_meta, assign_splits(corners, LANDSAT_SPLIT), LANDSAT_TILE, dst, "landsat", ".png")
