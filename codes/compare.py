@@ -43,12 +43,10 @@ def write_figures(args, source, outputs, out_dir):
 
 def find_hr(hr_dir, rel):
     """The HR of `rel` in hr_dir: same relative path, else same name in hr_dir, with any image extension."""
-    names = [rel.name] + [rel.stem + ext for ext in image_io.IMAGE_EXTENSIONS]
-    names += [name[: -len(Path(name).suffix)] + Path(name).suffix.upper() for name in names]
     for folder in (hr_dir / rel.parent, hr_dir):
-        for name in names:
-            if (folder / name).is_file():
-                return folder / name
+        found = image_io.find_image(folder, rel.stem, prefer=rel.suffix.lower())
+        if found:
+            return found
     raise UserError(f"no HR image {rel.stem}.<ext> in {hr_dir} (nor in {hr_dir / rel.parent})")
 
 

@@ -71,6 +71,16 @@ def list_images(folder, recursive=False):
     return [folder / r for r in sorted(visible, key=lambda r: r.as_posix())]
 
 
+def find_image(folder, stem, prefer=None):
+    """The image `<stem>.<ext>` in folder (any supported extension, either case; `prefer` first), or None."""
+    exts = [e for e in (prefer,) if e] + [e for e in IMAGE_EXTENSIONS if e != prefer]
+    for ext in exts:
+        for candidate in (Path(folder) / f"{stem}{ext}", Path(folder) / f"{stem}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 # ----------------------------------------------------------------------------------------------------------- dtypes
 def dtype_max(dtype):
     """Nominal peak value of a dtype: 255 for uint8, 65535 for uint16, 32767 for int16, 1.0 for floats."""

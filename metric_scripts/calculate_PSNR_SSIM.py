@@ -80,10 +80,9 @@ def resolve_inputs(args):
 
 
 def find_sr(sr_dir, stem, suffix):
-    for ext in image_io.IMAGE_EXTENSIONS:
-        for candidate in (sr_dir / f"{stem}{suffix}{ext}", sr_dir / f"{stem}{suffix}{ext.upper()}"):
-            if candidate.is_file():
-                return candidate
+    found = image_io.find_image(sr_dir, f"{stem}{suffix}")
+    if found:
+        return found
     raise UserError(f"no SR image for {stem} in {sr_dir} (looked for {stem}{suffix}.<ext>); check --sr/--suffix")
 
 
