@@ -54,6 +54,8 @@ class Trainer:
         self.device = model.device
         self.optimizer = make_optimizer(args, [p for p in model.parameters() if p.requires_grad])
         self.scheduler = make_scheduler(args, self.optimizer)
+        # fp16 autocast needs loss scaling so small gradients do not flush to zero; a no-op otherwise
+        self.scaler = torch.amp.GradScaler("cuda", enabled=model.amp_dtype == torch.float16)
         self.epoch = 0
         self.best = -math.inf
         self.nan_streak = 0
@@ -63,7 +65,8 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def state(self):
         return {"model": self.model.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "best": self.best,
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "best": self.best,
                 "rng": utility.rng_state(), "generator": self.data.generator.get_state(),
                 "args": {k: v for k, v in vars(self.args).items() if isinstance(v, (int, float, str, bool, list,
                                                                                     tuple, type(None)))}}
@@ -81,6 +84,8 @@ class Trainer:
         self.model.net.load_state_dict(ckpt["model"], strict=True)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.best = int(ckpt["epoch"]), float(ckpt["best"])
         utility.set_rng_state(ckpt["rng"])
         self.data.generator.set_state(ckpt["generator"])
@@ -138,10 +143,12 @@ class Trainer:
                                 f"{self.epoch}; lower --lr (now {self.args.lr}) or check the data for NaNs")
             return None
         self.nan_streak = 0
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if self.args.gclip > 0:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.gclip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return float(loss.detach())
 
     def finish_epoch(self, train_loss, scores, seconds):
