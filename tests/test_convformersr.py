@@ -196,3 +196,20 @@ def test_bad_settings_raise_user_errors_naming_the_flag(overrides, flag):
     args = argparse.Namespace(**{**SMALL, "scale": 2, **overrides})
     with pytest.raises(UserError, match=flag):
         make_model(args)
+
+
+def test_full_size_defaults_fast_equals_official_path():
+    """The paper's network (embed_dim 96, depths/heads 6x4, window 8): fast attention equals the official path on an
+    input that is not a multiple of the window (the fixtures are small configs; the official path is the reference)."""
+    torch.manual_seed(0)
+    model = make_model(argparse.Namespace(scale=3, n_colors=3, rgb_range=1.0)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("cam.gamma"):
+                param.fill_(0.3)
+        x = torch.rand(1, 3, 13, 19)
+        model.set_attention("naive")
+        official = model(x)
+        model.set_attention("fast")
+        torch.testing.assert_close(model(x), official, rtol=1e-4, atol=1e-5)
+    assert official.shape == (1, 3, 39, 57)

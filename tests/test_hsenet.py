@@ -138,3 +138,17 @@ def test_user_mistakes_raise_user_error():
         small_net("flash")
     with pytest.raises(UserError, match="2x2"):
         small_net("fast")(torch.rand(1, 3, 5, 1))
+
+
+def test_full_size_defaults_fast_equals_official_path():
+    """The paper's network (n_feats 64, 10 modules): the fast path equals the official matmul-softmax-matmul path.
+    (The fixtures are small configs; no official full-size output exists, so the official path is the reference.)"""
+    torch.manual_seed(1)
+    args = argparse.Namespace(scale=4, n_colors=3, rgb_range=1.0, attention="naive")
+    naive = hsenet.make_model(args)
+    randomise_nonlocal_outputs(naive)
+    fast = hsenet.make_model(argparse.Namespace(**{**vars(args), "attention": "fast"}))
+    fast.load_state_dict(naive.state_dict(), strict=True)
+    x = torch.rand(1, 3, 13, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), naive(x), rtol=1e-5, atol=1e-5)
