@@ -173,3 +173,8 @@ def test_corrupt_image_is_named(tmp_path, small_root):
     hr_path.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     with pytest.raises(UserError, match=hr_path.name):
         make_dataset(make_args(tmp_path, small_root, "--ext", "ram"), "val")
+
+
+def test_missing_ucmerced_says_where_to_download(tmp_path):
+    with pytest.raises(UserError, match="UCMerced_LandUse.zip"):
+        make_dataset(make_args(tmp_path, tmp_path / "nowhere", "--dataset", "UCMerced"), "val")

@@ -14,22 +14,43 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.srdata import SRData
-from errors import UserError
 from paths import DATASETS_DIR
 
 
+class Sample(SRData):
+    """Embedded: 40 RGB 8-bit 120x120 tiles of a Landsat-8 scene (datasets/Sample; see datasets/README.md)."""
+
+
+class SampleMS(SRData):
+    """Embedded: 20 four-band (blue, green, red, NIR) uint8 GeoTIFF tiles (datasets/SampleMS)."""
+
+
+class UCMerced(SRData):
+    """UC Merced Land Use (21 classes x 100 images, 256x256), prepared into the layout by prepare_dataset.py."""
+
+    how_to_get = ("download UCMerced_LandUse.zip (http://weegee.vision.ucmerced.edu/datasets/landuse.html), then "
+                  "`python codes/data_scripts/prepare_dataset.py --src UCMerced_LandUse/Images --dst "
+                  "datasets/UCMerced`")
+
+
+class AID(SRData):
+    """The Aerial Image Dataset (30 classes, 600x600), prepared into the layout by prepare_dataset.py."""
+
+    how_to_get = ("download AID (https://captain-whu.github.io/AID/), then "
+                  "`python codes/data_scripts/prepare_dataset.py --src AID --dst datasets/AID --ext png`")
+
+
+class Paired(SRData):
+    """Any LR/HR pairs in the layout, e.g. cross-sensor (Landsat-8 LR, Sentinel-2 HR): nothing is regenerated."""
+
+
 class HROnly(SRData):
+    """Only <split>/HR: the LR is MATLAB-bicubic of the mod-cropped HR, made on the fly (and cached with sep)."""
+
     lr_from_hr = True
 
 
-DATASET_CLASSES = {"HROnly": HROnly}
-
-DOWNLOAD_HINTS = {
-    "UCMerced": "download UCMerced_LandUse.zip (http://weegee.vision.ucmerced.edu/datasets/landuse.html), then "
-                "`python codes/data_scripts/prepare_dataset.py --src UCMerced_LandUse/Images --dst datasets/UCMerced`",
-    "AID": "download AID (https://captain-whu.github.io/AID/), then "
-           "`python codes/data_scripts/prepare_dataset.py --src AID --dst datasets/AID`",
-}
+DATASET_CLASSES = {cls.__name__: cls for cls in (Sample, SampleMS, UCMerced, AID, Paired, HROnly)}
 
 
 def dataset_root(args):
@@ -37,11 +58,9 @@ def dataset_root(args):
 
 
 def make_dataset(args, split, train=False):
-    cls = DATASET_CLASSES.get(args.dataset, SRData)
-    root = dataset_root(args)
-    if not root.is_dir() and args.dataset in DOWNLOAD_HINTS:
-        raise UserError(f"dataset folder {root} does not exist: {DOWNLOAD_HINTS[args.dataset]}")
-    return cls(args, root, split, train=train)
+    """The split of --dataset (any unknown name is a Paired folder) at --dir_data or datasets/<name>."""
+    cls = DATASET_CLASSES.get(args.dataset, Paired)
+    return cls(args, dataset_root(args), split, train=train)
 
 
 class Data:

@@ -67,6 +67,7 @@ class SRData(Dataset):
     """One split of a dataset. Training items are random LR patches (flips, rot90); others are whole images."""
 
     lr_from_hr = False  # HR-only datasets make LR with the MATLAB bicubic instead of reading LR_x<s>
+    how_to_get = LAYOUT_HELP  # what a missing dataset folder's message tells the user to do
 
     def __init__(self, args, root, split, train=False):
         self.args = args
@@ -96,7 +97,7 @@ class SRData(Dataset):
     # -- files -------------------------------------------------------------------------------------------------
     def scan(self):
         if not self.root.is_dir():
-            raise UserError(f"dataset folder {self.root} does not exist: {LAYOUT_HELP}")
+            raise UserError(f"dataset folder {self.root} does not exist: {self.how_to_get}")
         if not self.dir_hr.is_dir():
             raise UserError(f"{self.dir_hr} is missing: {LAYOUT_HELP}")
         hr_files = image_io.list_images(self.dir_hr)

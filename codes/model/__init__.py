@@ -84,6 +84,11 @@ class Model(nn.Module):
         """Whole-image output assembled from overlapping LR tiles blended with a smooth window (tile 0: whole)."""
         return tiling.tiled_forward(self.inference_fn(), x, self.scale, tile, overlap)
 
+    def forward_x8(self, x):
+        """Self-ensemble over the 8 flips/transposes (float32 on the CPU), whatever --self_ensemble says."""
+        with torch.no_grad(), self.autocast():
+            return forward_x8(x.to(self.device), self.model).float().cpu()
+
     def inference_fn(self):
         """A function from an LR batch (any device) to its float32 SR on the CPU: autocast, optional x8 ensemble."""
         def run(t):
