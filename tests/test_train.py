@@ -39,10 +39,12 @@ def test_run_folder_holds_everything(tmp_path):
     assert "scale: 2" in (run / "config.txt").read_text()
 
 
-def test_resume_is_exact(tmp_path):
-    train(tmp_path, "--epochs=2", "--save=straight")
-    train(tmp_path, "--epochs=1", "--save=split")
-    train(tmp_path, "--epochs=2", "--save=split", "--resume")
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_resume_is_exact(tmp_path, workers):
+    """Also with loader worker processes, which draw their patches from seeds of the per-epoch generator."""
+    train(tmp_path, "--epochs=2", "--save=straight", f"--n_threads={workers}")
+    train(tmp_path, "--epochs=1", "--save=split", f"--n_threads={workers}")
+    train(tmp_path, "--epochs=2", "--save=split", "--resume", f"--n_threads={workers}")
     a, b = weights(tmp_path, "straight"), weights(tmp_path, "split")
     assert a["epoch"] == b["epoch"] == 2
     for key, value in a["model"].items():
