@@ -83,13 +83,11 @@ def iter_tiled_strips(forward, x, scale, tile, overlap, on_tile=None):
     overlap = min(overlap, tile - 1)
     row_pieces, row_total = axis_weights(h, tile, overlap, scale)
     col_pieces, col_total = axis_weights(w, tile, overlap, scale)
-    lr_rows = tile_starts(h, tile, overlap)
-    lr_cols = tile_starts(w, tile, overlap)
     carry = None  # accumulated rows of the previous band that overlap this one
     for i, (top, bottom, wy) in enumerate(row_pieces):
         band = None
-        for j, (left, right, wx) in enumerate(col_pieces):
-            y0, x0 = lr_rows[i], lr_cols[j]
+        for left, right, wx in col_pieces:
+            y0, x0 = top // scale, left // scale  # the tile's LR corner
             out = forward(x[..., y0:y0 + (bottom - top) // scale, x0:x0 + (right - left) // scale])
             if band is None:
                 band = out.new_zeros(out.shape[:2] + (bottom - top, w * scale))

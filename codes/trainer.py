@@ -5,6 +5,7 @@ loader's shuffling generator from (--seed, epoch), and a checkpoint holds the mo
 best score and RNG states. So 2 epochs straight and 1 epoch + --resume + 1 epoch give the same weights.
 """
 import math
+import shutil
 import time
 import warnings
 
@@ -15,6 +16,7 @@ from tqdm import tqdm
 import image_io
 import metrics
 import utility
+from atomic import atomic_target
 from errors import UserError
 from model import check_checkpoint_args, read_checkpoint
 
@@ -72,10 +74,11 @@ class Trainer:
                                                                                     tuple, type(None)))}}
 
     def save(self, is_best):
-        state = self.state()
-        utility.atomic_torch_save(state, self.run.path("model", "model_latest.pt"))
-        if is_best:
-            utility.atomic_torch_save(state, self.run.path("model", "model_best.pt"))
+        latest = self.run.path("model", "model_latest.pt")
+        utility.atomic_torch_save(self.state(), latest)
+        if is_best:  # the same bytes: copy the file rather than serialise the state a second time
+            with atomic_target(self.run.path("model", "model_best.pt")) as tmp:
+                shutil.copyfile(latest, tmp)
 
     def load_latest(self):
         path = self.run.path("model", "model_latest.pt")

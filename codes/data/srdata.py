@@ -82,7 +82,6 @@ class SRData(Dataset):
         if args.ext.startswith("sep"):
             self.cache = BinaryCache(args.dir_cache, self.root, reset=args.ext == "sep_reset")
         self.images = None
-        first_hr = self.load_pair(0)[1]
         if args.ext != "img":  # build the cache (and check every pair) up front, not during the first epoch
             indices = tqdm(range(len(self.hr_files)), desc=f"{args.ext} {split}", leave=False,
                            disable=len(self.hr_files) < 100)
@@ -91,7 +90,7 @@ class SRData(Dataset):
             else:
                 for i in indices:  # sep: only the cache is built; nothing is kept
                     self.load_pair(i)
-        self.dtype = first_hr.dtype
+        self.dtype = self.load_pair(0)[1].dtype  # ram: from memory; sep: from the cache just built
         self.data_range = float(args.data_range or image_io.dtype_max(self.dtype))
 
     # -- files -------------------------------------------------------------------------------------------------

@@ -86,15 +86,17 @@ class Model(nn.Module):
 
     def forward_x8(self, x):
         """Self-ensemble over the 8 flips/transposes (float32 on the CPU), whatever --self_ensemble says."""
-        with torch.no_grad(), self.autocast():
-            return forward_x8(x.to(self.device), self.model).float().cpu()
+        return self.inference_fn(self_ensemble=True)(x)
 
-    def inference_fn(self):
-        """A function from an LR batch (any device) to its float32 SR on the CPU: autocast, optional x8 ensemble."""
+    def inference_fn(self, self_ensemble=None):
+        """A function from an LR batch (any device) to its float32 SR on the CPU: autocast, and the x8 ensemble
+        when `self_ensemble` (default: --self_ensemble)."""
+        ensemble = self.args.self_ensemble if self_ensemble is None else self_ensemble
+
         def run(t):
             t = t.to(self.device, non_blocking=True)
             with torch.no_grad(), self.autocast():
-                out = forward_x8(t, self.model) if self.args.self_ensemble else self.model(t)
+                out = forward_x8(t, self.model) if ensemble else self.model(t)
             return out.float().cpu()
         return run
 
