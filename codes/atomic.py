@@ -1,13 +1,31 @@
 """Atomic file writes: write to a temp file in the target's folder, then rename it onto the target.
 
-A crash or an error never leaves a half-written file under the final name, and a reader never sees one.
+A crash or an error never leaves a half-written file under the final name, and a reader never sees one; whatever was
+there before stays intact until the rename. Temp files carry TEMP_MARK in their name, so a later start can remove
+the ones a killed process left behind (`remove_stale_temps`) without touching anything else. Every OSError on the way
+(full disk, read-only folder, a file where a folder should be) becomes one UserError naming the path.
 """
 import os
 import tempfile
 from pathlib import Path
 
+from errors import output_error
+
+TEMP_MARK = ".rssr-tmp-"
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: os.umask can only be read by setting it
+
+
+def ensure_dir(folder):
+    """mkdir -p, with a one-line error naming the folder when the file system refuses."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:  # a file where the folder should be
+        raise output_error(folder, err) from None
+    except OSError as err:
+        raise output_error(folder, err) from None
+    return folder
 
 
 class atomic_target:
@@ -15,22 +33,54 @@ class atomic_target:
 
     def __init__(self, path):
         self.path = Path(path)
+        self.tmp = None
 
     def __enter__(self):
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=self.path.suffix)
+        ensure_dir(self.path.parent)
+        try:
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}{TEMP_MARK}",
+                                        suffix=self.path.suffix)
+        except OSError as err:
+            raise output_error(self.path, err) from None
         os.close(fd)
         self.tmp = Path(name)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
+        if exc_type is None:
+            try:
+                os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+                os.replace(self.tmp, self.path)
+                return False
+            except OSError as err:
+                exc_type, exc = type(err), err
+        try:
             self.tmp.unlink(missing_ok=True)
-            return False
-        os.chmod(self.tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(self.tmp, self.path)
+        except OSError:
+            pass  # the original error is the one to report
+        if isinstance(exc, OSError):
+            raise output_error(self.path, exc) from None
         return False
 
 
-def write_text(path, text):
+def write_bytes(path, data):
     with atomic_target(path) as tmp:
-        Path(tmp).write_text(text)
+        Path(tmp).write_bytes(data)
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode())
+
+
+def remove_stale_temps(folder):
+    """Delete the temp files that atomic writes of a killed process left directly in `folder`; returns their names.
+    Only files that carry TEMP_MARK (ours) and are regular files (not symlinks) are removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return removed
+    for entry in os.scandir(folder):
+        if TEMP_MARK in entry.name and entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed

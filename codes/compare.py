@@ -2,13 +2,15 @@
 
 One PNG per SR output, under <dir_out>/compare/ with the output's relative path. The panels are the same crop (the
 centre, at most CROP HR pixels a side) of each image, shown pixel for pixel (small crops enlarged by an integer
-nearest-neighbour factor). The captions give the PSNR of the bicubic baseline and of the SR against the HR, over the
-whole image (crop_border = scale, the HR mod-cropped to the scale), computed with the project's metrics and MATLAB
-bicubic. 8-bit images with up to 3 bands are shown as they are; others (16-bit, multispectral) show red/green/blue
-when --bands names them, else the first 3 bands, each stretched between its 2nd and 98th percentile in the HR crop
-(the same stretch on all four panels, so they compare).
+nearest-neighbour factor). The captions give the PSNR (pooled over the bands: `psnr_rgb`, not the papers' channel
+mean) of the bicubic baseline and of the SR against the HR, over the whole image (crop_border = scale, the HR
+mod-cropped to the scale), computed with the project's metrics and MATLAB bicubic; for --model BICUBIC the SR panel
+is the bicubic one and is shown once. 8-bit images with up to 3 bands are shown as they are; others (16-bit,
+multispectral) show red/green/blue when --bands names them, else the first 3 bands, each stretched between its 2nd
+and 98th percentile in the HR crop (the same stretch on all panels, so they compare).
 """
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -16,9 +18,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import image_io
-import imresize
 import metrics
 from errors import UserError
+from radiometry import bicubic_baseline
 
 CROP = 256  # HR pixels per panel side, at most
 MIN_PANEL = 192  # smaller crops are enlarged (nearest, integer factor) to at least this width
@@ -28,13 +30,16 @@ STRETCH_PERCENTILES = (2, 98)
 RGB_NAMES = ("red", "green", "blue")
 
 
-def write_figures(args, source, outputs, out_dir):
-    """A figure per SR output whose HR is found in --compare; returns manifest records. Problems are notes."""
-    hr_dir, figures = Path(args.compare), []
-    for sr_path in outputs:
-        rel = Path(sr_path).relative_to(out_dir)
+def write_figures(cfg, source, records, out_dir, written):
+    """A figure per deployed image (a manifest record) whose HR is found in --compare; returns manifest records.
+    Problems are notes. `written` records the figures as the output folder's files (none replaces a foreign file)."""
+    hr_dir, figures = Path(cfg.compare), []
+    source, out_dir = Path(source), Path(out_dir)
+    for record in records:
+        rel = Path(record["output"])
+        lr_path = source if source.is_file() else source / record["input"]
         try:
-            figures.append(write_figure(args, Path(source) / rel, Path(sr_path), hr_dir, rel, Path(out_dir)))
+            figures.append(write_figure(cfg, lr_path, out_dir / rel, hr_dir, rel, out_dir, record, written))
         except UserError as err:
             print(f"compare: no figure for {rel}: {err}", file=sys.stderr)
     print(f"compare: {len(figures)} figures in {Path(out_dir) / 'compare'}")
@@ -50,29 +55,35 @@ def find_hr(hr_dir, rel):
     raise UserError(f"no HR image {rel.stem}.<ext> in {hr_dir} (nor in {hr_dir / rel.parent})")
 
 
-def write_figure(args, lr_path, sr_path, hr_dir, rel, out_dir):
-    s = args.scale
+def write_figure(cfg, lr_path, sr_path, hr_dir, rel, out_dir, record, written):
+    s = cfg.scale
     hr_path = find_hr(hr_dir, rel)
     lr, sr = image_io.read_image(lr_path), image_io.read_image(sr_path)
     hr = image_io.modcrop(image_io.read_image(hr_path), s)
     if hr.shape != sr.shape:
         raise UserError(f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}x{hr.shape[2]} after mod-crop to x{s}, the SR is "
                         f"{sr.shape[1]}x{sr.shape[0]}x{sr.shape[2]}: give the HR images the LR were made from")
-    # The BICUBIC model's definition: MATLAB imresize on the values as doubles, rounded once at the end.
-    bicubic = image_io.to_dtype(imresize.imresize(lr.astype(np.float64), s), lr.dtype)
-    data_range = args.data_range or image_io.dtype_max(hr.dtype)
+    bicubic = bicubic_baseline(lr, s)
+    data_range = record["radiometry"]["white"]  # the peak deploy used for this image
     psnr_bicubic = metrics.calculate_psnr(bicubic, hr, crop_border=s, data_range=data_range)
     psnr_sr = metrics.calculate_psnr(sr, hr, crop_border=s, data_range=data_range)
     top, left, height, width = crop_box(hr.shape, s)
     window = (slice(top, top + height), slice(left, left + width))
     nearest = nearest_upscale(lr[top // s:(top + height) // s, left // s:(left + width) // s], s)
     panels = [nearest, bicubic[window], sr[window], hr[window]]
-    captions = [("LR", f"nearest x{s}"), ("bicubic", f"PSNR {format_db(psnr_bicubic)}"),
-                (f"SR {args.model}", f"PSNR {format_db(psnr_sr)}"), ("HR", "reference")]
-    bands = display_bands(args.bands, hr.shape[2])
+    pooled = "pooled RGB" if hr.shape[2] == 3 else "pooled bands"  # calculate_psnr: one MSE over all bands
+    captions = [("LR", f"nearest x{s}"), ("bicubic", f"PSNR {format_db(psnr_bicubic)} ({pooled})"),
+                (f"SR {cfg.model}", f"PSNR {format_db(psnr_sr)} ({pooled})"), ("HR", "reference")]
+    if cfg.model == "BICUBIC":  # its SR is the bicubic panel: show it once
+        del panels[2], captions[2]
+    bands = display_bands(cfg.bands, hr.shape[2])
     limits = image_io.stretch_limits(hr[window][..., bands], STRETCH_PERCENTILES) if needs_stretch(hr) else None
     canvas = compose([to_display(p[..., bands], limits) for p in panels], captions)
-    path = (out_dir / "compare" / rel).with_suffix(".png")
+    figure = (Path("compare") / rel).with_suffix(".png")
+    if os.path.lexists(out_dir / figure) and figure not in written:
+        raise UserError(f"{out_dir / figure} exists and was not written by demo_deploy.py: move it away")
+    written.add(figure)
+    path = out_dir / figure
     image_io.write_image(path, canvas)
     return {"figure": path.relative_to(out_dir).as_posix(), "hr": str(hr_path.resolve()),
             "psnr_bicubic": finite_or_none(psnr_bicubic), "psnr_sr": finite_or_none(psnr_sr),

@@ -5,33 +5,38 @@
     python demo_deploy.py --model=BASIC --scale=4 --dir_data scene.tif --dir_out out/ --tile 256 --tile_overlap 48
     python demo_deploy.py --model=BASIC --scale=4 --dir_data my_lr/ --recursive --compare my_hr/
 
-Input: an image or a folder (--recursive: sub-folders too) of PNG, JPG, TIFF or GeoTIFF, 8 or 16 bit, with as many
-bands as the model's --n_colors. One SR image per input, same relative path, name and format, rounded to the input's
-bit depth. GeoTIFFs keep their CRS, bands, dtype, nodata and band descriptions; the pixel size is divided by the
-scale and the origin kept (same footprint); nodata areas stay nodata. Images larger than a tile (--tile, LR pixels;
-default per model) run in overlapping tiles blended without seams, and TIFFs are written strip by strip, so memory
-follows the tile size and the scene width, not the scene area. Unreadable inputs are named and skipped (exit code 2
-at the end). A manifest.json records the model, checkpoint, inputs, outputs and skips; --compare HR_DIR adds
-LR | bicubic | SR | HR figures with PSNRs under compare/.
+Input: an image or a folder (--recursive: sub-folders too) of PNG, JPG, TIFF or GeoTIFF, 8 or 16 bit or float, with as
+many bands as the model's --n_colors. One SR image per input, same relative path, name and format, in the input's
+dtype (see radiometry.py: never clipped at --data_range). GeoTIFFs keep their CRS, bands, dtype, nodata and band
+descriptions; the pixel size is divided by the scale and the origin kept (same footprint); nodata areas (and NaN/Inf
+pixels) stay nodata. Images larger than a tile run in overlapping tiles blended without seams (the model's TilePlan),
+and TIFFs are written strip by strip, so memory follows the tile size and the scene width, not the scene area.
+
+Nothing is lost: an output never replaces an input, a file of the dataset being evaluated, or a file this tool did not
+write (the output folder records its files in written_files.json and is locked while in use). Unreadable inputs,
+images over --max_pixels and band mismatches are named and skipped (exit code 2 at the end). A manifest.json records
+the model, checkpoint, radiometry, inputs, outputs and skips; --compare HR_DIR adds LR | bicubic | SR | HR figures.
 """
 import json
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import torch
-from tqdm import tqdm
 
 import atomic
 import image_io
 import option
-import tiling
-import utility
+import progress
+import runs
 from data import dataset_root
 from errors import UserError, run_cli
 from model import Model
+from radiometry import Radiometry, invalid_pixels
 
 # GDAL's block cache defaults to 5% of the RAM; written blocks wait there, so without a cap a big output scene would
 # sit in memory until the file is closed. Blocks are written whole (see AlignedRows), so a small cache is enough.
@@ -40,94 +45,107 @@ GDAL_WRITE_CACHE_BYTES = 64 * 2**20
 ROUNDING_CHUNK_VALUES = 2**21
 
 
-def default_checkpoint(args):
-    return utility.run_dir(args.save, args.dir_experiment) / "model" / "model_best.pt"
-
-
-def resolve_checkpoint(args):
-    """--pre_train, else the training run's model_best.pt; BICUBIC needs none."""
-    if args.model == "BICUBIC":
-        return ""
-    if args.pre_train:
-        return str(Path(args.pre_train).resolve())
-    path = default_checkpoint(args)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: train one first (cd codes && python demo_train.py "
-                        f"--model={args.model} --scale={args.scale}) or pass --pre_train PATH")
-    return str(path)
-
-
-def on_dataset(args):
+# ------------------------------------------------------------------------------------------------ inputs, outputs
+def on_dataset(cfg):
     """True when the input is a dataset's --data_test split: no --dir_data, or --dir_data naming a dataset root
     (<root>/<split>/LR_x<s>, as for training). Its HR is then the ground truth."""
-    return not args.dir_data or (Path(args.dir_data) / args.data_test / f"LR_x{args.scale}").is_dir()
+    return not cfg.dir_data or (Path(cfg.dir_data) / cfg.data_test / f"LR_x{cfg.scale}").is_dir()
 
 
-def input_files(args, out_dir):
-    """(source root, list of image paths) from --dir_data (an image, a folder, or a dataset root) or the dataset's
-    test LR."""
-    if on_dataset(args):
-        source = dataset_root(args) / args.data_test / f"LR_x{args.scale}"
+def input_files(cfg, out_dir):
+    """(source, list of image paths): an image (source = the file), a folder, or a dataset's test LR; files inside
+    the output folder (our own earlier outputs) are never inputs."""
+    if on_dataset(cfg):
+        source = dataset_root(cfg) / cfg.data_test / f"LR_x{cfg.scale}"
     else:
-        source = Path(args.dir_data)
+        source = Path(cfg.dir_data)
+        if source.is_dir() and ((source / "dataset.json").is_file() or (source / cfg.data_train).is_dir()):
+            raise UserError(f"--dir_data {source} is a dataset root without a {cfg.data_test}/LR_x{cfg.scale} "
+                            f"split: prepare it with a test split (prepare_dataset.py --split ...), or pass "
+                            f"--data_test with the split to super-resolve")
     if source.is_file():
-        return source.parent, [source]
+        return source, [source]
     if not source.exists():
         raise UserError(f"input {source} does not exist: give an image or a folder with --dir_data")
-    if out_dir.resolve() == source.resolve():
-        raise UserError(f"--dir_out {out_dir} is the input folder: the outputs would overwrite the inputs; "
-                        f"pick another --dir_out")
-    files = [p for p in image_io.list_images(source, recursive=args.recursive)
-             if out_dir.resolve() not in p.resolve().parents]  # never re-read our own outputs
+    outputs = out_dir.resolve()
+    files = [p for p in image_io.list_images(source, recursive=cfg.recursive)
+             if outputs == source.resolve() or outputs not in p.resolve().parents]
     if not files:
         raise UserError(f"{source} holds no images ({', '.join(image_io.IMAGE_EXTENSIONS)})"
-                        + ("" if args.recursive else "; add --recursive to read sub-folders"))
+                        + ("" if cfg.recursive else "; add --recursive to read sub-folders"))
     return source, files
 
 
-def output_dir(args):
-    if args.dir_out:
-        return Path(args.dir_out)
-    name = args.dataset if on_dataset(args) else Path(args.dir_data).stem
-    return Path(args.dir_experiment) / "results" / f"{args.model}x{args.scale}_{name}"
+def relative_name(source, path):
+    return Path(path.name) if source.is_file() else path.relative_to(source)
 
 
-def tile_flags(args, model):
-    """(tile, overlap) in LR pixels from --tile/--tile_overlap, else the model's defaults; 0: whole images."""
-    default_tile, default_overlap = model.default_tile()
-    tile = args.tile if args.tile >= 0 else default_tile
-    if args.tile_overlap >= 0:
-        overlap = args.tile_overlap
-        if tile > 0 and overlap >= tile:
-            raise UserError(f"--tile_overlap {overlap} must be smaller than --tile {tile}")
-    else:
-        overlap = min(default_overlap, tile // 2)  # the default overlap fits any --tile
-    return max(tile, 0), overlap
+def output_dir(cfg):
+    if cfg.dir_out:
+        return Path(cfg.dir_out)
+    name = cfg.dataset if on_dataset(cfg) else Path(cfg.dir_data).stem
+    return runs.results_dir(cfg.dir_experiment, cfg.model, cfg.scale, name)
 
 
-def tile_settings(tile, overlap, height, width):
-    """(tile, overlap) for one image: (0, 0), i.e. whole, when it fits in one tile."""
-    if tile <= 0 or max(height, width) <= tile:
-        return 0, 0
-    return tile, overlap
+def protected_folders(cfg):
+    """Folders no output may go into: the dataset being evaluated and the --compare ground truth."""
+    folders = [dataset_root(cfg)] if on_dataset(cfg) else []
+    if cfg.compare:
+        folders.append(Path(cfg.compare))
+    return [f.resolve() for f in folders]
 
 
-def precision_note(args, model):
-    """--precision only applies on CUDA; say so once instead of failing on the CPU."""
-    if args.precision != "fp32" and model.device.type != "cuda":
-        return f"note: --precision {args.precision} applies on CUDA only; the CPU runs fp32"
-    return None
+def check_outputs(cfg, source, files, out_dir):
+    """Refuse, before any work, every output path that would replace an input, a file of the dataset being
+    evaluated, or a file in the output folder that this tool did not write (paths compared after resolving
+    symlinks). Returns the output folder's record of written files."""
+    resolved_out = out_dir.resolve()
+    for folder in protected_folders(cfg):
+        if resolved_out == folder or folder in resolved_out.parents:
+            raise UserError(f"--dir_out {out_dir} is inside {folder}, whose files are the inputs or the ground "
+                            f"truth: pick a --dir_out outside it")
+    inputs = {p.resolve() for p in files}
+    written = runs.WrittenFiles(out_dir) if out_dir.is_dir() else None
+    for path in files:
+        rel = relative_name(source, path)
+        if (out_dir / rel).resolve() in inputs:
+            raise UserError(f"--dir_out {out_dir}: the output {out_dir / rel} would overwrite the input {path}; pick "
+                            f"another --dir_out")
+    for rel in [relative_name(source, p) for p in files] + [Path("manifest.json")]:
+        if os.path.lexists(out_dir / rel) and (written is None or rel not in written):
+            raise UserError(f"{out_dir / rel} exists and was not written by demo_deploy.py (it is not in "
+                            f"{runs.WRITTEN_FILES}): move it away or pick another --dir_out")
 
 
-def network_input(lr, mask, data_range, rgb_range):
-    """(1, C, H, W) float32 in [0, rgb_range]; nodata pixels take their band's mean so no fill value leaks into
-    the valid pixels next to them (their output is set back to nodata afterwards)."""
-    x = torch.from_numpy(lr.transpose(2, 0, 1).astype(np.float32))[None]
+def check_compare_dir(cfg):
+    if cfg.compare and not Path(cfg.compare).is_dir():
+        raise UserError(f"--compare {cfg.compare}: no such folder; give the folder of HR images that match the "
+                        f"inputs by name")
+
+
+# --------------------------------------------------------------------------------------------------- one image
+def network_input(lr, mask, radiometry):
+    """(1, C, H, W) float32 in network units; invalid pixels (nodata, NaN) take their band's valid mean so no fill
+    value leaks into the valid pixels next to them (their output is set back to nodata afterwards)."""
+    x = radiometry.to_network(np.nan_to_num(lr, nan=0.0, posinf=0.0, neginf=0.0) if mask is not None else lr)[None]
     if mask is not None and mask.any():
         valid = ~mask
-        means = [float(band[valid].mean()) if valid.any() else 0.0 for band in lr.transpose(2, 0, 1)]
+        means = [float(band[valid].mean()) if valid.any() else 0.0 for band in x[0]]
         x[0][:, torch.from_numpy(mask)] = torch.tensor(means, dtype=torch.float32)[:, None]
-    return x.mul_(rgb_range / data_range)
+    return x
+
+
+def invalid_mask(path, lr, meta):
+    """Nodata pixels (all bands equal the declared nodata) and NaN/Inf pixels (treated as nodata, with a warning
+    when the file declares no nodata); None when every pixel is valid."""
+    mask = image_io.nodata_mask(lr, meta)
+    nonfinite = invalid_pixels(lr)
+    if nonfinite.any():
+        if meta.nodata is None:
+            warnings.warn(f"{path}: {int(nonfinite.sum())} NaN/Inf pixels and no declared nodata: treated as "
+                          f"nodata (NaN in the output)", stacklevel=2)
+        mask = nonfinite if mask is None else mask | nonfinite
+    return mask if mask is not None and mask.any() else None
 
 
 class AlignedRows:
@@ -156,49 +174,53 @@ class AlignedRows:
 
 
 class Deployer:
-    def __init__(self, args, model, out_dir):
-        self.args = args
+    def __init__(self, cfg, model, out_dir, written):
+        self.cfg = cfg
         self.model = model
         self.out_dir = out_dir
+        self.written = written
         self.forward = model.inference_fn()
-        self.tile, self.overlap = tile_flags(args, model)
+        self.plan = model.tile_plan
 
     def super_resolve(self, path, rel):
         """SR of one image, written to out_dir/rel; returns a manifest record of it."""
-        args, s = self.args, self.args.scale
-        lr, meta = image_io.read_image_with_meta(path)
-        check_bands(path, lr, args.n_colors)
-        data_range = args.data_range or image_io.dtype_max(lr.dtype)
-        mask = image_io.nodata_mask(lr, meta)
-        x = network_input(lr, mask, data_range, args.rgb_range)
-        tile, overlap = tile_settings(self.tile, self.overlap, lr.shape[0], lr.shape[1])
-        n_tiles = tiling.count_tiles(lr.shape[0], lr.shape[1], tile, overlap)
+        cfg, s = self.cfg, self.cfg.scale
+        lr, meta = image_io.read_image_with_meta(path, cfg.max_pixels)
+        check_bands(path, lr, cfg.n_colors)
+        radiometry = Radiometry.of(lr.dtype, cfg.data_range, cfg.rgb_range)
+        mask = invalid_mask(path, lr, meta)
+        radiometry.check_values(lr, path, cfg.data_range is not None, None if mask is None else ~mask)
+        x = network_input(lr, mask, radiometry)
+        n_tiles = self.plan.count(lr.shape[0], lr.shape[1])
         out_path = self.out_dir / rel
+        self.written.add(rel)
         height, width, bands = lr.shape[0] * s, lr.shape[1] * s, lr.shape[2]
-        with tqdm(total=n_tiles, desc=f"{rel} tiles", leave=False, disable=n_tiles == 1) as tiles:
-            strips = tiling.iter_tiled_strips(self.forward, x, s, tile, overlap, on_tile=tiles.update)
-            images = ((row, self.to_image(strip, data_range, lr.dtype, mask, meta, row)) for row, strip in strips)
+        nodata = meta.nodata if meta.nodata is not None or mask is None else float("nan")
+        with progress.Counter(n_tiles, f"{rel} tiles", min_items=2, unit="tile") as tiles:
+            strips = self.plan.strips(self.forward, x, s, on_tile=tiles.update)
+            images = (self.to_image(strip, radiometry, mask, nodata, row) for row, strip in strips)
             if out_path.suffix.lower() in image_io.TIFF_EXTENSIONS:
                 with rasterio.Env(GDAL_CACHEMAX=GDAL_WRITE_CACHE_BYTES), \
                         image_io.GeoTiffWindowWriter(out_path, height, width, bands, lr.dtype, meta, s) as writer:
                     rows = AlignedRows(writer)
-                    for _, image in images:
+                    for image in images:
                         rows.add(image)
                     rows.flush()
             else:  # PNG/JPG: whole images in memory anyway (the encoders need them)
-                image_io.write_image(out_path, np.concatenate([image for _, image in images], axis=0), meta, s)
-        return {"input": rel.as_posix(), "output": out_path.relative_to(self.out_dir).as_posix(),
-                "lr_size": [lr.shape[1], lr.shape[0]], "sr_size": [width, height], "bands": bands,
-                "dtype": lr.dtype.name, "tile": tile, "tile_overlap": overlap, "tiles": n_tiles}
+                image_io.write_image(out_path, np.concatenate(list(images), axis=0), meta, s)
+        return {"input": rel.as_posix(), "output": rel.as_posix(), "lr_size": [lr.shape[1], lr.shape[0]],
+                "sr_size": [width, height], "bands": bands, "dtype": lr.dtype.name,
+                "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
+                "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles}
 
-    def to_image(self, strip, data_range, dtype, mask, meta, row):
+    def to_image(self, strip, radiometry, mask, nodata, row):
         """A float SR strip (1, C, h, W) -> (h, W, C) of the input's dtype; LR nodata pixels stay nodata (as s x s
         blocks) and valid pixels never turn into nodata. Rounded in row chunks to bound the float64 temporaries."""
         step = max(1, ROUNDING_CHUNK_VALUES // (strip.shape[1] * strip.shape[3]))
-        image = np.concatenate([utility.tensor_to_image(strip[0, :, r:r + step], self.args.rgb_range, data_range,
-                                                        dtype) for r in range(0, strip.shape[2], step)], axis=0)
+        image = np.concatenate([radiometry.from_network(strip[0, :, r:r + step])
+                                for r in range(0, strip.shape[2], step)], axis=0)
         if mask is not None:
-            restore_nodata(image, mask, meta.nodata, self.args.scale, row)
+            restore_nodata(image, mask, nodata, self.cfg.scale, row)
         return image
 
 
@@ -220,70 +242,82 @@ def restore_nodata(image, mask, nodata, scale, row):
     image[hr_mask] = nodata
 
 
-def write_manifest(out_dir, args, checkpoint, source, records, skipped, figures, seconds):
-    known_gt = on_dataset(args)
-    manifest = {"model": args.model, "scale": args.scale, "dataset": args.dataset if known_gt else None,
-                "gt": str((dataset_root(args) / args.data_test / "HR").resolve()) if known_gt else None,
-                "checkpoint": checkpoint or None, "source": str(Path(source).resolve()),
+# ------------------------------------------------------------------------------------------------------- the run
+def write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds):
+    known_gt = on_dataset(cfg)
+    radiometries = {json.dumps(r["radiometry"], sort_keys=True) for r in records}
+    manifest = {"model": cfg.model, "scale": cfg.scale, "dataset": cfg.dataset if known_gt else None,
+                "gt": str((dataset_root(cfg) / cfg.data_test / "HR").resolve()) if known_gt else None,
+                "checkpoint": cfg.checkpoint_path or None, "source": str(Path(source).resolve()),
                 "outputs": [r["output"] for r in records], "skipped": skipped,
-                "n_colors": args.n_colors, "bands": args.bands, "data_range": args.data_range,
-                "self_ensemble": args.self_ensemble, "precision": args.precision,
+                "n_colors": cfg.n_colors, "bands": cfg.bands, "data_range": cfg.data_range,
+                "radiometry": json.loads(radiometries.pop()) if len(radiometries) == 1 else None,
+                "self_ensemble": cfg.self_ensemble, "precision": cfg.precision,
                 "images": records, "figures": figures, "seconds": round(seconds, 3)}
+    written.add("manifest.json")
     path = out_dir / "manifest.json"
     atomic.write_text(path, json.dumps(manifest, indent=2))
     return path
 
 
-def check_compare_dir(args):
-    if args.compare and not Path(args.compare).is_dir():
-        raise UserError(f"--compare {args.compare}: no such folder; give the folder of HR images that match the "
-                        f"inputs by name")
-
-
 def run_all(deployer, source, files):
-    """Super-resolve every file; a UserError on one file (unreadable, wrong bands) skips it and goes on."""
+    """Super-resolve every file; a UserError (unreadable, too large, wrong bands) or running out of memory on one
+    file skips it and goes on."""
     records, skipped = [], []
-    with tqdm(files, desc=f"{deployer.args.model} x{deployer.args.scale}", unit="img", dynamic_ncols=True) as bar:
-        for path in bar:
-            rel = path.relative_to(source)
-            bar.set_postfix_str(str(rel))
-            try:
-                records.append(deployer.super_resolve(path, rel))
-            except UserError as err:
-                tqdm.write(f"skipped: {err}", file=sys.stderr)
-                skipped.append({"input": rel.as_posix(), "reason": str(err)})
-            except torch.OutOfMemoryError:
-                raise UserError(f"{path}: out of GPU memory; pass a smaller --tile (LR pixels), e.g. --tile 128, "
-                                f"or --cpu") from None
+    for path in progress.bar(files, f"{deployer.cfg.model} x{deployer.cfg.scale}", unit="img"):
+        rel = relative_name(source, path)
+        try:
+            records.append(deployer.super_resolve(path, rel))
+        except UserError as err:
+            progress.write(f"skipped: {err}", file=sys.stderr)
+            skipped.append({"input": rel.as_posix(), "reason": str(err)})
+        except MemoryError:
+            reason = f"{path}: out of memory; pass a smaller --tile, or a smaller --max_pixels to skip such images"
+            progress.write(f"skipped: {reason}", file=sys.stderr)
+            skipped.append({"input": rel.as_posix(), "reason": reason})
+        except torch.OutOfMemoryError:
+            raise UserError(f"{path}: out of GPU memory; pass a smaller --tile (LR pixels), e.g. --tile 128, "
+                            f"or --cpu") from None
     return records, skipped
 
 
+def precision_note(cfg, model):
+    """--precision only applies on CUDA; say so once instead of failing on the CPU."""
+    if cfg.precision != "fp32" and model.device.type != "cuda":
+        return f"note: --precision {cfg.precision} applies on CUDA only; the CPU runs fp32"
+    return None
+
+
 def main(argv=None):
-    args = option.parse_args(argv)
-    check_compare_dir(args)
-    checkpoint = resolve_checkpoint(args)
-    args.pre_train = checkpoint
-    out_dir = output_dir(args)
-    source, files = input_files(args, out_dir)
-    model = Model(args)
+    cfg = option.parse_args(argv, purpose="deploy")
+    check_compare_dir(cfg)
+    out_dir = output_dir(cfg)
+    source, files = input_files(cfg, out_dir)
+    check_outputs(cfg, source, files, out_dir)
+    model = Model(cfg)
     model.eval()
-    deployer = Deployer(args, model, out_dir)  # checks the tile flags before any work
-    note = precision_note(args, model)
+    note = precision_note(cfg, model)
     if note:
         print(note)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    records, skipped = run_all(deployer, source, files)
-    seconds = max(time.perf_counter() - start, 1e-9)
-    megapixels = sum(r["sr_size"][0] * r["sr_size"][1] for r in records) / 1e6
-    print(f"{len(records)} images -> {out_dir} in {seconds:.1f} s ({len(records) / seconds:.2f} images/s, "
-          f"{megapixels / seconds:.2f} MP/s output)" + (f"; {len(skipped)} skipped" if skipped else ""))
-    figures = []
-    if args.compare and records:
-        import compare  # matplotlib-free, but only needed here
-        figures = compare.write_figures(args, source, [out_dir / r["output"] for r in records], out_dir)
-    manifest = write_manifest(out_dir, args, checkpoint, source, records, skipped, figures, seconds)
-    print(f"manifest: {manifest}")
+    lock = runs.FolderLock(out_dir, "deploy").acquire()
+    try:
+        written = runs.WrittenFiles(out_dir)
+        atomic.remove_stale_temps(out_dir)
+        deployer = Deployer(cfg, model, out_dir, written)
+        start = time.perf_counter()
+        records, skipped = run_all(deployer, source, files)
+        seconds = max(time.perf_counter() - start, 1e-9)
+        megapixels = sum(r["sr_size"][0] * r["sr_size"][1] for r in records) / 1e6
+        print(f"{len(records)} images -> {out_dir} in {seconds:.1f} s ({len(records) / seconds:.2f} images/s, "
+              f"{megapixels / seconds:.2f} MP/s output)" + (f"; {len(skipped)} skipped" if skipped else ""))
+        figures = []
+        if cfg.compare and records:
+            import compare  # only needed here
+            figures = compare.write_figures(cfg, source, records, out_dir, written)
+        manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds)
+        print(f"manifest: {manifest}")
+    finally:
+        lock.release()
     if skipped:
         first = skipped[0]["reason"]
         raise UserError(f"{len(skipped)} of {len(files)} inputs skipped (the others were written): {first}"

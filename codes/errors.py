@@ -1,10 +1,38 @@
-"""User-facing errors: one line, non-zero exit, no traceback."""
+"""User-facing errors: one line, non-zero exit, no traceback.
+
+Every output the toolbox writes (checkpoints, caches, images, GeoTIFFs, CSVs, manifests, plots) goes through the one
+error path here: an OSError on an output becomes a UserError that names the path, the cause and what to do.
+"""
 import argparse
+import errno
 import sys
 
 
 class UserError(Exception):
-    """A mistake in the user's input (a flag, a file, a folder). Its message says what to do."""
+    """A mistake in the user's input or environment (a flag, a file, a folder, a full disk). Its message says what
+    to do."""
+
+
+# What to do about the errors an output can meet: the machine's state, not a bug of ours.
+OUTPUT_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "permission denied: write elsewhere or fix the permissions",
+    errno.EPERM: "operation not permitted: write elsewhere or fix the permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: pick another path",
+    errno.EEXIST: "a file is in the way where a folder is needed: pick another path",
+    errno.EISDIR: "it is a folder, not a file: pick another path",
+    errno.ENAMETOOLONG: "the path is too long: pick a shorter one",
+    errno.ELOOP: "the path loops through symbolic links: pick another path",
+}
+
+
+def output_error(path, err):
+    """The UserError for an OSError met while writing `path` (names the path, the cause and what to do)."""
+    advice = OUTPUT_ADVICE.get(getattr(err, "errno", None))
+    cause = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return UserError(f"cannot write {path}: {cause}" + (f" ({advice})" if advice else ""))
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -15,11 +43,24 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def run_cli(main, argv=None):
-    """Run `main(argv)`; a UserError becomes a one-line message on stderr and exit code 2."""
+    """Run `main(argv)`; a UserError becomes a one-line message on stderr and exit code 2.
+
+    An OSError that escaped the write paths (they convert their own) is the environment's, not a bug: it is reported
+    the same way, in one line with the path when it has one.
+    """
     try:
         code = main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in OUTPUT_ADVICE:
+            raise
+        print(f"error: {output_error(err.filename or '(unnamed file)', err)}", file=sys.stderr)
+        sys.exit(2)
+    except MemoryError:
+        print("error: out of memory: use a smaller --tile, --batch_size or --patch_size, or a smaller --max_pixels",
+              file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

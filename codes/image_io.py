@@ -15,13 +15,18 @@ import imageio.v3 as iio
 import numpy as np
 import rasterio
 import tifffile
+from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-import imresize
 from atomic import atomic_target
 from errors import UserError
+from radiometry import to_dtype
+
+# The pixel budget is ours (check_pixel_budget, from the header, before any decode); Pillow's own bomb check would
+# otherwise refuse large scenes below it with an exception of its own.
+Image.MAX_IMAGE_PIXELS = None
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -71,6 +76,17 @@ def list_images(folder, recursive=False):
     return [folder / r for r in sorted(visible, key=lambda r: r.as_posix())]
 
 
+def check_unique_stems(paths, folder):
+    """Images are matched by name without extension: two files with one stem (x.png, x.tif) are ambiguous."""
+    seen = {}
+    for path in paths:
+        other = seen.setdefault(path.stem, path)
+        if other != path:
+            raise UserError(f"{folder} holds two images named {path.stem!r} ({other.name} and {path.name}): images "
+                            f"are matched by name, so keep one")
+    return paths
+
+
 def find_image(folder, stem, prefer=None):
     """The image `<stem>.<ext>` in folder (any supported extension, either case; `prefer` first), or None."""
     exts = [e for e in (prefer,) if e] + [e for e in IMAGE_EXTENSIONS if e != prefer]
@@ -81,29 +97,7 @@ def find_image(folder, stem, prefer=None):
     return None
 
 
-# ----------------------------------------------------------------------------------------------------------- dtypes
-def dtype_max(dtype):
-    """Nominal peak value of a dtype: 255 for uint8, 65535 for uint16, 32767 for int16, 1.0 for floats."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.floating):
-        return 1.0
-    if np.issubdtype(dtype, np.integer):
-        return int(np.iinfo(dtype).max)
-    raise ValueError(f"unsupported image dtype {dtype}")
-
-
-def to_dtype(array, dtype):
-    """Convert to `dtype`: integers are rounded half away from zero (not numpy's half-to-even) and saturated."""
-    dtype = np.dtype(dtype)
-    array = np.asarray(array)
-    if np.issubdtype(dtype, np.floating):
-        return array.astype(dtype)  # float targets keep their values: no nominal range to clip to
-    if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(array, info.min, info.max).astype(dtype)
-    return imresize.round_and_saturate(np.nan_to_num(array.astype(np.float64), nan=0.0), dtype)
-
-
+# ----------------------------------------------------------------------------------------------------------- pixels
 def stretch_limits(image, percentiles=(2, 98), valid=None):
     """Per-band (low, high) percentiles of an (H, W, C) image, over the `valid` (H, W) pixels when given."""
     pixels = image[valid] if valid is not None else image.reshape(-1, image.shape[2])
@@ -132,30 +126,84 @@ def _as_hwc(array):
 
 
 # ----------------------------------------------------------------------------------------------------------- reading
-def read_image(path):
+DEFAULT_MAX_PIXELS = 2**28  # the default of --max_pixels (option.py): a 16384 x 16384 scene
+
+
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Read an image as an (H, W, C) array in its native dtype; UserError naming the file if it cannot be read."""
-    return read_image_with_meta(path)[0]
+    return read_image_with_meta(path, max_pixels)[0]
 
 
-def read_image_with_meta(path):
-    """Read an image and its ImageMeta (georeferencing included for GeoTIFFs)."""
+def _check_readable(path):
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
         raise UserError(f"cannot read {path}: unsupported extension (use one of {', '.join(IMAGE_EXTENSIONS)})")
     if not path.is_file():
         raise UserError(f"image {path} does not exist: check the path")
+    return path
+
+
+def image_header(path):
+    """(height, width, bands, dtype) from the file's header, without decoding the pixels."""
+    path = _check_readable(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_EXTENSIONS or (suffix == ".png" and _png_bit_depth(path) == 16):
+            return _rasterio_header(path)
+        with Image.open(path) as image:
+            width, height = image.size
+            bands = len(image.getbands())
+            dtype = np.uint16 if image.mode.startswith("I;16") else np.uint8
+            return height, width, bands, np.dtype(dtype)
+    except UserError:
+        raise
+    except READ_ERRORS as err:
+        raise UserError(f"cannot read image {path}: {_root_cause(err)} (is it a complete, valid image?)") from None
+
+
+def _rasterio_header(path):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return src.height, src.width, src.count, np.dtype(src.dtypes[0])
+    except RasterioError:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            bands = page.samplesperpixel
+            return page.imagelength, page.imagewidth, bands, np.dtype(page.dtype)
+
+
+def check_pixel_budget(path, max_pixels):
+    """Refuse, from the header, an image larger than `max_pixels` (a 74-byte PNG may declare 10^10 pixels)."""
+    height, width, bands, dtype = image_header(path)
+    if height * width > max_pixels:
+        gigabytes = height * width * bands * dtype.itemsize / 2**30
+        raise UserError(f"{path} declares {width}x{height} pixels ({height * width / 1e6:.0f} MP, {gigabytes:.1f} GB "
+                        f"decoded), more than --max_pixels {max_pixels}: raise --max_pixels if it is a real image "
+                        f"and memory allows, or cut it into smaller scenes")
+
+
+def read_image_with_meta(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Read an image and its ImageMeta (georeferencing included for GeoTIFFs), after checking the pixel budget.
+    JPEG/PNG EXIF orientation is applied (the pixels come out as a viewer shows them)."""
+    path = _check_readable(path)
+    suffix = path.suffix.lower()
+    check_pixel_budget(path, max_pixels)
     try:
         if suffix in TIFF_EXTENSIONS:
             array, geo = _read_tiff(path)
         elif suffix == ".png" and _png_bit_depth(path) == 16:
             array, geo = _read_with_rasterio(path)[0], None  # Pillow truncates 16-bit RGB(A) PNGs to 8 bits
         else:
-            array, geo = _as_hwc(iio.imread(path, plugin="pillow")), None
+            array, geo = _as_hwc(iio.imread(path, plugin="pillow", rotate=True)), None
     except UserError:
         raise
     except READ_ERRORS as err:
         raise UserError(f"cannot read image {path}: {_root_cause(err)} (is it a complete, valid image?)") from None
+    except MemoryError:
+        raise UserError(f"{path}: out of memory decoding it; lower --max_pixels to skip such images, or cut the "
+                        f"scene into smaller ones") from None
     if array.size == 0:
         raise UserError(f"image {path} is empty ({array.shape[0]}x{array.shape[1]} pixels)")
     height, width, bands = array.shape

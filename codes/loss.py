@@ -62,6 +62,10 @@ def parse_loss(spec):
 class Loss(nn.Module):
     """Total loss = sum of weight * term; `last` keeps each term's value of the last call, for the log."""
 
+    def weighted_last(self):
+        """{term: weight * value} of the last call: the terms' shares of the total (EDSR logs them so)."""
+        return {n: w * self.last[n] for n, w in zip(self.names, self.weights)}
+
     def __init__(self, args):
         super().__init__()
         self.weights, names = zip(*parse_loss(args.loss))

@@ -220,6 +220,13 @@ def index_bands(index_name, bands):
     return tuple(positions)
 
 
+def computable_indices(index_names, bands):
+    """The indices among `index_names` whose bands are all named in `bands` (reported metrics skip the others:
+    an RGB dataset has no NDVI)."""
+    names = {str(name).lower() for name in bands or ()}
+    return [i.upper() for i in index_names if set(SPECTRAL_INDICES.get(i.upper(), ("?",))) <= names]
+
+
 def calculate_index_error(img, img2, index_name, bands, crop_border=0):
     """Mean absolute difference between the two images' maps of a spectral index (e.g. NDVI)."""
     img, img2 = prepare_pair(img, img2, crop_border)

@@ -1,10 +1,13 @@
-"""Presets per model and per dataset. A preset fills only the options the user did not write on the command line.
+"""Presets: named sets of flag values. config.resolve layers them (see option.py for the order); a flag given on the
+command line always wins.
 
-- MODEL_PRESETS: the published training settings, used on UC Merced / AID and your own data.
-- DATASET_PRESETS: what a dataset implies (bands, band order).
-- SAMPLE_PRESETS: short runs on the embedded samples, so the used-by commands finish in minutes on 2 CPU cores.
+- MODEL_PRESETS: per --model, the published training settings (used on UC Merced, AID and your own data).
+- SAMPLE_PRESETS: per (--model, --dataset) for the embedded samples: short runs, so the used-by commands finish in
+  minutes on 2 CPU cores.
+- PRESETS_BY_NAME: what `--template NAME` applies (comma list allowed). A template may set --model and --dataset;
+  the model and Sample presets are then chosen from those.
 
-`--template NAME` applies PRESETS_BY_NAME[NAME] (comma list allowed) on top; '.' (the default) applies none extra.
+What a dataset implies (band names, white level) is not a preset: it lives in the dataset's own `dataset.json`.
 """
 from errors import UserError
 
@@ -15,10 +18,6 @@ MODEL_PRESETS = {
     "CONVFORMERSR": dict(epochs=500, lr=2e-4, decay_type="multistep", milestones=[250, 400, 450, 475], gamma=0.5,
                          patch_size=64, batch_size=8),
     "BASIC": dict(epochs=300, lr=1e-4, decay_type="step", lr_decay=200, gamma=0.5, patch_size=48, batch_size=16),
-}
-
-DATASET_PRESETS = {
-    "SampleMS": dict(n_colors=4, bands=["blue", "green", "red", "nir"]),
 }
 
 SAMPLE_PRESETS = {
@@ -35,20 +34,16 @@ SAMPLE_PRESETS = {
 PRESETS_BY_NAME = {
     # the paper protocol on UC Merced for HSENet (also what MODEL_PRESETS gives by default)
     "HSENET_UCMerced": dict(model="HSENET", dataset="UCMerced", **MODEL_PRESETS["HSENET"]),
-    # a tiny ConvFormerSR (embed_dim 60 variant of the paper)
+    # a light ConvFormerSR (the embed_dim 60 variant of the paper)
     "CONVFORMERSR_light": dict(model="CONVFORMERSR", embed_dim=60),
 }
 
 
-def apply(args, explicit):
-    """Fill args from the presets, never overriding a flag in `explicit`."""
-    layers = [MODEL_PRESETS.get(args.model, {}), DATASET_PRESETS.get(args.dataset, {}),
-              SAMPLE_PRESETS.get((args.model, args.dataset), {})]
-    for name in [t for t in args.template.split(",") if t and t != "."]:
+def named(text):
+    """[(name, preset)] for a --template value ('.' or '': none), with a clear error for unknown names."""
+    presets = []
+    for name in [t.strip() for t in str(text).split(",") if t.strip() and t.strip() != "."]:
         if name not in PRESETS_BY_NAME:
             raise UserError(f"--template {name}: unknown preset; known: {', '.join(sorted(PRESETS_BY_NAME))}")
-        layers.append(PRESETS_BY_NAME[name])
-    for layer in layers:
-        for key, value in layer.items():
-            if key not in explicit:
-                setattr(args, key, value)
+        presets.append((name, PRESETS_BY_NAME[name]))
+    return presets

@@ -11,8 +11,16 @@ weights at a pixel is (sum of the row profiles) x (sum of the column profiles): 
 
 The output is produced in row strips (`iter_tiled_strips`), so a caller can write a huge scene strip by strip while
 memory stays bounded by one band of tiles (tile x scene width), never by the scene's area.
+
+`TilePlan` is the one decision of tile, overlap and "fits in one tile", made by `plan_for` from the flags and the
+network's constraints (defaults, a fixed input size, window multiples), and shared by deploy and validation (--chop).
 """
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
+
+from errors import UserError
 
 
 def tile_starts(length, tile, overlap):
@@ -25,9 +33,13 @@ def tile_starts(length, tile, overlap):
     return starts
 
 
+def fits_in_one_tile(height, width, tile):
+    return tile <= 0 or (height <= tile and width <= tile)
+
+
 def count_tiles(height, width, tile, overlap):
     """How many forward passes iter_tiled_strips makes for an LR image of height x width."""
-    if tile <= 0 or (height <= tile and width <= tile):
+    if fits_in_one_tile(height, width, tile):
         return 1
     return len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
 
@@ -60,12 +72,6 @@ def axis_weights(length, tile, overlap, scale):
     return pieces, total
 
 
-def tiled_forward(forward, x, scale, tile, overlap):
-    """Run `forward` over overlapping tiles of x (B, C, H, W) and return the blended (B, C', H*s, W*s) output."""
-    strips = [strip for _, strip in iter_tiled_strips(forward, x, scale, tile, overlap)]
-    return torch.cat(strips, dim=-2)
-
-
 def iter_tiled_strips(forward, x, scale, tile, overlap, on_tile=None):
     """Yield (hr_row, strip) pairs of finished HR rows, top to bottom. `forward` maps a tile to its x`scale` output.
 
@@ -74,7 +80,7 @@ def iter_tiled_strips(forward, x, scale, tile, overlap, on_tile=None):
     view into the band, valid until the next one is requested. `on_tile()` is called after each tile (progress).
     """
     _, _, h, w = x.shape
-    if tile <= 0 or (h <= tile and w <= tile):
+    if fits_in_one_tile(h, w, tile):
         out = forward(x)
         if on_tile:
             on_tile()
@@ -101,3 +107,66 @@ def iter_tiled_strips(forward, x, scale, tile, overlap, on_tile=None):
         strip /= (row_total[top:top + done, None] * col_total[None, :]).to(strip)
         carry = band[..., done:, :]
         yield top, strip
+
+
+# ------------------------------------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class TilePlan:
+    """Tile side and overlap in LR pixels (tile 0: whole images). `fixed`: the network takes exactly tile x tile
+    inputs (TransENet), so smaller images are edge-padded to the tile and the output cropped back."""
+
+    tile: int = 0
+    overlap: int = 0
+    fixed: bool = False
+
+    def count(self, height, width):
+        height, width = self._padded(height, width)
+        return count_tiles(height, width, self.tile, self.overlap)
+
+    def fits(self, height, width):
+        return self.count(height, width) == 1
+
+    def _padded(self, height, width):
+        if not self.fixed:
+            return height, width
+        return max(height, self.tile), max(width, self.tile)
+
+    def strips(self, forward, x, scale, on_tile=None):
+        """(hr_row, strip) pairs of the SR of x (B, C, H, W), top to bottom (see iter_tiled_strips)."""
+        h, w = x.shape[-2:]
+        ph, pw = self._padded(h, w)
+        if (ph, pw) != (h, w):
+            x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        for row, strip in iter_tiled_strips(forward, x, scale, self.tile, self.overlap, on_tile):
+            if row >= h * scale:
+                break
+            yield row, strip[..., :h * scale - row, :w * scale]
+
+    def run(self, forward, x, scale):
+        """The whole SR of x, assembled from the strips."""
+        strips = [strip for _, strip in self.strips(forward, x, scale)]
+        return strips[0] if len(strips) == 1 else torch.cat(strips, dim=-2)
+
+
+WHOLE = TilePlan()
+
+
+def plan_for(module, tile=None, overlap=None, fixed_size=None, multiple=1, model_name="the model"):
+    """The tile plan from --tile/--tile_overlap (None: the network module's DEFAULT_TILE / DEFAULT_TILE_OVERLAP),
+    checked against the network's constraints: a fixed input size (the tile must be that size) and a tile multiple
+    (Swin-style windows: a tile that is no multiple of the window would be padded inside every tile)."""
+    if fixed_size:
+        if tile not in (None, fixed_size):
+            raise UserError(f"--tile {tile}: {model_name} takes inputs of exactly {fixed_size}x{fixed_size} LR pixels "
+                            f"(its --patch_size); drop --tile or pass --tile {fixed_size}")
+        tile = fixed_size
+    elif tile is None:
+        tile = getattr(module, "DEFAULT_TILE", 0)
+    if tile and multiple > 1 and tile % multiple:
+        raise UserError(f"--tile {tile} must be a multiple of {multiple} for {model_name} (its attention window), "
+                        f"e.g. --tile {max(multiple, tile // multiple * multiple)}")
+    if overlap is None:
+        overlap = min(getattr(module, "DEFAULT_TILE_OVERLAP", 16), tile // 2)
+    if tile and overlap >= tile:
+        raise UserError(f"--tile_overlap {overlap} must be smaller than the tile ({tile})")
+    return TilePlan(tile, overlap if tile else 0, bool(fixed_size))

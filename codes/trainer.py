@@ -1,137 +1,172 @@
-"""Training and validation loop (EDSR-style), with exact resume.
+"""Training and validation loop (EDSR-style), with exact, crash-consistent resume.
 
-Exact resume: every epoch starts by seeding torch (patch positions, augmentation, stochastic depth) and the
-loader's shuffling generator from (--seed, epoch), and a checkpoint holds the model, optimizer, scheduler, epoch,
-best score and RNG states. So 2 epochs straight and 1 epoch + --resume + 1 epoch give the same weights.
+Exact resume: every epoch reseeds the sampler and the training patches from (--seed, epoch) (see data/) and torch's
+RNG (stochastic depth) from the same pair, and a checkpoint holds the model, optimizer, scheduler, scaler, epoch and
+best score. So 2 epochs straight and 1 epoch + --resume + 1 epoch give the same weights.
+
+Crash consistency: the metric history lives in the checkpoint, and metrics.csv and the plots are rewritten from it
+(on --resume too, so a kill between the checkpoint and the CSV leaves no gap). A new best is written to
+model_best.pt before model_latest.pt (a byte copy of it), so model_best.pt is never older than the best that
+model_latest.pt records.
 """
+import csv
+import io
 import math
+import random
 import shutil
 import time
 import warnings
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+import atomic
+import checkpoint
 import image_io
 import metrics
-import utility
-from atomic import atomic_target
+import plots
+import progress
 from errors import UserError
-from model import check_checkpoint_args, read_checkpoint
+from radiometry import bicubic_baseline
 
 BEST_KEY = "psnr_rgb"  # pooled PSNR over all bands: defined for any band count
+METRIC_COLUMNS = ("psnr_rgb", "ssim_rgb", "psnr_chmean", "psnr_y", "ssim_y")  # as in calculate_PSNR_SSIM.py's CSV
 
 
-def make_optimizer(args, params):
-    if args.optimizer == "SGD":
-        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    if args.optimizer == "RMSprop":
-        return torch.optim.RMSprop(params, lr=args.lr, eps=args.epsilon, weight_decay=args.weight_decay)
-    return torch.optim.Adam(params, lr=args.lr, betas=tuple(args.betas), eps=args.epsilon,
-                            weight_decay=args.weight_decay)
+def make_optimizer(cfg, params):
+    if cfg.optimizer == "SGD":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "RMSprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, eps=cfg.epsilon, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.epsilon, weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(args, optimizer):
-    if args.decay_type == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=args.gamma)
-    if args.decay_type == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs, eta_min=args.lr * 1e-2)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_decay, gamma=args.gamma)
+def make_scheduler(cfg, optimizer):
+    if cfg.decay_type == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
+    if cfg.decay_type == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr * 1e-2)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay, gamma=cfg.gamma)
 
 
 def average(rows):
     """Mean of each metric over the images; a metric undefined for these images (psnr_y of 4 bands) stays NaN."""
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
-    return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of NaNs is NaN, as meant
+        return {k: float(np.mean([r[k] for r in rows])) for k in keys}
+
+
+def plain_settings(cfg):
+    """The configuration as checkpoint-safe plain values (weights_only loads them)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.values().items()
+            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
 
 
 class Trainer:
-    def __init__(self, args, data, model, loss, run):
-        self.args = args
+    def __init__(self, cfg, data, model, loss, run):
+        self.cfg = cfg
         self.data = data
         self.model = model
         self.loss = loss
         self.run = run
         self.device = model.device
-        self.optimizer = make_optimizer(args, [p for p in model.parameters() if p.requires_grad])
-        self.scheduler = make_scheduler(args, self.optimizer)
+        self.optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+        self.scheduler = make_scheduler(cfg, self.optimizer)
         # fp16 autocast needs loss scaling so small gradients do not flush to zero; a no-op otherwise
         self.scaler = torch.amp.GradScaler("cuda", enabled=model.amp_dtype == torch.float16)
         self.epoch = 0
-        self.best = -math.inf
+        self.best, self.best_epoch = -math.inf, 0
+        self.history = []  # one row per finished epoch (the source of metrics.csv and the plots)
+        self.bicubic = None  # the val split's BICUBIC scores, once per run
         self.nan_streak = 0
-        if args.resume:
-            self.load_latest()
+        if cfg.purpose == "resume":
+            self.restore(checkpoint.read(cfg.checkpoint_path))
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
-    def state(self):
-        return {"model": self.model.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "best": self.best,
-                "rng": utility.rng_state(), "generator": self.data.generator.get_state(),
-                "args": {k: v for k, v in vars(self.args).items() if isinstance(v, (int, float, str, bool, list,
-                                                                                    tuple, type(None)))}}
+    def payload(self):
+        return {"model": self.model.net.state_dict(), "config": plain_settings(self.cfg),
+                "radiometry": self.train_radiometry().record(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best,
+                "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic}
+
+    def train_radiometry(self):
+        return self.data.loader(self.cfg.data_train, train=True).dataset.radiometry
 
     def save(self, is_best):
-        latest = self.run.path("model", "model_latest.pt")
-        utility.atomic_torch_save(self.state(), latest)
-        if is_best:  # the same bytes: copy the file rather than serialise the state a second time
-            with atomic_target(self.run.path("model", "model_best.pt")) as tmp:
-                shutil.copyfile(latest, tmp)
+        latest = self.run.target("model", checkpoint.LATEST)
+        if not is_best:
+            checkpoint.save(latest, self.payload())
+            return
+        best = self.run.target("model", checkpoint.BEST)
+        checkpoint.save(best, self.payload())
+        with atomic.atomic_target(latest) as tmp:  # the same bytes: copy rather than serialise a second time
+            shutil.copyfile(best, tmp)
 
-    def load_latest(self):
-        path = self.run.path("model", "model_latest.pt")
-        ckpt = read_checkpoint(path)
-        check_checkpoint_args(ckpt.get("args"), self.args, path)
-        self.model.net.load_state_dict(ckpt["model"], strict=True)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch, self.best = int(ckpt["epoch"]), float(ckpt["best"])
-        utility.set_rng_state(ckpt["rng"])
-        self.data.generator.set_state(ckpt["generator"])
-        self.run.log(f"resumed {path} at epoch {self.epoch} (best {BEST_KEY} {self.best:.4f})")
+    def restore(self, ckpt):
+        """--resume: the weights are already in the model (config.resolve loaded this checkpoint); the rest here."""
+        payload = ckpt.payload
+        for key in ("optimizer", "scheduler", "epoch", "best"):
+            if key not in payload:
+                raise UserError(f"{ckpt.path} holds weights only (no {key}): it cannot be resumed; start a new run "
+                                f"from it with --pre_train {ckpt.path}")
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.epoch, self.best = int(payload["epoch"]), float(payload["best"])
+        self.best_epoch = int(payload.get("best_epoch", self.epoch))
+        self.history = [dict(row) for row in payload.get("history", [])]
+        self.bicubic = payload.get("bicubic")
+        self.write_history()  # fills a metrics.csv left behind by a kill after the checkpoint
+        self.run.log(f"resumed {ckpt.path} at epoch {self.epoch} (best {BEST_KEY} {self.best:.4f} at epoch "
+                     f"{self.best_epoch})")
 
     # -- training ------------------------------------------------------------------------------------------------
-    def seed_epoch(self, epoch):
-        seed = self.args.seed * 100003 + epoch
-        torch.manual_seed(seed)
-        self.data.generator.manual_seed(seed)
-
     def train(self):
-        args = self.args
-        loader_train = self.data.loader(args.data_train, train=True)
-        loader_val = self.data.loader(args.data_val)
-        if self.epoch >= args.epochs:
-            self.run.log(f"nothing to do: the run is at epoch {self.epoch} of --epochs {args.epochs}")
-        while self.epoch < args.epochs:
+        cfg = self.cfg
+        loader_train = self.data.loader(cfg.data_train, train=True)
+        loader_val = self.data.loader(cfg.data_val)
+        if self.bicubic is None:
+            self.bicubic = self.bicubic_scores(loader_val.dataset)
+            self.run.log(f"bicubic on {cfg.data_val}: {BEST_KEY} {self.bicubic[BEST_KEY]:.4f} dB, ssim_rgb "
+                         f"{self.bicubic['ssim_rgb']:.4f}")
+        if self.epoch >= cfg.epochs:
+            self.run.log(f"nothing to do: the run is at epoch {self.epoch} of --epochs {cfg.epochs}")
+        while self.epoch < cfg.epochs:
             self.epoch += 1
             start = time.time()
-            train_loss = self.train_epoch(loader_train)
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch uses (the scheduler steps after it)
+            losses = self.train_epoch(loader_train, lr)
             scores = self.evaluate(loader_val, desc=f"val {self.epoch}")
-            self.finish_epoch(train_loss, scores, time.time() - start)
+            self.finish_epoch(lr, losses, scores, time.time() - start)
 
-    def train_epoch(self, loader):
+    def seed_epoch(self, epoch):
+        self.data.set_epoch(epoch)
+        torch.manual_seed(self.cfg.seed * 100003 + epoch)  # stochastic depth and anything else the network draws
+
+    def train_epoch(self, loader, lr):
+        """Mean total loss and mean weighted loss terms over the epoch's finite batches."""
         self.seed_epoch(self.epoch)
         self.model.train()
-        lr = self.optimizer.param_groups[0]["lr"]
-        losses = []
-        bar = tqdm(loader, desc=f"epoch {self.epoch}/{self.args.epochs} lr {lr:.2e}", leave=False,
-                   dynamic_ncols=True)
+        totals, terms = [], []
+        bar = progress.bar(loader, f"epoch {self.epoch}/{self.cfg.epochs} lr {lr:.2e}", unit="batch")
         for batch, (lr_img, hr_img, _) in enumerate(bar, 1):
             value = self.train_step(lr_img.to(self.device), hr_img.to(self.device))
             if value is not None:
-                losses.append(value)
-                bar.set_postfix(loss=f"{value:.4f}")
-            if batch % self.args.print_every == 0:
-                self.run.log(f"[epoch {self.epoch} batch {batch}/{len(loader)}] loss {np.mean(losses):.5f}",
+                totals.append(value)
+                terms.append(self.loss.weighted_last())
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{value:.4f}")
+            if batch % self.cfg.print_every == 0:
+                self.run.log(f"[epoch {self.epoch} batch {batch}/{len(loader)}] loss {np.mean(totals):.5f}",
                              echo=False)
         self.scheduler.step()
-        if not losses:
+        if not totals:
             raise UserError(f"epoch {self.epoch}: no batch gave a finite loss; lower --lr or check the data")
-        return float(np.mean(losses))
+        return {"loss": float(np.mean(totals)),
+                **{f"loss_{name}": float(np.mean([t[name] for t in terms])) for name in terms[0]}}
 
     def train_step(self, lr_img, hr_img):
         """One optimizer step; a non-finite loss skips the batch, and --max_nan of them in a row stop the run."""
@@ -141,55 +176,88 @@ class Trainer:
             self.nan_streak += 1
             warnings.warn(f"epoch {self.epoch}: non-finite loss ({loss.item()}), batch skipped "
                           f"({self.nan_streak} in a row)", stacklevel=2)
-            if self.nan_streak >= self.args.max_nan:
+            if self.nan_streak >= self.cfg.max_nan:
                 raise UserError(f"training stopped: {self.nan_streak} non-finite losses in a row at epoch "
-                                f"{self.epoch}; lower --lr (now {self.args.lr}) or check the data for NaNs")
+                                f"{self.epoch}; lower --lr (now {self.cfg.lr}) or check the data for NaNs")
             return None
         self.nan_streak = 0
         self.scaler.scale(loss).backward()
-        if self.args.gclip > 0:
+        if self.cfg.gclip > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.gclip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gclip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach())
 
-    def finish_epoch(self, train_loss, scores, seconds):
+    def finish_epoch(self, lr, losses, scores, seconds):
         is_best = scores[BEST_KEY] > self.best
-        self.best = max(self.best, scores[BEST_KEY])
+        if is_best:
+            self.best, self.best_epoch = scores[BEST_KEY], self.epoch
+        row = {"epoch": self.epoch, "lr": lr, **losses,
+               **{k: scores[k] for k in METRIC_COLUMNS}, **{k: v for k, v in scores.items() if k not in METRIC_COLUMNS},
+               "seconds": round(seconds, 3)}
+        self.history.append(row)
         self.save(is_best)
-        row = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"], "loss": train_loss,
-               "psnr": scores[BEST_KEY], "ssim": scores["ssim_rgb"],
-               **{k: v for k, v in scores.items() if k not in (BEST_KEY, "ssim_rgb")}, "seconds": seconds}
-        self.run.append_csv(row)
-        self.run.plot()
-        self.run.log(f"epoch {self.epoch}/{self.args.epochs}: loss {train_loss:.5f}, val PSNR {scores[BEST_KEY]:.3f}"
-                     f" dB, SSIM {scores['ssim_rgb']:.4f}{' (best)' if is_best else ''}, {seconds:.1f} s")
+        self.write_history()
+        terms = ", ".join(f"{k[5:]} {v:.5f}" for k, v in losses.items() if k.startswith("loss_"))
+        self.run.log(f"epoch {self.epoch}/{self.cfg.epochs}: lr {lr:.2e}, loss {losses['loss']:.5f} ({terms}), val "
+                     f"{BEST_KEY} {scores[BEST_KEY]:.3f} dB, ssim_rgb {scores['ssim_rgb']:.4f}"
+                     f"{' (best)' if is_best else ''}, {seconds:.1f} s")
+
+    def write_history(self):
+        """metrics.csv and the plots, rewritten from the history the checkpoint holds."""
+        if not self.history:
+            return
+        columns = list(dict.fromkeys(k for row in self.history for k in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic.write_text(self.run.target("metrics.csv"), text.getvalue())
+        plots.run_plots(self.run, self.history, self.bicubic)
 
     # -- validation ----------------------------------------------------------------------------------------------
+    def bicubic_scores(self, dataset):
+        """The val split's scores of the BICUBIC model: the dashed reference line of the curves."""
+        rows = []
+        for index in range(len(dataset)):
+            lr, hr = dataset.load_pair(index)
+            rows.append(self.score(bicubic_baseline(lr, self.cfg.scale), hr, dataset.radiometry))
+        return average(rows)
+
+    def score(self, sr_img, hr_img, radiometry):
+        cfg = self.cfg
+        return metrics.evaluate_pair(sr_img, hr_img, scale=cfg.scale, crop_border=cfg.scale,
+                                     data_range=radiometry.white, bands=cfg.bands,
+                                     indices=metrics.computable_indices(cfg.spectral_index, cfg.bands))
+
     @torch.no_grad()
     def evaluate(self, loader, desc="val"):
-        """Metrics of the one metrics module, averaged over the split (SR rounded to the data's levels first)."""
+        """Metrics of the one metrics module, averaged over the split (SR in the files' dtype, as deploy writes it)."""
         self.model.eval()
-        args, dataset = self.args, loader.dataset
-        tile, overlap = (self.model.default_tile() if args.chop else (0, 0))
+        dataset = loader.dataset
         rows = []
-        for index, (lr_img, _, name) in enumerate(tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)):
-            sr = self.model(lr_img.to(self.device), tile=tile, tile_overlap=overlap)
-            sr_img = utility.tensor_to_image(sr[0], args.rgb_range, dataset.data_range, dataset.dtype)
+        for index, (lr_img, _, name) in enumerate(progress.bar(loader, desc, unit="img")):
+            sr = self.model(lr_img, plan=self.model.validation_plan)
+            sr_img = dataset.radiometry.from_network(sr[0])
             hr_img = dataset.load_pair(index)[1]  # the file's own values (batch 1, unshuffled: index = item)
-            row = metrics.evaluate_pair(sr_img, hr_img, scale=args.scale, crop_border=args.scale,
-                                        data_range=dataset.data_range, bands=args.bands,
-                                        indices=args.spectral_index if args.bands else ())
-            rows.append(row)
-            if args.save_results:
-                image_io.write_image(self.run.path("results", f"{name[0]}.png" if sr_img.shape[2] in (1, 3)
-                                                   else f"{name[0]}.tif"), sr_img)
+            rows.append(self.score(sr_img, hr_img, dataset.radiometry))
+            if self.cfg.save_results:
+                ext = ".png" if sr_img.shape[2] in (1, 3) and sr_img.dtype in (np.uint8, np.uint16) else ".tif"
+                image_io.write_image(self.run.target("results", f"{name[0]}{ext}"), sr_img)
         return average(rows)
 
     def test(self):
-        """--test_only: report the metrics of the loaded model on --data_test."""
-        scores = self.evaluate(self.data.loader(self.args.data_test), desc="test")
-        self.run.log(f"test on {self.args.dataset}/{self.args.data_test} x{self.args.scale}: "
+        """--test_only: the metrics of the loaded model on --data_test (equal to deploy + calculate_PSNR_SSIM.py)."""
+        cfg = self.cfg
+        scores = self.evaluate(self.data.loader(cfg.data_test), desc="test")
+        self.run.log(f"test of {cfg.checkpoint_path} on {cfg.dataset}/{cfg.data_test} x{cfg.scale}: "
                      + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return scores
+
+
+def seed_everything(seed):
+    """Seed every generator the weight initialisation may use (the data draws from its own per-sample seeds)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

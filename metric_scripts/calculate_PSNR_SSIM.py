@@ -15,9 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
 
 import image_io  # noqa: E402
 import metrics  # noqa: E402
+import option  # noqa: E402
 from atomic import atomic_target  # noqa: E402
+from config import read_dataset_metadata  # noqa: E402
 from errors import OneLineParser, UserError, run_cli  # noqa: E402
 from paths import DATASETS_DIR, EXPERIMENT_DIR  # noqa: E402
+from radiometry import default_white  # noqa: E402
 
 BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
 
@@ -32,8 +35,12 @@ def build_parser():
     p.add_argument("--csv", default="", help="CSV file to write (default: <sr>/psnr_ssim.csv)")
     p.add_argument("--dir_experiment", default=str(EXPERIMENT_DIR), help="searched for the newest results/*")
     p.add_argument("--dir_datasets", default=str(DATASETS_DIR), help="where a manifest's dataset is found")
-    p.add_argument("--data_range", type=float, default=None, help="peak value (default: from the GT dtype)")
-    p.add_argument("--bands", default="", help="band order for index errors, e.g. blue,green,red,nir")
+    p.add_argument("--data_range", type=option.positive_float, default=None,
+                   help="peak value (default: the white level deploy recorded in the manifest, else from the GT dtype)")
+    p.add_argument("--bands", type=option.name_list, default=None,
+                   help="band order for index errors, e.g. blue,green,red,nir (default: manifest, then dataset.json)")
+    p.add_argument("--max_pixels", type=option.positive_int, default=image_io.DEFAULT_MAX_PIXELS,
+                   help="largest image read (pixels, checked in the header before decoding)")
     p.add_argument("--spectral_index", default="NDVI", help="indices whose error is reported, e.g. NDVI,NDWI")
     return p
 
@@ -86,32 +93,49 @@ def find_sr(sr_dir, stem, suffix):
     raise UserError(f"no SR image for {stem} in {sr_dir} (looked for {stem}{suffix}.<ext>); check --sr/--suffix")
 
 
-def band_names(args, gt_dir):
+def band_names(args, manifest, gt_dir):
+    """--bands, else the bands deploy recorded, else the dataset's dataset.json (<root>/<split>/HR -> <root>)."""
     if args.bands:
-        return [b.strip().lower() for b in args.bands.split(",")]
-    bands_txt = gt_dir.parent.parent / "bands.txt"  # <root>/<split>/HR -> <root>/bands.txt (SampleMS)
-    if bands_txt.is_file():
-        return [b.strip().lower() for b in bands_txt.read_text().split(",")]
-    return None
+        return args.bands
+    if manifest.get("bands"):
+        return [b.lower() for b in manifest["bands"]]
+    bands = read_dataset_metadata(gt_dir.parent.parent).get("bands")
+    return [b.lower() for b in bands] if bands else None
 
 
-def evaluate_folder(args, gt_dir, sr_dir, scale):
-    gt_files = image_io.list_images(gt_dir)
+def peak_value(args, manifest, sr_path, gt):
+    """--data_range, else the white level deploy used for this image (its manifest), else the GT dtype's."""
+    if args.data_range:
+        return args.data_range
+    for record in manifest.get("images") or []:
+        if Path(record.get("output", "")).stem == sr_path.stem and record.get("radiometry"):
+            return float(record["radiometry"]["white"])
+    if manifest.get("radiometry"):
+        return float(manifest["radiometry"]["white"])
+    return default_white(gt.dtype)
+
+
+def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
+    manifest = manifest or {}
+    gt_files = image_io.check_unique_stems(image_io.list_images(gt_dir), gt_dir)
     if not gt_files:
         raise UserError(f"GT folder {gt_dir} holds no images")
     crop = args.crop_border if args.crop_border is not None else scale
-    bands = band_names(args, gt_dir)
-    indices = [i.strip().upper() for i in args.spectral_index.split(",") if i.strip()] if bands else []
+    bands = band_names(args, manifest, gt_dir)
+    indices = metrics.computable_indices(option.index_list(args.spectral_index), bands)
     rows = []
     for gt_path in gt_files:
         sr_path = find_sr(sr_dir, gt_path.stem, args.suffix)
-        gt, sr = image_io.read_image(gt_path), image_io.read_image(sr_path)
+        gt, sr = image_io.read_image(gt_path, args.max_pixels), image_io.read_image(sr_path, args.max_pixels)
         if scale:
             gt = image_io.modcrop(gt, scale)
         if gt.shape != sr.shape:
             raise UserError(f"{sr_path} is {sr.shape[1]}x{sr.shape[0]}x{sr.shape[2]} but GT {gt_path.name} "
                             f"(mod-cropped) is {gt.shape[1]}x{gt.shape[0]}x{gt.shape[2]}")
-        data_range = args.data_range or image_io.dtype_max(gt.dtype)
+        if gt.dtype != sr.dtype:
+            raise UserError(f"{sr_path} is {sr.dtype.name} but GT {gt_path.name} is {gt.dtype.name}: compare SR and "
+                            f"GT of the same bit depth (deploy writes the input's)")
+        data_range = peak_value(args, manifest, sr_path, gt)
         values = metrics.evaluate_pair(sr, gt, scale=scale or 1, crop_border=crop, data_range=data_range,
                                        bands=bands if bands and len(bands) == gt.shape[2] else None,
                                        indices=indices)
@@ -129,8 +153,6 @@ def with_average(rows):
 
 
 def write_csv(path, columns, rows):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["image"] + columns, extrasaction="ignore")
         writer.writeheader()
@@ -150,7 +172,7 @@ def main(argv=None):
     gt_dir, sr_dir, scale = resolve_inputs(args)
     print(f"GT {gt_dir}\nSR {sr_dir}\nscale {scale}, crop_border "
           f"{args.crop_border if args.crop_border is not None else scale}")
-    columns, rows = with_average(evaluate_folder(args, gt_dir, sr_dir, scale))
+    columns, rows = with_average(evaluate_folder(args, gt_dir, sr_dir, scale, read_manifest(sr_dir)))
     print_table(columns, rows)
     csv_path = Path(args.csv) if args.csv else sr_dir / "psnr_ssim.csv"
     write_csv(csv_path, columns, rows)

@@ -99,7 +99,7 @@ def test_cache_write_is_atomic(tmp_path, small_root, monkeypatch):
 
     monkeypatch.setattr(np, "save", crash)
     cache = cache_for(tmp_path, small_root)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="cannot write .*npy: disk full"):
         cache.load(src, image_io.read_image)
     folder = cache.entry(src).parent
     assert not cache.entry(src).exists() and list(folder.iterdir()) == []  # no final file, no temp file

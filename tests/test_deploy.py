@@ -16,10 +16,10 @@ import image_io
 import imresize
 import metrics
 import option
-import utility
 from errors import UserError
 from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
 from model import Model
+from radiometry import Radiometry, to_dtype
 
 # BASIC with 1 residual block: receptive-field radius 6 LR pixels, so --tile_overlap 24 makes tiles exact.
 TINY_ARCH = ["--model=BASIC", "--n_feats=8", "--n_resblocks=1"]
@@ -74,7 +74,7 @@ def write_geotiff(path, pixels, nodata=None, descriptions=(), transform=TRANSFOR
 
 def bicubic_reference(lr, scale):
     """What BICUBIC deploy computes: MATLAB bicubic on the float pixels, rounded once to the input dtype."""
-    return image_io.to_dtype(imresize.imresize(lr.astype(np.float64), scale), lr.dtype)
+    return to_dtype(imresize.imresize(lr.astype(np.float64), scale), lr.dtype)
 
 
 def assert_close_levels(a, b, identical=0.999):
@@ -93,8 +93,8 @@ def test_sample_with_a_checkpoint_writes_sr_and_manifest(tmp_path, capsys):
     model.eval()
     lr = sample_lr(0)
     with torch.no_grad():
-        expected = utility.tensor_to_image(model(torch.from_numpy(lr.transpose(2, 0, 1) / 255.0).float()[None])[0],
-                                           1.0, 255, np.uint8)
+        sr = model(torch.from_numpy(lr.transpose(2, 0, 1) / 255.0).float()[None])[0]
+    expected = Radiometry.of(np.uint8, None, 1.0).from_network(sr)
     written = image_io.read_image(out_dir / lr_files[0].name)
     assert written.shape == (120, 120, 3) and written.dtype == np.uint8 and written.std() > 1
     np.testing.assert_array_equal(written, expected)
@@ -104,8 +104,10 @@ def test_sample_with_a_checkpoint_writes_sr_and_manifest(tmp_path, capsys):
     assert manifest["source"] == str((SAMPLE / "test" / "LR_x4").resolve())
     assert manifest["outputs"] == [p.name for p in lr_files] and manifest["skipped"] == []
     assert manifest["images"][0] == {"input": lr_files[0].name, "output": lr_files[0].name, "lr_size": [30, 30],
-                                     "sr_size": [120, 120], "bands": 3, "dtype": "uint8", "tile": 0,
+                                     "sr_size": [120, 120], "bands": 3, "dtype": "uint8",
+                                     "radiometry": {"dtype": "uint8", "white": 255.0, "net_range": 1.0}, "tile": 0,
                                      "tile_overlap": 0, "tiles": 1}
+    assert manifest["radiometry"] == {"dtype": "uint8", "white": 255.0, "net_range": 1.0}
     closing = [line for line in capsys.readouterr().out.splitlines() if "images ->" in line]
     assert len(closing) == 1 and "4 images" in closing[0] and "images/s" in closing[0] and "MP/s" in closing[0]
 
@@ -116,22 +118,34 @@ def test_compare_figures_show_lr_bicubic_sr_hr_with_psnrs(tmp_path):
     assert [f["figure"] for f in manifest["figures"]] == [f"compare/{n}" for n in names]
     record = manifest["figures"][0]
     figure = image_io.read_image(out_dir / record["figure"])
-    # 120x120 crops (the whole tile), enlarged x2 to reach 192 pixels, 4 panels under the captions
+    # 120x120 crops (the whole tile), enlarged x2 to reach 192 pixels; the SR of BICUBIC is the bicubic panel, so
+    # 3 panels: LR | bicubic (= SR) | HR
     zoom, side = 2, 240
-    assert figure.shape == (compare.CAPTION + side, 4 * side + 3 * compare.GAP, 3) and figure.dtype == np.uint8
+    assert figure.shape == (compare.CAPTION + side, 3 * side + 2 * compare.GAP, 3) and figure.dtype == np.uint8
     lr, hr = sample_lr(0), sample_hr(0)
     sr = image_io.read_image(out_dir / names[0])
-    panels = [figure[compare.CAPTION:, k * (side + compare.GAP):k * (side + compare.GAP) + side] for k in range(4)]
+    panels = [figure[compare.CAPTION:, k * (side + compare.GAP):k * (side + compare.GAP) + side] for k in range(3)]
     np.testing.assert_array_equal(panels[0], np.repeat(np.repeat(lr, 4 * zoom, 0), 4 * zoom, 1))
-    np.testing.assert_array_equal(panels[2], np.repeat(np.repeat(sr, zoom, 0), zoom, 1))
-    np.testing.assert_array_equal(panels[3], np.repeat(np.repeat(hr, zoom, 0), zoom, 1))
+    np.testing.assert_array_equal(panels[1], np.repeat(np.repeat(sr, zoom, 0), zoom, 1))
+    np.testing.assert_array_equal(panels[2], np.repeat(np.repeat(hr, zoom, 0), zoom, 1))
     assert (figure[:compare.CAPTION] < 128).any()  # captions are written
-    bicubic = image_io.to_dtype(imresize.imresize(lr.astype(np.float64), 4), np.uint8)  # BICUBIC's definition
+    bicubic = to_dtype(imresize.imresize(lr.astype(np.float64), 4), np.uint8)  # BICUBIC's definition
+    np.testing.assert_array_equal(sr, bicubic)
     assert record["psnr_bicubic"] == pytest.approx(metrics.calculate_psnr(bicubic, hr, 4), abs=1e-4)
-    assert record["psnr_sr"] == pytest.approx(metrics.calculate_psnr(sr, hr, 4), abs=1e-4)
-    # the SR here is the BICUBIC model: the same pixels as the bicubic panel, so the same PSNR
-    np.testing.assert_array_equal(panels[1], panels[2])
     assert 15 < record["psnr_sr"] < 40 and record["psnr_sr"] == pytest.approx(record["psnr_bicubic"], abs=1e-9)
+
+
+def test_compare_figures_of_a_network_have_four_panels(tmp_path):
+    checkpoint = save_basic(tmp_path)
+    out_dir, manifest = deploy(tmp_path, *TINY_ARCH, "--pre_train", checkpoint, "--compare", SAMPLE / "test" / "HR")
+    figure = image_io.read_image(out_dir / manifest["figures"][0]["figure"])
+    side = 240
+    assert figure.shape == (compare.CAPTION + side, 4 * side + 3 * compare.GAP, 3)
+    sr = image_io.read_image(out_dir / manifest["outputs"][0])
+    sr_panel = figure[compare.CAPTION:, 2 * (side + compare.GAP):2 * (side + compare.GAP) + side]
+    np.testing.assert_array_equal(sr_panel, np.repeat(np.repeat(sr, 2, 0), 2, 1))
+    hr = sample_hr(0)
+    assert manifest["figures"][0]["psnr_sr"] == pytest.approx(metrics.calculate_psnr(sr, hr, 4), abs=1e-4)
 
 
 # --------------------------------------------------------------------------------------------------- GeoTIFF
@@ -182,8 +196,8 @@ def test_rgbn_scene_crop_super_resolves_in_place_with_a_4_band_figure(tmp_path, 
     assert manifest["figures"][0]["psnr_sr"] == pytest.approx(metrics.calculate_psnr(sr, hr, 2), abs=1e-4)
     figure = image_io.read_image(out_dir / manifest["figures"][0]["figure"])
     side = 2 * 130  # the whole 92x130 image (smaller than a crop), enlarged x2 to reach 192 pixels wide
-    assert figure.shape == (compare.CAPTION + 2 * 92, 4 * side + 3 * compare.GAP, 3)
-    hr_panel = figure[compare.CAPTION::2, 3 * (side + compare.GAP):3 * (side + compare.GAP) + side:2].astype(float)
+    assert figure.shape == (compare.CAPTION + 2 * 92, 3 * side + 2 * compare.GAP, 3)  # BICUBIC: no separate SR
+    hr_panel = figure[compare.CAPTION::2, 2 * (side + compare.GAP):2 * (side + compare.GAP) + side:2].astype(float)
     crop = hr[..., [2, 1, 0]].astype(float)  # red, green, blue by --bands
     low, high = np.percentile(crop.reshape(-1, 3), [2, 98], axis=0)
     expected = np.clip((crop - low) / (high - low), 0, 1) * 255
@@ -315,7 +329,7 @@ def test_input_errors(tmp_path):
     with pytest.raises(UserError, match="--tile_overlap 32 must be smaller than --tile 32"):
         deploy(tmp_path, "--model=BICUBIC", "--tile=32", "--tile_overlap=32", "--dir_data", SAMPLE / "test" / "HR")
     lr_dir = shutil.copytree(SAMPLE / "test" / "LR_x4", tmp_path / "lr")
-    with pytest.raises(UserError, match="would overwrite the inputs"):
+    with pytest.raises(UserError, match="would overwrite the input"):
         demo_deploy.main(["--model=BICUBIC", "--dir_data", str(lr_dir), "--dir_out", str(lr_dir),
                           *isolated(tmp_path)])
     assert [p.read_bytes() for p in sorted(lr_dir.iterdir())] == [
@@ -329,7 +343,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(UserError, match="weights.pt: not a PyTorch checkpoint"):
         deploy(tmp_path, *TINY_ARCH, "--pre_train", text, *lr)
     ours_x2 = save_basic(tmp_path, scale=2, name="ours_x2.pt", wrap_args={"model": "BASIC", "scale": 2})
-    with pytest.raises(UserError, match="was trained for x2, not x4: pass --scale 2"):
+    with pytest.raises(UserError, match="was trained with --scale 2, not 4: drop --scale"):
         deploy(tmp_path, *TINY_ARCH, "--scale=4", "--pre_train", ours_x2, *lr)
     bare_x2 = save_basic(tmp_path, scale=2)
     with pytest.raises(UserError, match="does not fit BASIC x4"):

@@ -9,6 +9,7 @@ from rasterio.transform import Affine
 
 import image_io as io
 from errors import UserError
+from radiometry import default_white, to_dtype
 
 SAMPLE_HR = Path(__file__).resolve().parents[1] / "datasets" / "Sample" / "train" / "HR"
 LANDSAT = "data/registry/LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
@@ -258,14 +259,14 @@ def test_missing_and_unsupported_files_raise_user_error(tmp_path):
 # ----------------------------------------------------------------------------------------------------------- helpers
 def test_to_dtype_rounds_half_away_from_zero_and_saturates():
     values = np.array([2.5, 254.5, 300.0, -3.0, 0.4999, 1.5])
-    np.testing.assert_array_equal(io.to_dtype(values, np.uint8), [3, 255, 255, 0, 0, 2])
-    np.testing.assert_array_equal(io.to_dtype(np.array([-2.5, 40000.0, -40000.0]), np.int16), [-3, 32767, -32768])
-    np.testing.assert_array_equal(io.to_dtype(np.array([65535.5, 1.5]), np.uint16), [65535, 2])
-    assert io.to_dtype(np.array([0.25]), np.float32).dtype == np.float32
+    np.testing.assert_array_equal(to_dtype(values, np.uint8), [3, 255, 255, 0, 0, 2])
+    np.testing.assert_array_equal(to_dtype(np.array([-2.5, 40000.0, -40000.0]), np.int16), [-3, 32767, -32768])
+    np.testing.assert_array_equal(to_dtype(np.array([65535.5, 1.5]), np.uint16), [65535, 2])
+    assert to_dtype(np.array([0.25]), np.float32).dtype == np.float32
 
 
-def test_dtype_max():
-    assert [io.dtype_max(t) for t in (np.uint8, np.uint16, np.int16, np.float32)] == [255, 65535, 32767, 1.0]
+def test_default_white():
+    assert [default_white(t) for t in (np.uint8, np.uint16, np.int16, np.float32)] == [255, 65535, 32767, 1.0]
 
 
 def test_modcrop_crops_bottom_right(rgb8):
@@ -288,6 +289,6 @@ def test_list_images_sorted_case_insensitive_and_recursive(tmp_path, rgb8):
 def test_geotiff_nodata_the_output_dtype_cannot_hold_is_dropped(tmp_path, tiny_geotiff):
     path, pixels = tiny_geotiff
     _, meta = io.read_image_with_meta(path)  # int16 with nodata -9999
-    back, back_meta = roundtrip(tmp_path, "u8.tif", io.to_dtype(pixels, np.uint8), meta)
+    back, back_meta = roundtrip(tmp_path, "u8.tif", to_dtype(pixels, np.uint8), meta)
     assert back.dtype == np.uint8 and back_meta.geo["nodata"] is None
     assert back_meta.geo["crs"] == CRS.from_epsg(32618)

@@ -63,9 +63,11 @@ def test_spectral_loss_gradient_flows():
     assert torch.isfinite(sr_t.grad).all() and sr_t.grad.abs().sum() > 0
 
 
-def test_index_whose_bands_are_missing_fails_at_startup():
+def test_index_whose_bands_are_missing_fails_at_startup(tmp_path):
     args = parse_args(["--dataset=SampleMS", "--loss=1*L1+0.1*SPECTRAL", "--spectral_index=NDBI"])
     with pytest.raises(UserError, match="swir1"):
         Loss(args)
+    with pytest.raises(UserError, match="NDVI needs a 'nir' band but the bands are \\['red', 'green', 'blue'\\]"):
+        Loss(parse_args(["--loss=1*L1+0.1*SPECTRAL"]))  # the Sample's dataset.json names its bands
     with pytest.raises(UserError, match="--bands"):
-        Loss(parse_args(["--loss=1*L1+0.1*SPECTRAL"]))
+        Loss(parse_args(["--loss=1*L1+0.1*SPECTRAL", "--dataset=Paired", f"--dir_data={tmp_path}"]))

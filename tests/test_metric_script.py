@@ -1,5 +1,6 @@
 """metric_scripts/calculate_PSNR_SSIM.py: defaults from the newest results, the CSV, and its errors."""
 import csv
+import json
 import sys
 import time
 
@@ -72,7 +73,7 @@ def test_multispectral_columns(tmp_path):
     for key in ("sam", "ergas", "rmse", "cc", "psnr_b4", "ssim_b4", "ndvi_err", "ndwi_err"):
         assert key in columns
     assert 0 < float(rows[-1]["sam"]) < 30 and 0 < float(rows[-1]["cc"]) <= 1
-    assert (SAMPLE_MS / "bands.txt").read_text().strip() == "blue,green,red,nir"
+    assert json.loads((SAMPLE_MS / "dataset.json").read_text())["bands"] == ["blue", "green", "red", "nir"]
 
 
 def test_missing_gt_folder(tmp_path):

@@ -1,4 +1,5 @@
 """prepare_dataset.py run as users run it (a subprocess) on real images: layout, sizes, LR pixels, split, errors."""
+import json
 import shutil
 import subprocess
 import sys
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_scripts.prepare_dataset import group_by_class, parse_split, split_counts, split_stratified
+from data_scripts.prepare_dataset import PROTOCOLS, group_by_class, parse_split, split_counts, split_stratified
 
 from errors import UserError
 from image_io import list_images, modcrop, read_image, read_image_with_meta, write_image
@@ -124,7 +125,8 @@ def test_split_counts_use_largest_remainders(n, fractions, expected):
 def test_split_1_0_0_puts_everything_in_train(tmp_path, two_class_src):
     dst = tmp_path / "out"
     assert run_prepare("--src", two_class_src, "--dst", dst, "--split", "1,0,0", "--scales", "4").returncode == 0
-    assert sorted(p.name for p in dst.iterdir()) == ["train"]
+    assert sorted(p.name for p in dst.iterdir()) == ["dataset.json", "train"]
+    assert json.loads((dst / "dataset.json").read_text())["bands"] == ["red", "green", "blue"]
     assert len(names_in(dst / "train" / "HR")) == len(names_in(dst / "train" / "LR_x4")) == 10
 
 
@@ -190,12 +192,36 @@ def test_corrupt_image_is_named(tmp_path, two_class_src):
     assert_one_line_error(result, "broken.png")
 
 
+def test_a_split_that_rounds_to_no_image_is_refused(tmp_path, two_class_src):
+    """5 images per class at 0.8,0.1,0.1 give 4/1/0: an empty test split, refused with what to change."""
+    result = run_prepare("--src", two_class_src, "--dst", tmp_path / "out", "--split", "0.8,0.1,0.1")
+    assert_one_line_error(result, "gives the test split none (4/1/0)", "raise its fraction")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ucmerced_protocol_is_45_5_50_per_class(tmp_path):
+    """The HSENet/TransENet split (TransENet issue #14): 100 images per class give 45/5/50, 945/105/1050 in all."""
+    classes = {f"class{k:02d}": [f"class{k:02d}_{i:02d}.png" for i in range(100)] for k in range(21)}
+    paths = {name: [Path(name) / f for f in files] for name, files in classes.items()}
+    splits = split_stratified(paths, parse_split(PROTOCOLS["ucmerced"]), seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [945, 105, 1050]
+    for name in classes:
+        assert [sum(p.parent.name == name for p in splits[s]) for s in ("train", "val", "test")] == [45, 5, 50]
+
+
+def test_protocol_and_split_are_exclusive(tmp_path, two_class_src):
+    result = run_prepare("--src", two_class_src, "--dst", tmp_path / "out", "--protocol", "ucmerced",
+                         "--split", "1,0,0")
+    assert_one_line_error(result, "--protocol fixes the split")
+
+
 def test_non_empty_dst_needs_overwrite(tmp_path, two_class_src):
     dst = tmp_path / "out"
     dst.mkdir()
     (dst / "keep.txt").write_text("user data")
-    assert_one_line_error(run_prepare("--src", two_class_src, "--dst", dst), "--overwrite")
-    assert run_prepare("--src", two_class_src, "--dst", dst, "--scales", "2", "--overwrite").returncode == 0
+    assert_one_line_error(run_prepare("--src", two_class_src, "--dst", dst, "--split", "1,0,0"), "--overwrite")
+    assert run_prepare("--src", two_class_src, "--dst", dst, "--scales", "2", "--split", "1,0,0",
+                       "--overwrite").returncode == 0
     assert (dst / "keep.txt").read_text() == "user data"
 
 
@@ -218,6 +244,6 @@ def test_make_sample_rebuilds_the_embedded_datasets_byte_for_byte(tmp_path, shar
         changed = [f for f in built if (tmp_path / name / f).read_bytes() != (REPO_ROOT / "datasets" / name / f)
                    .read_bytes()]
         assert changed == [], f"datasets/{name} is stale: rebuild with make_sample.py --overwrite ({changed[:3]})"
-    assert (tmp_path / "SampleMS" / "bands.txt").read_text() == "blue,green,red,nir\n"
+    assert json.loads((tmp_path / "SampleMS" / "dataset.json").read_text())["bands"] == ["blue", "green", "red", "nir"]
     assert len(list_images(tmp_path / "Sample" / "train" / "HR")) == 32
     assert read_image(list_images(tmp_path / "Sample" / "test" / "LR_x3")[0]).shape == (40, 40, 3)

@@ -1,5 +1,6 @@
 """Training end to end on the embedded Sample: run folder contents, exact resume, --reset, NaN handling, options."""
 import csv
+import json
 
 import imageio.v3 as iio
 import pytest
@@ -9,7 +10,6 @@ import demo_train
 import loss as loss_module
 from errors import UserError
 from helpers import CODES, TINY_BASIC, assert_one_line_error, isolated, run_script
-from option import parse_args
 
 
 def train(tmp_path, *extra):
@@ -28,15 +28,38 @@ def test_run_folder_holds_everything(tmp_path):
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert {"loss", "psnr", "ssim", "psnr_y", "ssim_y", "psnr_chmean", "lr"} <= set(rows[0])
-    assert all(5 < float(r["psnr"]) < 60 and 0 < float(r["ssim"]) <= 1 for r in rows)
+    # the same column names as calculate_PSNR_SSIM.py's CSV, and one column per loss term
+    assert {"loss", "loss_L1", "psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "psnr_chmean", "lr"} <= set(rows[0])
+    assert all(5 < float(r["psnr_rgb"]) < 60 and 0 < float(r["ssim_rgb"]) <= 1 for r in rows)
     for plot in ("loss.png", "psnr.png", "ssim.png"):
         image = iio.imread(run / plot)
         assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0
     ckpt = weights(tmp_path, "run")
-    assert {"model", "optimizer", "scheduler", "epoch", "best", "rng", "args"} <= set(ckpt)
-    assert ckpt["epoch"] == 2 and ckpt["args"]["model"] == "BASIC" and ckpt["args"]["scale"] == 2
-    assert "scale: 2" in (run / "config.txt").read_text()
+    assert {"model", "optimizer", "scheduler", "epoch", "best", "best_epoch", "history", "config", "radiometry",
+            "checksum"} <= set(ckpt)
+    assert ckpt["epoch"] == 2 and ckpt["config"]["model"] == "BASIC" and ckpt["config"]["scale"] == 2
+    assert [row["epoch"] for row in ckpt["history"]] == [1, 2]
+    assert ckpt["radiometry"] == {"dtype": "uint8", "white": 255.0, "net_range": 1.0}
+    config_txt = (run / "config.txt").read_text()
+    assert "scale = 2  (command line)" in config_txt and "lr_decay = 20  (sample preset)" in config_txt
+    written = json.loads((run / "written_files.json").read_text())["files"]
+    assert {"config.txt", "log.txt", "metrics.csv", "model/model_best.pt", "model/model_latest.pt"} <= set(written)
+
+
+def test_metrics_log_the_learning_rate_each_epoch_used(tmp_path):
+    """The step schedule halves the rate after epoch 1: epoch 1 trained at 1e-3, epoch 2 at 5e-4."""
+    train(tmp_path, "--epochs=2", "--save=lr", "--lr=1e-3", "--lr_decay=1", "--gamma=0.5")
+    with open(tmp_path / "experiment" / "lr" / "metrics.csv", newline="") as f:
+        assert [float(r["lr"]) for r in csv.DictReader(f)] == [1e-3, 5e-4]
+
+
+def test_each_loss_term_is_logged_weighted(tmp_path):
+    train(tmp_path, "--epochs=1", "--save=terms", "--loss=1*L1+0.5*MSE")
+    with open(tmp_path / "experiment" / "terms" / "metrics.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    l1, mse, total = float(row["loss_L1"]), float(row["loss_MSE"]), float(row["loss"])
+    assert l1 > 0 and mse > 0 and abs(l1 + mse - total) < 1e-6 * total  # the weighted terms sum to the total
+    assert "L1 " in (tmp_path / "experiment" / "terms" / "log.txt").read_text()
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
@@ -68,14 +91,18 @@ def test_existing_run_needs_resume_or_reset(tmp_path):
 
 
 def test_reset_clears_only_the_run_files(tmp_path):
-    train(tmp_path, "--epochs=2", "--save=run")
+    train(tmp_path, "--epochs=2", "--save=run", "--save_results")
     notes = tmp_path / "experiment" / "run" / "notes.txt"
     notes.write_text("my notes")
+    mine = tmp_path / "experiment" / "run" / "results" / "mine.png"
+    mine.write_bytes(b"a user's file")
     sibling = tmp_path / "experiment" / "other" / "keep.txt"
     sibling.parent.mkdir(parents=True)
     sibling.write_text("keep")
+    assert len(list(mine.parent.iterdir())) == 5  # 4 validation images of ours and the user's
     train(tmp_path, "--epochs=1", "--save=run", "--reset")
     assert notes.read_text() == "my notes" and sibling.read_text() == "keep"
+    assert [p.name for p in mine.parent.iterdir()] == ["mine.png"]
     with open(tmp_path / "experiment" / "run" / "metrics.csv", newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
 
@@ -109,17 +136,6 @@ def test_bicubic_cannot_be_trained(tmp_path):
         demo_train.main(["--model=BICUBIC", "--epochs=1", *isolated(tmp_path)])
 
 
-def test_presets_fill_only_what_the_user_left_out():
-    args = parse_args(["--model=HSENET", "--dataset=UCMerced", "--batch_size=2"])
-    assert (args.epochs, args.lr, args.lr_decay, args.gamma, args.patch_size, args.batch_size) == (
-        500, 1e-4, 400, 0.5, 48, 2)
-    sample = parse_args(["--model=HSENET"])
-    assert sample.epochs < 10 and sample.save == "HSENETx4_Sample"
-    ms = parse_args(["--model=CONVFORMERSR", "--dataset=SampleMS", "--scale=3"])
-    assert ms.n_colors == 4 and ms.bands == ["blue", "green", "red", "nir"]
-    assert parse_args(["--cpu"]).cpu is True and parse_args([]).cpu is False
-
-
 def test_cli_errors_are_one_line(tmp_path):
     script = CODES / "demo_train.py"
     assert_one_line_error(run_script(script, "--model=NOPE", *isolated(tmp_path)), "NOPE", "BASIC", "HSENET")
@@ -139,6 +155,6 @@ def test_checkpoint_brings_its_architecture(tmp_path):
     demo_deploy.main(["--model=BASIC", "--scale=2", "--cpu", f"--pre_train={ckpt}", f"--dir_out={out}",
                       *isolated(tmp_path)])
     assert len(list(out.glob("*.png"))) == 4
-    with pytest.raises(UserError, match="does not fit BASIC x2"):  # an explicit size flag still wins, loudly
+    with pytest.raises(UserError, match="was trained with --n_feats 8, not 12"):  # a contradiction is refused
         demo_deploy.main(["--model=BASIC", "--scale=2", "--cpu", "--n_feats=12", f"--pre_train={ckpt}",
                           f"--dir_out={out}", *isolated(tmp_path)])

@@ -34,7 +34,7 @@ def test_prepare_train_deploy_evaluate(tmp_path, shared_dir):
     run = tmp_path / "experiment" / "HSENETx3_UCMerced"
     with open(run / "metrics.csv", newline="") as f:
         row = next(csv.DictReader(f))
-    assert 10 < float(row["psnr"]) < 50
+    assert 10 < float(row["psnr_rgb"]) < 50
 
     demo_deploy.main(flags)
     results = tmp_path / "experiment" / "results" / "HSENETx3_UCMerced"

@@ -6,14 +6,20 @@
 - AID:      the Aerial Image Dataset, prepared the same way (datasets/AID by default);
 - Paired:   any folder in the same layout, e.g. cross-sensor pairs (Landsat-8 LR, Sentinel-2 HR): --dir_data;
 - HROnly:   a folder with only <split>/HR: LR is made on the fly with the MATLAB bicubic (and cached with sep).
-Any other name is read as a Paired folder at --dir_data (or datasets/<name>).
+Any other name is accepted when its folder (--dir_data, or datasets/<name>) exists: it is read as Paired. A dataset
+root may hold a `dataset.json` (band names, white level, ground sample distance; see config.read_dataset_metadata).
+
+Training samples are shuffled by a DistributedSampler seeded from (--seed, epoch), also in one process: with N ranks
+each takes every N-th sample of the same permutation, so the union of the ranks' k-th batches is exactly one
+process's k-th batch (--batch_size is the global batch).
 """
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from data.srdata import SRData
+from errors import UserError
 from paths import DATASETS_DIR
 
 
@@ -30,7 +36,7 @@ class UCMerced(SRData):
 
     how_to_get = ("download UCMerced_LandUse.zip (http://weegee.vision.ucmerced.edu/datasets/landuse.html), then "
                   "`python codes/data_scripts/prepare_dataset.py --src UCMerced_LandUse/Images --dst "
-                  "datasets/UCMerced`")
+                  "datasets/UCMerced --protocol ucmerced`")
 
 
 class AID(SRData):
@@ -53,23 +59,32 @@ class HROnly(SRData):
 DATASET_CLASSES = {cls.__name__: cls for cls in (Sample, SampleMS, UCMerced, AID, Paired, HROnly)}
 
 
-def dataset_root(args):
-    return Path(args.dir_data) if args.dir_data else DATASETS_DIR / args.dataset
+def dataset_root(cfg):
+    return Path(cfg.dir_data) if cfg.dir_data else DATASETS_DIR / cfg.dataset
 
 
-def make_dataset(args, split, train=False):
-    """The split of --dataset (any unknown name is a Paired folder) at --dir_data or datasets/<name>."""
-    cls = DATASET_CLASSES.get(args.dataset, Paired)
-    return cls(args, dataset_root(args), split, train=train)
+def make_dataset(cfg, split, train=False):
+    """The split of --dataset at --dir_data or datasets/<name>; an unknown name is a Paired folder if it exists."""
+    root = dataset_root(cfg)
+    cls = DATASET_CLASSES.get(cfg.dataset)
+    if cls is None:
+        if not root.is_dir():
+            raise UserError(f"--dataset {cfg.dataset}: no such folder {root}; the known datasets are "
+                            f"{', '.join(DATASET_CLASSES)}, and any folder in the layout works under its own name "
+                            f"with --dir_data ROOT")
+        cls = Paired
+    return cls(cfg, root, split, train=train)
 
 
 class Data:
-    """Loaders: shuffled training patches, or whole images at batch 1. Training patches come from torch's RNG:
-    in the main process the trainer seeds it per epoch, and DataLoader seeds each worker from `generator`."""
+    """Loaders: shuffled training patches (the global --batch_size split over `world` ranks), or whole images at
+    batch 1. `set_epoch` must be called before each training epoch (it reseeds the order and the patches)."""
 
-    def __init__(self, args):
-        self.args = args
-        self.generator = torch.Generator()
+    def __init__(self, cfg, rank=0, world=1):
+        if cfg.batch_size % world:
+            raise UserError(f"--batch_size {cfg.batch_size} must divide by the number of processes ({world}): it "
+                            f"is the global batch")
+        self.cfg, self.rank, self.world = cfg, rank, world
         self.loaders = {}
 
     def loader(self, split, train=False):
@@ -79,9 +94,18 @@ class Data:
         return self.loaders[split, train]
 
     def make_loader(self, split, train):
-        args = self.args
-        dataset = make_dataset(args, split, train=train)
-        return DataLoader(dataset, batch_size=args.batch_size if train else 1, shuffle=train,
-                          num_workers=args.n_threads, generator=self.generator if train else None,
-                          drop_last=train and len(dataset) >= args.batch_size,
-                          pin_memory=not args.cpu and torch.cuda.is_available())
+        cfg = self.cfg
+        dataset = make_dataset(cfg, split, train=train)
+        pin = not cfg.cpu and torch.cuda.is_available()
+        if not train:
+            return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=cfg.n_threads, pin_memory=pin)
+        sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=cfg.seed,
+                                     drop_last=True)
+        return DataLoader(dataset, batch_size=cfg.batch_size // self.world, sampler=sampler,
+                          num_workers=cfg.n_threads, drop_last=len(dataset) >= cfg.batch_size, pin_memory=pin)
+
+    def set_epoch(self, epoch):
+        for (_, train), loader in self.loaders.items():
+            if train:
+                loader.sampler.set_epoch(epoch)
+                loader.dataset.set_epoch(epoch)

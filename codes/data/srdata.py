@@ -3,20 +3,28 @@
 Loading modes (--ext): `img` decodes the files every time; `sep` keeps a binary .npy cache (in --dir_cache, never
 beside the sources) that is rebuilt when a source's size or mtime changes or the cache file is unreadable;
 `sep_reset` rebuilds that cache; `ram` decodes everything once and keeps it in memory.
+
+Every random choice of a training sample (patch position, flips, transpose) is drawn from (seed, epoch, sample
+index), never from a per-process stream: any process, worker or rank that loads sample i in epoch e gets the same
+patch, so runs resume exactly and N ranks see exactly the samples one process would.
+
+Checks, each a one-line error naming the file: sizes (LR x scale = mod-cropped HR), band counts, one dtype for LR,
+HR and the whole dataset, no NaN/Inf pixels, float values in [0, 1] unless --data_range is given, duplicate names,
+and images larger than --max_pixels. Training images whose LR is smaller than the patch are skipped with a note.
 """
 import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 import atomic
 import image_io
 import imresize
+import progress
 from errors import UserError
+from radiometry import Radiometry, invalid_pixels
 
 LAYOUT_HELP = ("expected <root>/<split>/HR/<name>.<ext> and <root>/<split>/LR_x<scale>/<name>.<ext>; make it with "
                "`python codes/data_scripts/prepare_dataset.py --src HR_IMAGES --dst ROOT`")
@@ -55,7 +63,6 @@ class BinaryCache:
             except (OSError, ValueError, EOFError):
                 pass  # unreadable cache file: rebuild it below
         array = decode(source)
-        npy.parent.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_target(npy) as tmp, open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
         atomic.write_text(stamp_file, stamp)  # after the data: a crash in between leaves the entry stale
@@ -64,34 +71,32 @@ class BinaryCache:
 
 
 class SRData(Dataset):
-    """One split of a dataset. Training items are random LR patches (flips, rot90); others are whole images."""
+    """One split of a dataset. Training items are random LR patches (flips, transpose); others are whole images."""
 
     lr_from_hr = False  # HR-only datasets make LR with the MATLAB bicubic instead of reading LR_x<s>
     how_to_get = LAYOUT_HELP  # what a missing dataset folder's message tells the user to do
 
-    def __init__(self, args, root, split, train=False):
-        self.args = args
-        self.scale = args.scale
-        self.split = split
-        self.train = train
+    def __init__(self, cfg, root, split, train=False):
+        self.scale, self.n_colors, self.split, self.train = cfg.scale, cfg.n_colors, split, train
+        self.patch_size, self.augment, self.seed = cfg.patch_size, not cfg.no_augment, cfg.seed
+        self.max_pixels, self.data_range_given = cfg.max_pixels, cfg.data_range is not None
+        self.samples_per_epoch = cfg.test_every * cfg.batch_size if train else 0
+        self.epoch = 0
         self.root = Path(root)
         self.dir_hr = self.root / split / "HR"
         self.dir_lr = self.root / split / f"LR_x{self.scale}"
         self.hr_files, self.lr_files = self.scan()
         self.cache = None
-        if args.ext.startswith("sep"):
-            self.cache = BinaryCache(args.dir_cache, self.root, reset=args.ext == "sep_reset")
+        if cfg.ext.startswith("sep"):
+            self.cache = BinaryCache(cfg.dir_cache, self.root, reset=cfg.ext == "sep_reset")
         self.images = None
-        if args.ext != "img":  # build the cache (and check every pair) up front, not during the first epoch
-            indices = tqdm(range(len(self.hr_files)), desc=f"{args.ext} {split}", leave=False,
-                           disable=len(self.hr_files) < 100)
-            if args.ext == "ram":
-                self.images = [self.load_pair(i) for i in indices]
-            else:
-                for i in indices:  # sep: only the cache is built; nothing is kept
-                    self.load_pair(i)
-        self.dtype = self.load_pair(0)[1].dtype  # ram: from memory; sep: from the cache just built
-        self.data_range = float(args.data_range or image_io.dtype_max(self.dtype))
+        first_hr = self.read(self.hr_files[0])
+        self.radiometry = Radiometry.of(first_hr.dtype, cfg.data_range, cfg.rgb_range)
+        if cfg.ext != "img":  # decode (and check) every pair up front, not during the first epoch
+            pairs = [self.load_pair(i) for i in progress.bar(range(len(self.hr_files)), f"{cfg.ext} {split}",
+                                                             min_items=100)]
+            self.images = pairs if cfg.ext == "ram" else None
+        self.usable = self.usable_indices() if train else list(range(len(self.hr_files)))
 
     # -- files -------------------------------------------------------------------------------------------------
     def scan(self):
@@ -99,7 +104,7 @@ class SRData(Dataset):
             raise UserError(f"dataset folder {self.root} does not exist: {self.how_to_get}")
         if not self.dir_hr.is_dir():
             raise UserError(f"{self.dir_hr} is missing: {LAYOUT_HELP}")
-        hr_files = image_io.list_images(self.dir_hr)
+        hr_files = image_io.check_unique_stems(image_io.list_images(self.dir_hr), self.dir_hr)
         if not hr_files:
             raise UserError(f"{self.dir_hr} holds no images ({', '.join(image_io.IMAGE_EXTENSIONS)}): "
                             f"{LAYOUT_HELP}")
@@ -107,7 +112,8 @@ class SRData(Dataset):
             return hr_files, [None] * len(hr_files)
         if not self.dir_lr.is_dir():
             raise UserError(f"{self.dir_lr} is missing (no x{self.scale} LR images): {LAYOUT_HELP}")
-        lr_by_stem = {p.stem: p for p in image_io.list_images(self.dir_lr)}
+        lr_files = image_io.check_unique_stems(image_io.list_images(self.dir_lr), self.dir_lr)
+        lr_by_stem = {p.stem: p for p in lr_files}
         missing = [p.name for p in hr_files if p.stem not in lr_by_stem]
         if missing:
             raise UserError(f"{self.dir_lr} has no LR image for {missing[0]} ({len(missing)} missing): every HR "
@@ -117,13 +123,17 @@ class SRData(Dataset):
     def name(self, i):
         return self.hr_files[i].stem
 
-    def read(self, path, tag="", decode=image_io.read_image):
+    def decode(self, path):
+        return image_io.read_image(path, self.max_pixels)
+
+    def read(self, path, tag="", decode=None):
+        decode = decode or self.decode
         if self.cache is not None:
             return self.cache.load(path, decode, tag)
         return decode(path)
 
     def load_pair(self, i):
-        """(LR, HR) arrays in their native dtype; HR mod-cropped to the scale; sizes and bands checked."""
+        """(LR, HR) arrays in their native dtype; HR mod-cropped to the scale; the pair checked."""
         if self.images is not None:
             return self.images[i]
         hr_path = self.hr_files[i]
@@ -136,50 +146,76 @@ class SRData(Dataset):
         return lr, hr
 
     def check_pair(self, lr, hr, i):
-        s, n = self.scale, self.args.n_colors
+        s, n = self.scale, self.n_colors
+        lr_path, hr_path = self.lr_files[i] or self.hr_files[i], self.hr_files[i]
         if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
-            raise UserError(f"{self.lr_files[i] or self.hr_files[i]}: LR is {lr.shape[1]}x{lr.shape[0]} but HR "
-                            f"{self.hr_files[i].name} (mod-cropped) is {hr.shape[1]}x{hr.shape[0]}, not x{s} larger; "
-                            f"regenerate the LR images or check --scale")
+            raise UserError(f"{lr_path}: LR is {lr.shape[1]}x{lr.shape[0]} but HR {hr_path.name} (mod-cropped) is "
+                            f"{hr.shape[1]}x{hr.shape[0]}, not x{s} larger; regenerate the LR images or check --scale")
         if hr.shape[2] != n or lr.shape[2] != n:
-            raise UserError(f"{self.hr_files[i]} has {hr.shape[2]} bands but --n_colors is {n}: pass "
-                            f"--n_colors {hr.shape[2]}")
+            raise UserError(f"{hr_path} has {hr.shape[2]} bands but --n_colors is {n}: pass --n_colors "
+                            f"{hr.shape[2]}")
+        if lr.dtype != hr.dtype:
+            raise UserError(f"{lr_path} is {lr.dtype.name} but its HR {hr_path.name} is {hr.dtype.name}: LR and HR "
+                            f"must share a bit depth (make the LR from the HR with prepare_dataset.py)")
+        radiometry = getattr(self, "radiometry", None)
+        if radiometry is not None and hr.dtype != radiometry.dtype:
+            raise UserError(f"{hr_path} is {hr.dtype.name} but {self.hr_files[0].name} is "
+                            f"{radiometry.dtype.name}: one dataset holds one bit depth")
+        for path, image in ((lr_path, lr), (hr_path, hr)):
+            bad = int(invalid_pixels(image).sum())
+            if bad:
+                raise UserError(f"{path} has {bad} NaN/Inf pixels: training data must be finite (fill or crop them)")
+            if radiometry is not None:
+                radiometry.check_values(image, path, self.data_range_given)
+
+    def usable_indices(self):
+        """Training: the images whose LR holds a whole patch; the others are skipped, with a note."""
+        usable = [i for i in range(len(self.hr_files)) if min(self.lr_size(i)) >= self.patch_size]
+        skipped = len(self.hr_files) - len(usable)
+        if not usable:
+            raise UserError(f"every {self.split} image of {self.root} is smaller than --patch_size "
+                            f"{self.patch_size} (LR pixels): pass a smaller --patch_size")
+        if skipped:
+            print(f"note: {skipped} of {len(self.hr_files)} {self.split} images are smaller than --patch_size "
+                  f"{self.patch_size} LR pixels and are skipped")
+        return usable
+
+    def lr_size(self, i):
+        if self.images is not None:
+            return self.images[i][0].shape[:2]
+        if self.lr_from_hr:
+            height, width = image_io.image_header(self.hr_files[i])[:2]
+            return height // self.scale, width // self.scale
+        return image_io.image_header(self.lr_files[i])[:2]
 
     # -- items -------------------------------------------------------------------------------------------------
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
     def __len__(self):
-        if self.train and self.args.test_every > 0:
-            return self.args.test_every * self.args.batch_size
-        return len(self.hr_files)
+        return self.samples_per_epoch or len(self.usable)
 
     def __getitem__(self, index):
-        i = index % len(self.hr_files)
+        i = self.usable[index % len(self.usable)]
         lr, hr = self.load_pair(i)
         if self.train:
-            lr, hr = self.random_patch(lr, hr)
-            if not self.args.no_augment:
-                lr, hr = augment(lr, hr)
-        return self.to_tensor(lr), self.to_tensor(hr), self.name(i)
-
-    def random_patch(self, lr, hr):
-        """A random LR patch of --patch_size (or the whole image if smaller) and its HR patch.
-
-        Uses torch's RNG, which the trainer seeds per epoch (and DataLoader workers per worker), so runs repeat.
-        """
-        p, s = self.args.patch_size, self.scale
-        ph, pw = min(p, lr.shape[0]), min(p, lr.shape[1])
-        y = int(torch.randint(0, lr.shape[0] - ph + 1, ()))
-        x = int(torch.randint(0, lr.shape[1] - pw + 1, ()))
-        return lr[y:y + ph, x:x + pw], hr[y * s:(y + ph) * s, x * s:(x + pw) * s]
-
-    def to_tensor(self, array):
-        """(H, W, C) native dtype -> (C, H, W) float32 in [0, rgb_range]."""
-        t = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)).astype(np.float32))
-        return t * (self.args.rgb_range / self.data_range)
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            lr, hr = random_patch(lr, hr, self.patch_size, self.scale, rng)
+            if self.augment:
+                lr, hr = augment(lr, hr, rng)
+        return self.radiometry.to_network(lr), self.radiometry.to_network(hr), self.name(i)
 
 
-def augment(lr, hr):
+def random_patch(lr, hr, patch, scale, rng):
+    """A random LR patch of `patch` pixels and its HR patch (the LR is at least that large: see usable_indices)."""
+    y = int(rng.integers(0, lr.shape[0] - patch + 1))
+    x = int(rng.integers(0, lr.shape[1] - patch + 1))
+    return lr[y:y + patch, x:x + patch], hr[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale]
+
+
+def augment(lr, hr, rng):
     """Random horizontal flip, vertical flip and transpose (together: the 8 rot90/flip variants)."""
-    hflip, vflip, transpose = (bool(v) for v in torch.rand(3) < 0.5)
+    hflip, vflip, transpose = (bool(v) for v in rng.random(3) < 0.5)
 
     def apply(a):
         if hflip:

@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from config import write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_io import read_image_with_meta, stretch_limits, stretch_to_uint8, window_meta
 from paths import DATASETS_DIR, REPO_ROOT
@@ -35,7 +36,9 @@ LANDSAT_BGR_TO_RGB = [2, 1, 0]  # the scene's bands are 2/3/4 = blue, green, red
 STRETCH_PERCENTILES = (2, 98)
 MULTISPECTRAL_TILE = 96
 MULTISPECTRAL_SPLIT = (14, 3, 3)
-MULTISPECTRAL_BANDS = "blue,green,red,nir"
+MULTISPECTRAL_BANDS = ["blue", "green", "red", "nir"]
+LANDSAT_GSD_M = 30.0
+MULTISPECTRAL_GSD_M = 5.0
 
 
 def parse_args(argv):
@@ -92,6 +95,8 @@ def make_landsat_rgb(registry, dst):
     corners = textured_tiles(rgb, valid, LANDSAT_TILE, sum(LANDSAT_SPLIT))
     png_meta = replace(meta, dtype=rgb.dtype, geo=None)  # PNG tiles: no georeferencing
     write_tiles(rgb, png_meta, assign_splits(corners, LANDSAT_SPLIT), LANDSAT_TILE, dst, "landsat", ".png")
+    write_dataset_metadata(dst, bands=["red", "green", "blue"], gsd=LANDSAT_GSD_M,
+                           description="Landsat-8 OLI bands 4/3/2 as 8-bit RGB (2-98 % stretch), 30 m HR tiles")
 
 
 def make_multispectral(registry, dst):
@@ -102,7 +107,8 @@ def make_multispectral(registry, dst):
         raise UserError(f"{registry / MULTISPECTRAL_SCENE} gives only {len(corners)} tiles of {MULTISPECTRAL_TILE} px")
     splits = assign_splits(corners[: sum(MULTISPECTRAL_SPLIT)], MULTISPECTRAL_SPLIT)
     write_tiles(image, meta, splits, MULTISPECTRAL_TILE, dst, "rgbn", ".tif")
-    (dst / "bands.txt").write_text(MULTISPECTRAL_BANDS + "\n")
+    write_dataset_metadata(dst, bands=MULTISPECTRAL_BANDS, gsd=MULTISPECTRAL_GSD_M,
+                           description="rgbn.tif (blue, green, red, NIR), uint8, 5 m HR tiles, georeferenced")
 
 
 def check_sources(registry):

@@ -1,12 +1,14 @@
 """Split a folder of HR images into train/val/test and make their bicubic LR copies.
 
     python codes/data_scripts/prepare_dataset.py --src UCMerced_LandUse/Images --dst datasets/UCMerced \
-        --scales 2,3,4 --split 0.8,0.1,0.1 --seed 0
+        --protocol ucmerced                      # 45/5/50 per class: 945 / 105 / 1050
+    python codes/data_scripts/prepare_dataset.py --src my_tiles --dst datasets/Mine --split 0.8,0.1,0.1 --seed 0
 
 Writes <dst>/<split>/HR/<name>.<ext> (HR as it is; loaders mod-crop it to the scale when they read it) and
 <dst>/<split>/LR_x<s>/<name>.<ext> = MATLAB-bicubic downsample of the HR mod-cropped to a multiple of s.
 Class subfolders of --src (e.g. UC Merced's Images/<class>/) make the split stratified: each class is split on
-its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size multiplied by s).
+its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size multiplied by s). <dst>/dataset.json
+records the band names and the HR ground sample distance (config.read_dataset_metadata).
 """
 import math
 import random
@@ -15,19 +17,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the project's modules import top-level
 
-from tqdm import tqdm
-
+from config import write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_io import (
     IMAGE_EXTENSIONS,
+    image_header,
     list_images,
     modcrop,
     read_image_with_meta,
     write_image,
 )
 from imresize import bicubic_downsample
+from progress import Counter
 
 SPLIT_NAMES = ("train", "val", "test")
+DEFAULT_SPLIT = "0.8,0.1,0.1"
+# Published splits, per class. UC Merced: 45 train / 5 val / 50 test images of each of the 21 classes, i.e. 945 / 105
+# / 1050 (the HSENet and TransENet protocol; the authors confirmed it in github.com/Shaosifan/TransENet issue #14).
+PROTOCOLS = {"ucmerced": "0.45,0.05,0.5"}
 
 
 def parse_args(argv):
@@ -35,7 +42,13 @@ def parse_args(argv):
     p.add_argument("--src", required=True, type=Path, help="folder of HR images (class subfolders allowed)")
     p.add_argument("--dst", required=True, type=Path, help="output dataset folder")
     p.add_argument("--scales", default="2,3,4", help="comma-separated integer scales (default 2,3,4)")
-    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions summing to 1 (default 0.8,0.1,0.1)")
+    p.add_argument("--split", default=None,
+                   help="train,val,test fractions summing to 1, per class (default 0.8,0.1,0.1, or the --protocol's)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
+                   help="a published split: ucmerced = 45/5/50 %% per class (945/105/1050 on UC Merced, as the "
+                        "HSENet/TransENet authors confirmed in TransENet issue #14)")
+    p.add_argument("--bands", default=None, help="band names in file order for dataset.json, e.g. blue,green,red,nir "
+                   "(default: red,green,blue for 3-band images)")
     p.add_argument("--seed", type=int, default=0, help="seed of the per-class shuffle (default 0)")
     p.add_argument("--ext", default=None,
                    help="output format: png, tif, ... (default: each source's own extension; "
@@ -106,14 +119,23 @@ def split_counts(n, fractions):
     return counts
 
 
-def split_stratified(classes, fractions, seed):
-    """{split name: sorted paths}; each class is shuffled with its own seeded RNG, then cut by split_counts."""
+def split_stratified(classes, fractions, seed, split_text=""):
+    """{split name: sorted paths}; each class is shuffled with its own seeded RNG, then cut by split_counts. A split
+    that was asked for (fraction > 0) but gets no image of some class is an error: it would be silently empty or
+    biased."""
     splits = {name: [] for name in SPLIT_NAMES}
     for class_name in sorted(classes):
         paths = sorted(classes[class_name])
         random.Random(f"{seed}:{class_name}").shuffle(paths)  # str seeds are hashed stably across runs
+        counts = split_counts(len(paths), fractions)
+        for name, fraction, count in zip(SPLIT_NAMES, fractions, counts):
+            if fraction > 0 and count == 0:
+                where = f"class {class_name!r}" if class_name else "the source folder"
+                raise UserError(f"--split {split_text}: {where} has {len(paths)} images, which gives the {name} "
+                                f"split none ({'/'.join(map(str, counts))}); raise its fraction or use --split with "
+                                f"a 0 for {name}")
         start = 0
-        for name, count in zip(SPLIT_NAMES, split_counts(len(paths), fractions)):
+        for name, count in zip(SPLIT_NAMES, counts):
             splits[name].extend(paths[start : start + count])
             start += count
     return {name: sorted(paths) for name, paths in splits.items()}
@@ -125,6 +147,24 @@ def check_unique_names(images):
         other = seen.setdefault(path.stem, path)
         if other != path:
             raise UserError(f"two source images share the name {path.stem!r}: {other} and {path}; rename one")
+
+
+# ----------------------------------------------------------------------------------------------------------- metadata
+def band_names(text, first_image):
+    """--bands, else red/green/blue for 3-band images (PNG/JPG/TIFF RGB), else None (unknown)."""
+    bands = image_header(first_image)[2]
+    if text:
+        names = [b.strip().lower() for b in text.split(",") if b.strip()]
+        if len(names) != bands:
+            raise UserError(f"--bands names {len(names)} bands but {first_image} has {bands}")
+        return names
+    return ["red", "green", "blue"] if bands == 3 else None
+
+
+def ground_sample_distance(first_image):
+    """The HR pixel size in CRS units of a georeferenced source (its x size), else None."""
+    _, meta = read_image_with_meta(first_image)
+    return abs(meta.geo["transform"].a) if meta.geo and meta.geo.get("crs") else None
 
 
 # ----------------------------------------------------------------------------------------------------------- writing
@@ -153,7 +193,10 @@ def prepare_split(paths, split_dir, scales, ext, progress):
 
 def main(argv=None):
     args = parse_args(argv)
-    scales, fractions, ext = parse_scales(args.scales), parse_split(args.split), normalize_ext(args.ext)
+    if args.protocol and args.split:
+        raise UserError("--protocol fixes the split: drop --split")
+    split_text = PROTOCOLS[args.protocol] if args.protocol else (args.split or DEFAULT_SPLIT)
+    scales, fractions, ext = parse_scales(args.scales), parse_split(split_text), normalize_ext(args.ext)
     if not args.src.is_dir():
         raise UserError(f"--src {args.src}: no such folder; give the folder of HR images")
     images = list_images(args.src, recursive=True)
@@ -162,12 +205,14 @@ def main(argv=None):
     check_destination(args.src, args.dst, args.overwrite)
     check_unique_names(images)
     classes = group_by_class(args.src, images)
-    splits = split_stratified(classes, fractions, args.seed)
-    # disable=None: a bar on a terminal only, so logs and error output stay clean
-    with tqdm(total=len(images), unit="img", desc="prepare", disable=None) as progress:
+    splits = split_stratified(classes, fractions, args.seed, split_text)
+    bands, gsd = band_names(args.bands, images[0]), ground_sample_distance(images[0])
+    with Counter(len(images), "prepare", unit="img") as counter:
         for name, fraction in zip(SPLIT_NAMES, fractions):
             if fraction > 0:
-                prepare_split(splits[name], args.dst / name, scales, ext, progress)
+                prepare_split(splits[name], args.dst / name, scales, ext, counter)
+    write_dataset_metadata(args.dst, bands=bands, gsd=gsd,
+                           description=f"prepared from {args.src.resolve()} (split {split_text}, seed {args.seed})")
     counts = ", ".join(f"{name} {len(splits[name])}" for name in SPLIT_NAMES)
     lr_scales = ", ".join(f"x{s}" for s in scales)
     print(f"{len(images)} images in {len(classes)} classes -> {args.dst} ({counts}; LR {lr_scales})")

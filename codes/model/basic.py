@@ -12,19 +12,19 @@ DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 48
 
 
-def make_model(args):
-    return Basic(args)
+def make_model(cfg):
+    return Basic(scale=cfg.scale, n_colors=cfg.n_colors, n_feats=cfg.n_feats, n_resblocks=cfg.n_resblocks,
+                 res_scale=cfg.res_scale)
 
 
 class Basic(nn.Module):
-    def __init__(self, args, conv=common.default_conv):
+    def __init__(self, scale, n_colors=3, n_feats=64, n_resblocks=16, res_scale=1.0, conv=common.default_conv):
         super().__init__()
-        n_feats, scale = args.n_feats, args.scale
-        self.head = conv(args.n_colors, n_feats, 3)
+        self.head = conv(n_colors, n_feats, 3)
         self.body = nn.Sequential(
-            *[common.ResBlock(conv, n_feats, 3, res_scale=args.res_scale) for _ in range(args.n_resblocks)],
+            *[common.ResBlock(conv, n_feats, 3, res_scale=res_scale) for _ in range(n_resblocks)],
             conv(n_feats, n_feats, 3))
-        self.tail = nn.Sequential(common.Upsampler(conv, scale, n_feats), conv(n_feats, args.n_colors, 3))
+        self.tail = nn.Sequential(common.Upsampler(conv, scale, n_feats), conv(n_feats, n_colors, 3))
         self.scale = scale
 
     def forward(self, x):

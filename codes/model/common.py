@@ -13,20 +13,21 @@ def default_conv(in_channels, out_channels, kernel_size, bias=True):
 
 
 class MeanShift(nn.Module):
-    """Subtract (sign=-1) or add (sign=+1) a per-band mean, as a frozen 1x1 conv.
+    """Subtract (sign=-1) or add (sign=+1) a per-band mean (in [0, 1], scaled to the network's `rgb_range`), as a
+    frozen 1x1 conv.
 
     The official code made this an nn.Conv2d with `requires_grad = False` on the module, which froze
     nothing. Here weight and bias are buffers: never trained, yet saved under the official key names
     (`weight`, `bias`) so official state_dicts load unchanged.
     """
 
-    def __init__(self, data_range, band_mean, band_std=None, sign=-1):
+    def __init__(self, rgb_range, band_mean, band_std=None, sign=-1):
         super().__init__()
         n = len(band_mean)
         std = torch.tensor(band_std if band_std is not None else [1.0] * n, dtype=torch.float32)
         mean = torch.tensor(band_mean, dtype=torch.float32)
         self.register_buffer("weight", torch.eye(n).view(n, n, 1, 1) / std.view(n, 1, 1, 1))
-        self.register_buffer("bias", sign * data_range * mean / std)
+        self.register_buffer("bias", sign * rgb_range * mean / std)
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias)

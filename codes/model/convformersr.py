@@ -467,3 +467,9 @@ def make_model(args):
         drop_path_rate=float(getattr(args, "drop_path_rate", 0.1)), num_block=num_block,
         img_size=int(getattr(args, "img_size", 64)), img_range=float(getattr(args, "img_range", 1.0)),
         attention=attention)
+
+
+def tile_multiple(cfg):
+    """Deploy tiles are multiples of the attention window (the one the network really uses), so no tile is padded
+    inside."""
+    return cfg.window_size if cfg.img_size > cfg.window_size else cfg.img_size

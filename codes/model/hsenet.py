@@ -40,9 +40,11 @@ DEFAULT_TILE = 128
 DEFAULT_TILE_OVERLAP = 32
 
 
-def make_model(args):
-    """Build HSENet from the toolbox's argparse namespace (see ``HSENET``)."""
-    return HSENET(args)
+def make_model(cfg):
+    """Build HSENet from the resolved configuration (fields it lacks take the official defaults)."""
+    return HSENET(scale=cfg.scale, n_colors=cfg.n_colors, rgb_range=cfg.rgb_range,
+                  n_feats=getattr(cfg, "n_feats", 64), n_basic_modules=getattr(cfg, "n_basic_modules", 10),
+                  data_mean=getattr(cfg, "data_mean", None), attention=getattr(cfg, "attention", "fast"))
 
 
 def conv_block(n_feats, kernel_size=3):
@@ -157,27 +159,24 @@ class BasicModule(nn.Module):
 
 
 class HSENET(nn.Module):
-    """HSENet. ``args``: scale, n_colors, rgb_range; optional n_feats (64), n_basic_modules (10),
-    data_mean (per-band means in [0, 1]; None: UC Merced RGB mean for 3 bands, zeros otherwise) and
-    attention ('fast' or 'naive')."""
+    """HSENet. ``data_mean``: per-band means in [0, 1] (None: UC Merced RGB mean for 3 bands, zeros otherwise);
+    ``attention``: 'fast' or 'naive'."""
 
-    def __init__(self, args):
+    def __init__(self, scale, n_colors=3, rgb_range=1.0, n_feats=64, n_basic_modules=10, data_mean=None,
+                 attention="fast"):
         super().__init__()
-        n_feats = getattr(args, "n_feats", 64)
-        n_colors = args.n_colors
-        attention = getattr(args, "attention", "fast")
         kernel_size = 3
-        band_mean = band_mean_for(n_colors, getattr(args, "data_mean", None))
+        band_mean = band_mean_for(n_colors, data_mean)
 
-        self.n_BMs = getattr(args, "n_basic_modules", 10)
-        self.sub_mean = common.MeanShift(args.rgb_range, band_mean)
+        self.n_BMs = n_basic_modules
+        self.sub_mean = common.MeanShift(rgb_range, band_mean)
         self.head = nn.Sequential(common.default_conv(n_colors, n_feats, kernel_size))
         self.body_modulist = nn.ModuleList(
             [BasicModule(n_feats, kernel_size, attention) for _ in range(self.n_BMs)])
         self.tail = nn.Sequential(
-            common.Upsampler(common.default_conv, args.scale, n_feats, act=False),
+            common.Upsampler(common.default_conv, scale, n_feats, act=False),
             common.default_conv(n_feats, n_colors, kernel_size))
-        self.add_mean = common.MeanShift(args.rgb_range, band_mean, sign=1)
+        self.add_mean = common.MeanShift(rgb_range, band_mean, sign=1)
         # Channels-last makes the CPU convs faster and the attention inputs views; the official path keeps NCHW.
         self.channels_last = attention == "fast"
 

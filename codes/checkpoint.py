@@ -1,0 +1,231 @@
+"""Checkpoints: the one module that finds, reads, verifies, adopts and writes them.
+
+- `locate(purpose, ...)`: the file a purpose loads. Training starts from `--pre_train` (optional); `--resume` loads the
+  run's model_latest.pt; `--test_only`, deploy and export load `--pre_train`, else the run's model_best.pt.
+- `read(path)`: torch.load with weights_only=True (memory-mapped, so reading the settings first and the weights later
+  costs no second read); anything else is a one-line error naming the file.
+- `Checkpoint.settings(purpose, module)`: the flags a checkpoint records (ours) or implies (an official state_dict's
+  shapes or mean shift), for config.resolve's checkpoint layer.
+- `load_weights(net, checkpoint, module)`: strict load; the checksum and finite weights are verified first.
+- `save(path, payload)`: atomic, with a sha256 checksum of every value in the payload.
+
+Our checkpoints are one dict: model (state_dict), config (the resolved settings), radiometry, and for --resume the
+optimizer, scheduler, scaler, epoch, best, best_epoch, history (one row per epoch), RNG states and the checksum.
+"""
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+import atomic
+from errors import UserError
+
+LATEST = "model_latest.pt"
+BEST = "model_best.pt"
+CHECKSUM_KEY = "checksum"
+# The options that shape a network: a checkpoint of ours records them, and loading it adopts them.
+ARCHITECTURE_FLAGS = ("n_colors", "rgb_range", "n_feats", "n_resblocks", "res_scale", "n_basic_modules", "data_mean",
+                      "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "num_block", "img_size",
+                      "embed_patch_size", "img_range")
+# What a checkpoint also tells deploy and --test_only: the radiometry the model was trained with.
+RADIOMETRY_FLAGS = ("data_range", "bands")
+# Flags about this machine or this invocation, never adopted from a checkpoint (all others are, on --resume).
+RUNTIME_FLAGS = ("template", "n_threads", "cpu", "n_GPUs", "dir_cache", "dir_experiment", "reset", "resume",
+                 "test_only", "pre_train", "print_every", "save_results", "dir_out", "recursive", "tile",
+                 "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop")
+# Where BasicSR/SwinIR-style files keep their weights (params_ema first: the weights such files are meant to be used
+# with).
+OFFICIAL_WEIGHT_KEYS = ("state_dict", "params_ema", "params")
+
+
+def model_dir(run_dir):
+    return Path(run_dir) / "model"
+
+
+def locate(purpose, pre_train, run_dir, needs_weights=True, train_flags="--model=... --scale=..."):
+    """The checkpoint file `purpose` loads, or None when it loads none; a missing required file is a one-line error
+    that names the file it looked for (and, with `train_flags`, the command that would make it)."""
+    if purpose == "resume":
+        path = model_dir(run_dir) / LATEST
+        if not path.is_file():
+            raise UserError(f"--resume: {path} does not exist; train without --resume first")
+        return path
+    if pre_train:
+        path = Path(pre_train)
+        if path.is_dir():
+            raise UserError(f"--pre_train {path}: is a folder; give a .pt checkpoint file")
+        if not path.is_file():
+            raise UserError(f"--pre_train {path}: no such file")
+        return path.resolve()
+    if purpose in ("test", "deploy", "export") and needs_weights:
+        path = model_dir(run_dir) / BEST
+        if not path.is_file():
+            raise UserError(f"no checkpoint at {path}: train one first (cd codes && python demo_train.py "
+                            f"{train_flags}) or pass --pre_train PATH")
+        return path
+    return None
+
+
+class Checkpoint:
+    """A checkpoint file as read: ours (a dict with `model`) or an official state_dict in any common wrapping."""
+
+    def __init__(self, path, payload):
+        self.path = Path(path)
+        self.payload = payload
+        self.ours = isinstance(payload.get("model"), dict)
+        self.weights = self._find_weights()
+
+    def _find_weights(self):
+        if self.ours:
+            return self.payload["model"]
+        for key in OFFICIAL_WEIGHT_KEYS:
+            if isinstance(self.payload.get(key), dict):
+                return self.payload[key]
+        if all(isinstance(k, str) and torch.is_tensor(v) for k, v in self.payload.items()):
+            return self.payload
+        raise UserError(f"{self.path}: not a checkpoint (no weights found among keys "
+                        f"{sorted(map(str, self.payload))[:5]})")
+
+    @property
+    def recorded(self):
+        """The settings our checkpoint records ({} for official files). Older files of ours call them `args`."""
+        if not self.ours:
+            return {}
+        recorded = self.payload.get("config", self.payload.get("args"))
+        if recorded is not None and not isinstance(recorded, dict):
+            raise UserError(f"{self.path}: its recorded settings are not a dict; the file was not written by this "
+                            f"toolbox")
+        return dict(recorded or {})
+
+    def settings(self, purpose, module, known_flags):
+        """{flag: value} this checkpoint fixes for `purpose` (the checkpoint layer of config.resolve); `known_flags`
+        are the parser's option names (a recorded setting that is no longer a flag is ignored)."""
+        if not self.ours:
+            infer = getattr(module, "settings_from_state_dict", None)
+            return dict(infer(self.official_weights(module))) if infer else {}
+        recorded = self.recorded
+        if purpose == "resume":
+            keys = [k for k in recorded if k in known_flags and k not in RUNTIME_FLAGS]
+        else:
+            keys = ["model", "scale", *ARCHITECTURE_FLAGS]
+            if purpose != "train":  # deploy and evaluation use the radiometry the model was trained with
+                keys += RADIOMETRY_FLAGS
+        return {k: recorded[k] for k in keys if k in recorded}
+
+    def official_weights(self, module):
+        convert = getattr(module, "convert_official_state_dict", None)
+        return convert(self.weights) if convert else self.weights
+
+    def verify(self):
+        """Checksum (ours) and finite weights: a corrupt or diverged file is a one-line error, never a silent load."""
+        expected = self.payload.get(CHECKSUM_KEY)
+        if expected is not None and payload_checksum(self.payload) != expected:
+            raise UserError(f"{self.path}: checksum mismatch, the file is corrupt (a bit flip or an incomplete "
+                            f"copy); use another checkpoint, e.g. model_best.pt or a backup")
+        for key, tensor in self.weights.items():
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise UserError(f"{self.path}: weight {key} holds NaN or Inf values (the training diverged); use "
+                                f"an earlier checkpoint or train again with a lower --lr")
+
+
+_last_read = (None, None)  # (key, Checkpoint): config.resolve and Model read the same file; keep it once
+
+
+def read(path):
+    """Read a checkpoint with torch.load(weights_only=True); a non-checkpoint is a one-line error naming the file."""
+    global _last_read
+    path = Path(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint file") from None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if _last_read[0] == key:
+        return _last_read[1]
+    payload = _load(path)
+    if not isinstance(payload, dict) or not payload:
+        raise UserError(f"{path}: not a checkpoint (expected a dict of weights, got {type(payload).__name__})")
+    checkpoint = Checkpoint(path, payload)
+    _last_read = (key, checkpoint)
+    return checkpoint
+
+
+def _load(path):
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) files cannot mmap
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder; give a .pt checkpoint file") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied; make the checkpoint readable") from None
+    except Exception as err:  # unpickling and zip errors come in many types
+        raise UserError(f"{path}: not a PyTorch checkpoint, or a damaged one ({type(err).__name__}); give a .pt "
+                        f"file saved by demo_train.py or an official state_dict") from None
+
+
+def describe_mismatch(net, state):
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if items:
+            parts.append(f"{len(items)} {label} (e.g. {items[0]})")
+    return "; ".join(parts)
+
+
+def load_weights(net, checkpoint, module, what):
+    """Verify, then load the checkpoint's weights into `net` strictly; a mismatch is one readable line naming the
+    file, never a partial load. `what` describes the network for that line (e.g. 'HSENET x4 with 3 bands')."""
+    checkpoint.verify()
+    state = checkpoint.weights if checkpoint.ours else checkpoint.official_weights(module)
+    problem = describe_mismatch(net, state)
+    if problem:
+        raise UserError(f"{checkpoint.path} does not fit {what}: {problem}. Check --model, --scale, --n_colors and "
+                        f"the size flags (--n_feats, ...)")
+    net.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------------------- writing
+def payload_checksum(payload):
+    """sha256 over every value of the payload but the checksum itself: tensors by dtype, shape and bytes, other
+    values by repr, dict keys in sorted order."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in payload.items() if k != CHECKSUM_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest, value):
+    if torch.is_tensor(value):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=str):
+            digest.update(repr(key).encode())
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(repr(value).encode())
+
+
+def save(path, payload):
+    """Write `payload` plus its checksum atomically; a full disk or a read-only folder is one line naming the path."""
+    payload = {**payload, CHECKSUM_KEY: payload_checksum(payload)}
+    with atomic.atomic_target(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # a file object: a full disk surfaces as the OSError itself (atomic_target names it)
+        f.flush()
+        os.fsync(f.fileno())

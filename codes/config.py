@@ -1,0 +1,254 @@
+"""The run configuration: resolved once, in a stated order of precedence, then frozen.
+
+    built-in defaults < model preset < dataset metadata < Sample preset < --template < checkpoint < command line
+
+- The model and the dataset are decided first (command line > checkpoint > template > default), so the presets are
+  chosen from the model and dataset the run really uses (a template that sets --model brings that model's preset).
+- Dataset metadata is `<dataset root>/dataset.json` (band names, white level, ground sample distance).
+- The checkpoint layer holds what the checkpoint this purpose loads records (ours: the architecture, the model and
+  scale, plus the radiometry for evaluation and deploy, or every training setting on --resume) or implies (an
+  official state_dict's shapes). A command-line value that contradicts the architecture a checkpoint was trained
+  with is an error, since such a run could only fail to load or compute garbage.
+- Nothing changes the configuration afterwards (setting an attribute raises); `describe()` says where each value
+  came from, e.g. `n_feats = 16  (checkpoint)`, for config.txt.
+"""
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import atomic
+import checkpoint
+import runs
+import template
+from errors import UserError
+from model import network_module
+from paths import DATASETS_DIR
+
+DATASET_METADATA = "dataset.json"
+PURPOSES = ("train", "resume", "test", "deploy", "export", "none")
+
+
+class Config(argparse.Namespace):
+    """The resolved settings as attributes (cfg.scale, ...), frozen. `purpose`, `checkpoint_path` and `sources` are
+    part of it."""
+
+    def __init__(self, values, sources):
+        super().__init__(**values)
+        object.__setattr__(self, "sources", dict(sources))
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"the configuration is resolved and frozen: decide {name} in option.py/config.py")
+        super().__setattr__(name, value)
+
+    def values(self):
+        """{flag: value} of the settings (not `sources`)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "sources"}
+
+    def replace(self, **changes):
+        """A new Config with some values changed (their source: 'replaced')."""
+        return Config({**self.values(), **changes}, {**self.sources, **dict.fromkeys(changes, "replaced")})
+
+    def describe(self):
+        """One line per setting, with where it came from when it is not a built-in default."""
+        lines = []
+        for key, value in sorted(self.values().items()):
+            source = self.sources.get(key, "default")
+            lines.append(f"{key} = {value}" + (f"  ({source})" if source != "default" else ""))
+        return "\n".join(lines)
+
+
+def explicit_flags(parser, argv):
+    """The option names that the user wrote on the command line."""
+    probe = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        if action.nargs == 0:
+            probe.add_argument(*action.option_strings, dest=action.dest, action="store_const", const=True)
+        else:
+            probe.add_argument(*action.option_strings, dest=action.dest)
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
+
+
+def read_dataset_metadata(root):
+    """The dataset.json of a dataset root as a dict ({} when there is none). Keys: bands (names in file order),
+    data_range (white level, null: from the dtype), gsd (ground sample distance of HR, in metres), description."""
+    path = Path(root) / DATASET_METADATA
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not valid JSON ({err}); fix or delete it") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: expected a JSON object with bands / data_range / gsd")
+    bands = meta.get("bands")
+    if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
+        raise UserError(f"{path}: 'bands' must be a list of band names, e.g. [\"blue\", \"green\", \"red\", \"nir\"]")
+    data_range = meta.get("data_range")
+    if data_range is not None and (not isinstance(data_range, (int, float)) or not data_range > 0):
+        raise UserError(f"{path}: 'data_range' must be a positive number (the file value of full white) or null")
+    return meta
+
+
+def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description=""):
+    """Write <root>/dataset.json (see read_dataset_metadata); None values are written as null."""
+    meta = {"description": description, "bands": bands, "data_range": data_range, "gsd": gsd}
+    atomic.write_text(Path(root) / DATASET_METADATA, json.dumps(meta, indent=2) + "\n")
+
+
+def metadata_flags(meta):
+    """The flags dataset metadata sets."""
+    flags = {}
+    if meta.get("bands"):
+        flags["bands"] = [b.lower() for b in meta["bands"]]
+        flags["n_colors"] = len(meta["bands"])
+    if meta.get("data_range") is not None:
+        flags["data_range"] = float(meta["data_range"])
+    return flags
+
+
+def resolve(parser, argv, purpose):
+    """Parse argv and build the frozen Config for `purpose` (see PURPOSES; 'train' becomes 'resume' or 'test' with
+    --resume or --test_only)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = parser.parse_args(argv)
+    given = explicit_flags(parser, argv)
+    defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
+    cli = normalise({k: getattr(parsed, k) for k in given})
+    check_usage(cli)
+    purpose = effective_purpose(purpose, cli)
+    templates = template.named(cli.get("template", defaults["template"]))
+
+    def pick(key, checkpoint_layer=None):
+        if key in cli:
+            return cli[key]
+        if checkpoint_layer and key in checkpoint_layer:
+            return checkpoint_layer[key]
+        for _, preset in reversed(templates):
+            if key in preset:
+                return normalise({key: preset[key]})[key]
+        return defaults[key]
+
+    model = pick("model")
+    module = network_module(model)
+    save = pick("save") or runs.run_name(model, pick("scale"), pick("dataset"))
+    run_dir = runs.run_dir(save, pick("dir_experiment"))
+    ckpt = None
+    if purpose != "none":
+        path = checkpoint.locate(purpose, pick("pre_train"), run_dir,
+                                 needs_weights=not getattr(module, "PARAMETER_FREE", False),
+                                 train_flags=f"--model={model} --scale={pick('scale')}")
+        ckpt = checkpoint.read(path) if path else None
+    ckpt_layer = {}
+    if ckpt is not None:
+        ckpt_layer = normalise(ckpt.settings(purpose, module, set(defaults)))
+        model = pick("model", ckpt_layer)
+        module = network_module(model)
+    dataset = pick("dataset", ckpt_layer)
+    dataset_root = pick("dir_data", ckpt_layer) or DATASETS_DIR / dataset
+    layers = [("model preset", template.MODEL_PRESETS.get(model, {})),
+              ("dataset metadata", metadata_flags(read_dataset_metadata(dataset_root))),
+              ("sample preset", template.SAMPLE_PRESETS.get((model, dataset), {})),
+              *[(f"template {name}", preset) for name, preset in templates],
+              ("checkpoint", ckpt_layer),
+              ("command line", cli)]
+    values, sources = normalise(defaults), dict.fromkeys(defaults, "default")
+    rank = {"default": -1}
+    for index, (label, layer) in enumerate(layers):
+        rank[label] = index
+        for key, value in normalise(dict(layer)).items():
+            values[key] = value
+            sources[key] = label
+    if values["bands"] and len(values["bands"]) != values["n_colors"] and rank[sources["bands"]] < rank[
+            sources["n_colors"]]:
+        # band names come with a band count: a later layer's other --n_colors makes them meaningless
+        values["bands"], sources["bands"] = None, f"dropped ({sources['n_colors']} sets --n_colors)"
+    if not values["save"]:
+        values["save"] = runs.run_name(values["model"], values["scale"], values["dataset"])
+        sources["save"] = "derived"
+    values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "")
+    sources.update(purpose="derived", checkpoint_path="derived")
+    if ckpt is not None:
+        check_against_checkpoint(values, cli, ckpt, ckpt_layer)
+    check_combination(values)
+    return Config(values, sources)
+
+
+def normalise(values):
+    """Canonical spellings: model names upper case, band names lower case, sequences as lists."""
+    out = dict(values)
+    if isinstance(out.get("model"), str):
+        out["model"] = out["model"].upper()
+    if out.get("bands") is not None:
+        out["bands"] = [str(b).lower() for b in out["bands"]]
+    for key in ("data_mean", "betas", "depths", "num_heads", "milestones", "spectral_index"):
+        if isinstance(out.get(key), (tuple, list)):
+            out[key] = list(out[key])
+    return out
+
+
+def check_usage(cli):
+    if cli.get("reset") and cli.get("resume"):
+        raise UserError("--reset and --resume contradict each other: --resume continues the run, --reset starts it "
+                        "over; give one")
+    if cli.get("reset") and cli.get("test_only"):
+        raise UserError("--reset with --test_only would delete the model to be tested: drop --reset")
+    if cli.get("resume") and cli.get("test_only"):
+        raise UserError("--resume with --test_only: --test_only evaluates model_best.pt (or --pre_train); drop "
+                        "--resume")
+    if cli.get("resume") and cli.get("pre_train"):
+        raise UserError("--resume continues from the run's model_latest.pt; drop --pre_train (or start a new run "
+                        "from it without --resume)")
+    if cli.get("n_GPUs", 1) > 1:
+        raise UserError(f"--n_GPUs is deprecated: launch one process per GPU with torchrun, e.g. torchrun "
+                        f"--standalone --nproc_per_node {cli['n_GPUs']} demo_train.py ...")
+
+
+def effective_purpose(purpose, cli):
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown purpose {purpose!r}")
+    if purpose == "train" and cli.get("resume"):
+        return "resume"
+    if purpose == "train" and cli.get("test_only"):
+        return "test"
+    return purpose
+
+
+def same_value(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return a == b
+
+
+def check_against_checkpoint(values, cli, ckpt, ckpt_layer):
+    """A command-line model, scale or architecture flag that the checkpoint contradicts is a one-line error."""
+    for key in ("model", "scale", *checkpoint.ARCHITECTURE_FLAGS):
+        if key in cli and key in ckpt_layer and not same_value(cli[key], ckpt_layer[key]):
+            wanted = ckpt_layer[key]
+            shown = ",".join(map(str, wanted)) if isinstance(wanted, list) else wanted
+            raise UserError(f"{ckpt.path} was trained with --{key} {shown}, not {cli[key]}: drop --{key} (the "
+                            f"checkpoint's value is used) or pass another checkpoint")
+
+
+def check_combination(values):
+    if values["decay_type"] == "multistep" and not values["milestones"]:
+        raise UserError("--decay_type multistep needs --milestones, e.g. --milestones 200,400")
+    if values["bands"] is not None and len(values["bands"]) != values["n_colors"]:
+        raise UserError(f"--bands names {len(values['bands'])} bands ({','.join(values['bands'])}) but --n_colors is "
+                        f"{values['n_colors']}: give one name per band")
+    if values["data_mean"] is not None and len(values["data_mean"]) != values["n_colors"]:
+        raise UserError(f"--data_mean has {len(values['data_mean'])} values but --n_colors is {values['n_colors']}")
+    if len(values["depths"]) != len(values["num_heads"]):
+        raise UserError(f"--depths has {len(values['depths'])} stages but --num_heads {len(values['num_heads'])}: "
+                        f"give one head count per stage")
+    tile, overlap = values["tile"], values["tile_overlap"]
+    if tile and overlap is not None and overlap >= tile:
+        raise UserError(f"--tile_overlap {overlap} must be smaller than --tile {tile}")

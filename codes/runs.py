@@ -1,0 +1,220 @@
+"""Run folders: their names, their lock, the record of what a run wrote, --reset, the log and metrics.csv.
+
+    experiment/<save>/                 a training run (--save, default <MODEL>x<scale>_<dataset>)
+    experiment/results/<name>/         a deploy's outputs (default <MODEL>x<scale>_<dataset or input name>)
+
+Promises (see README, "What the toolbox promises"):
+- One writer per folder: an OS file lock (`.lock`, released when the process dies, however it dies); a second
+  writer gets a one-line error naming the holder's PID.
+- Every file a run writes is recorded in `written_files.json` before it is written. `--reset` deletes exactly those
+  files, never through a symlink and never outside the run folder, and only after every flag and the data were
+  checked. A file the toolbox did not write is never replaced: a run folder that holds a foreign config.txt, log.txt,
+  ... is refused.
+- Temp files of atomic writes that a killed process left behind are removed at the next start.
+"""
+import datetime
+import fcntl
+import json
+import os
+import stat
+from pathlib import Path
+
+import atomic
+from errors import UserError, output_error
+
+LOCK_FILE = ".lock"
+WRITTEN_FILES = "written_files.json"
+# The files a training run writes at fixed names (validation images under results/ are recorded as they come).
+RUN_FILES = ("config.txt", "log.txt", "metrics.csv", "loss.png", "psnr.png", "ssim.png", "summary.png",
+             "model/model_latest.pt", "model/model_best.pt")
+
+
+def run_name(model, scale, dataset):
+    """The default name of a run folder and of a deploy's results folder."""
+    return f"{model}x{scale}_{dataset}"
+
+
+def run_dir(save, experiment_dir):
+    """experiment/<save>, refusing a --save that escapes experiment/ (absolute paths, '..', symlinks out of it, the
+    folder itself, or the results/ and cache/ folders)."""
+    root = Path(experiment_dir).resolve()
+    target = (root / save).resolve()
+    if root not in target.parents or (target.parent == root and target.name in ("results", "cache")):
+        raise UserError(f"--save {save!r} must name a folder inside {root} (no absolute path, no '..', no symlink "
+                        f"out of it, not 'results' or 'cache')")
+    return target
+
+
+def results_dir(experiment_dir, model, scale, name):
+    return Path(experiment_dir) / "results" / run_name(model, scale, name)
+
+
+class FolderLock:
+    """An exclusive, non-blocking flock on <folder>/.lock that holds the owner's PID; the OS releases it when the
+    process exits or is killed."""
+
+    def __init__(self, folder, what):
+        self.folder, self.what = Path(folder), what
+        self.fd = None
+
+    def acquire(self):
+        path = atomic.ensure_dir(self.folder) / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise output_error(path, err) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"{self.folder} is in use by another {self.what} (PID {holder}): wait for it to finish, "
+                            f"or pick another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+class WrittenFiles:
+    """The set of files (relative paths) written into a folder by the toolbox, kept in written_files.json."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / WRITTEN_FILES
+        self.names = self._read()
+
+    def _read(self):
+        if not self.path.is_file():
+            return set()
+        try:
+            names = json.loads(self.path.read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{self.path} is damaged: without it the toolbox cannot tell its files from yours; "
+                            f"move the folder's contents elsewhere or pick another --save") from None
+        return {str(n) for n in names}
+
+    def add(self, rel):
+        rel = Path(rel).as_posix()
+        if rel not in self.names:
+            self.names.add(rel)
+            self._write()
+
+    def _write(self):
+        atomic.write_text(self.path, json.dumps({"files": sorted(self.names)}, indent=1) + "\n")
+
+    def __contains__(self, rel):
+        return Path(rel).as_posix() in self.names
+
+    def delete_all(self):
+        """Delete every recorded file that is still a regular file reached without symlinks; returns the count."""
+        deleted = 0
+        for rel in sorted(self.names):
+            if unlink_inside(self.folder, rel):
+                deleted += 1
+        self.names = set()
+        self._write()
+        return deleted
+
+
+def unlink_inside(folder, rel):
+    """Unlink folder/rel only if rel stays inside folder, no component is a symlink, and it is a regular file."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        return False
+    current = Path(folder)
+    for part in parts[:-1]:
+        current = current / part
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):  # a symlink (or a file) where a folder should be
+                return False
+        except FileNotFoundError:
+            return False
+    target = current / parts[-1]
+    try:
+        if not stat.S_ISREG(os.lstat(target).st_mode):
+            return False
+        os.unlink(target)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise UserError(f"--reset: cannot delete {target}: {err.strerror}") from None
+    return True
+
+
+def remove_empty_dir(folder):
+    try:
+        if stat.S_ISDIR(os.lstat(folder).st_mode) and not any(os.scandir(folder)):
+            os.rmdir(folder)
+    except OSError:
+        pass
+
+
+class RunFolder:
+    """experiment/<save>/ of a training run: locked while in use, every written file recorded.
+
+    Opened only after every flag and the data were validated (demo_train.py), so --reset never loses a run to a typo.
+    """
+
+    def __init__(self, cfg, lock=True):
+        self.dir = run_dir(cfg.save, cfg.dir_experiment)
+        self.lock = FolderLock(self.dir, "training") if lock else None
+        if self.lock:
+            self.lock.acquire()
+        for folder in (self.dir, self.dir / "model"):
+            atomic.remove_stale_temps(folder)
+        self.written = WrittenFiles(self.dir)
+        if cfg.reset:
+            self.reset()
+        self.check_foreign_files()
+        latest = self.path("model", "model_latest.pt")
+        if cfg.purpose == "train" and latest.is_file():
+            raise UserError(f"{self.dir} already holds a run: add --resume to continue it, --reset to start it "
+                            f"over, or pick another --save")
+
+    def path(self, *parts):
+        return self.dir.joinpath(*parts)
+
+    def reset(self):
+        deleted = self.written.delete_all()
+        for name in ("results", "model"):
+            remove_empty_dir(self.path(name))
+        print(f"--reset: deleted the {deleted} files this run had written in {self.dir}")
+
+    def check_foreign_files(self):
+        for rel in RUN_FILES:
+            if os.path.lexists(self.path(rel)) and rel not in self.written:
+                raise UserError(f"{self.path(rel)} was not written by this toolbox (it is not in {WRITTEN_FILES}), "
+                                f"and a run would replace it: move it away or pick another --save")
+
+    def target(self, *parts):
+        """The path of a file this run is about to write, recorded first (so a crash never leaves an unrecorded
+        file of ours behind)."""
+        path = self.path(*parts)
+        self.written.add(path.relative_to(self.dir))
+        return path
+
+    def write_config(self, cfg):
+        """config.txt: one section per start (train, resume, test), with where each value came from."""
+        previous = self.path("config.txt").read_text() if self.path("config.txt").is_file() else ""
+        section = f"# {datetime.datetime.now():%Y-%m-%d %H:%M:%S} {cfg.purpose}\n{cfg.describe()}\n\n"
+        atomic.write_text(self.target("config.txt"), previous + section)
+
+    def log(self, line, echo=True):
+        if echo:
+            print(line, flush=True)
+        path = self.target("log.txt")
+        try:
+            with open(path, "a") as f:
+                f.write(line + "\n")
+        except OSError as err:
+            raise output_error(path, err) from None
+
+    def close(self):
+        if self.lock:
+            self.lock.release()
