@@ -1,10 +1,13 @@
 """image_io: round-trips of real pixels through every format, GeoTIFF metadata, the window writer, errors."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import tifffile
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.transform import Affine
 
 import image_io as io
@@ -34,15 +37,17 @@ def stacked_bands(rgb, bands):
     return stack[:, :, order]
 
 
-def write_tiny_geotiff(path, pixels_hwc, dtype, nodata, descriptions):
+def write_tiny_geotiff(path, pixels_hwc, dtype, nodata, descriptions, colours=None, **profile_options):
     """A GeoTIFF written with rasterio directly, so the geo tests run without ../shared."""
     height, width, bands = pixels_hwc.shape
     profile = dict(driver="GTiff", height=height, width=width, count=bands, dtype=dtype, crs=CRS.from_epsg(32618),
-                   transform=Affine(5.0, 0.0, 792988.0, 0.0, -5.0, 2050382.0), nodata=nodata)
-    with rasterio.open(path, "w", **profile) as dst:
+                   transform=Affine(5.0, 0.0, 792988.0, 0.0, -5.0, 2050382.0), nodata=nodata, **profile_options)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as dst:
         dst.write(np.moveaxis(pixels_hwc.astype(dtype), -1, 0))
         for index, text in enumerate(descriptions, start=1):
             dst.set_band_description(index, text)
+        if colours:
+            dst.colorinterp = [ColorInterp[name] for name in colours]
 
 
 @pytest.fixture
@@ -292,3 +297,179 @@ def test_geotiff_nodata_the_output_dtype_cannot_hold_is_dropped(tmp_path, tiny_g
     back, back_meta = roundtrip(tmp_path, "u8.tif", to_dtype(pixels, np.uint8), meta)
     assert back.dtype == np.uint8 and back_meta.geo["nodata"] is None
     assert back_meta.geo["crs"] == CRS.from_epsg(32618)
+
+
+# ----------------------------------------------------------------------------------------------- band semantics
+WRITERS = ["whole", "windows", "cog"]
+
+
+def write_with(writer, path, image, meta, scale):
+    """Write through one of the three GeoTIFF writers: write_image, the window writer (plain), or COG windows."""
+    if writer == "whole":
+        io.write_image(path, image, meta, scale=scale)
+        return
+    height, width, bands = image.shape
+    with io.GeoTiffWindowWriter(path, height, width, bands, image.dtype, meta, scale=scale,
+                                cog=writer == "cog") as out:
+        for row in range(0, height, 64):
+            out.write(image[row : row + 64], row, 0)
+
+
+def upsample(image, scale):
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
+def colour_names(path):
+    with rasterio.open(path) as dst:
+        return [colour.name for colour in dst.colorinterp]
+
+
+def assert_no_band_is_a_mask(path):
+    """No alpha band, no per-dataset mask: rasterio and GDAL see every pixel of every band as valid."""
+    with rasterio.open(path) as dst:
+        assert ColorInterp.alpha not in dst.colorinterp
+        assert dst.mask_flag_enums == tuple([MaskFlags.all_valid] for _ in dst.indexes)
+        assert dst.dataset_mask().min() == 255
+
+
+@pytest.fixture
+def rgbn8_geotiff(tmp_path, rgb8):
+    """4-band uint8 GeoTIFF read as red, green, blue, undefined (like rgbn.tif), with NIR = 0 in a 5x6 patch."""
+    pixels = stacked_bands(rgb8, 4)
+    pixels[10:15, 20:26, 3] = 0
+    path = tmp_path / "rgbn8.tif"
+    write_tiny_geotiff(path, pixels, "uint8", None, (), colours=("red", "green", "blue", "undefined"),
+                       photometric="MINISBLACK")
+    return path, pixels
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_4_band_uint8_keeps_its_colours_and_no_alpha(tmp_path, rgbn8_geotiff, writer):
+    # GDAL's default for 4-band uint8 is RGB + alpha: band 4 (NIR) would mask out every pixel where it is 0.
+    path, pixels = rgbn8_geotiff
+    image, meta = io.read_image_with_meta(path)
+    assert meta.geo["colorinterp"] == ("red", "green", "blue", "undefined")
+    write_with(writer, tmp_path / "out.tif", upsample(image, 2), meta, scale=2)
+    assert colour_names(tmp_path / "out.tif") == ["red", "green", "blue", "undefined"]
+    assert_no_band_is_a_mask(tmp_path / "out.tif")
+    np.testing.assert_array_equal(io.read_image(tmp_path / "out.tif"), upsample(pixels, 2))
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_real_rgbn_scene_keeps_its_colours_and_no_alpha(tmp_path, shared_dir, writer):
+    image, meta = io.read_image_with_meta(shared_dir / RGBN)
+    assert (image[:, :, 3] == 0).any()  # NIR zeros: what an alpha band would mask out
+    write_with(writer, tmp_path / "out.tif", image, meta, scale=1)
+    assert colour_names(tmp_path / "out.tif") == colour_names(shared_dir / RGBN) == ["red", "green", "blue",
+                                                                                     "undefined"]
+    assert_no_band_is_a_mask(tmp_path / "out.tif")
+    np.testing.assert_array_equal(io.read_image(tmp_path / "out.tif"), image)
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_unknown_colours_are_grey_without_alpha(tmp_path, rgbn8_geotiff, writer):
+    path, pixels = rgbn8_geotiff
+    _, meta = io.read_image_with_meta(path)
+    unknown = replace(meta, geo={key: value for key, value in meta.geo.items() if key != "colorinterp"})
+    write_with(writer, tmp_path / "out.tif", pixels, unknown, scale=1)
+    assert colour_names(tmp_path / "out.tif") == ["gray", "undefined", "undefined", "undefined"]  # MINISBLACK
+    assert_no_band_is_a_mask(tmp_path / "out.tif")
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_3_band_rgb_is_photometric_rgb_and_a_bgr_scene_stays_grey(tmp_path, rgb8, writer):
+    rgb_path, bgr_path = tmp_path / "rgb_in.tif", tmp_path / "bgr_in.tif"
+    write_tiny_geotiff(rgb_path, rgb8, "uint8", None, (), photometric="RGB")
+    write_tiny_geotiff(bgr_path, rgb8[:, :, ::-1], "uint16", None, (), photometric="MINISBLACK")  # like Landsat
+    for source, photometric, colours in [(rgb_path, 2, ["red", "green", "blue"]),
+                                         (bgr_path, 1, ["gray", "undefined", "undefined"])]:
+        image, meta = io.read_image_with_meta(source)
+        write_with(writer, tmp_path / "out.tif", image, meta, scale=1)
+        assert colour_names(tmp_path / "out.tif") == colours
+        with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+            assert tif.pages[0].photometric == photometric  # 2: RGB, 1: MINISBLACK
+
+
+LANDSAT_C2_SCALE, LANDSAT_C2_OFFSET = 2.75e-05, -0.2  # Collection-2 Level-2 surface reflectance
+
+
+@pytest.fixture
+def semantic_geotiff(tmp_path, rgb8):
+    """uint16 4-band surface-reflectance-like GeoTIFF with every band semantic set, nodata 0 in a corner."""
+    pixels = stacked_bands(rgb8, 4).astype(np.uint16) * 40 + 7000
+    pixels[:2, :3] = 0
+    path = tmp_path / "semantic.tif"
+    write_tiny_geotiff(path, pixels, "uint16", 0, ("blue", "green", "red", "nir"),
+                       colours=("blue", "green", "red", "undefined"), photometric="MINISBLACK", compress="deflate")
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "r+") as dst:
+        dst.scales = (LANDSAT_C2_SCALE,) * 4
+        dst.offsets = (LANDSAT_C2_OFFSET,) * 4
+        dst.units = ("reflectance",) * 3 + ("",)
+        dst.update_tags(SPACECRAFT_ID="LANDSAT_8", PROCESSING_LEVEL="L2SP")
+        for index, wavelength in enumerate(("0.48", "0.56", "0.655", "0.865"), start=1):
+            dst.update_tags(index, WAVELENGTH=wavelength, STATISTICS_MEAN="123.4")
+    return path, pixels
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_band_semantics_survive_an_x2_round_trip(tmp_path, semantic_geotiff, writer):
+    path, pixels = semantic_geotiff
+    image, meta = io.read_image_with_meta(path)
+    write_with(writer, tmp_path / "sr.tif", upsample(image, 2), meta, scale=2)
+    with rasterio.open(tmp_path / "sr.tif") as dst:
+        assert dst.descriptions == ("blue", "green", "red", "nir")
+        assert [colour.name for colour in dst.colorinterp] == ["blue", "green", "red", "undefined"]
+        assert dst.nodata == 0 and dst.crs == CRS.from_epsg(32618)
+        assert dst.scales == (LANDSAT_C2_SCALE,) * 4 and dst.offsets == (LANDSAT_C2_OFFSET,) * 4
+        assert dst.units == ("reflectance", "reflectance", "reflectance", None)
+        tags = dst.tags()
+        assert tags["SPACECRAFT_ID"] == "LANDSAT_8" and tags["PROCESSING_LEVEL"] == "L2SP"
+        assert [dst.tags(index) for index in dst.indexes] == [{"WAVELENGTH": w} for w in ("0.48", "0.56", "0.655",
+                                                                                        "0.865")]
+        assert dst.transform == Affine(2.5, 0.0, 792988.0, 0.0, -2.5, 2050382.0)
+        assert tags["RSSR_INPUT_GSD"] == "5 5" and tags["RSSR_OUTPUT_GSD"] == "2.5 2.5"
+        assert tags["RSSR_SCALE"] == "2" and tags["RSSR_GSD_UNIT"] == "metre"
+        np.testing.assert_array_equal(np.moveaxis(dst.read(), 0, -1), upsample(pixels, 2))
+        valid = dst.dataset_mask() > 0
+    np.testing.assert_array_equal(valid, upsample(~(pixels == 0).all(axis=2), 2))  # nodata corner, 4x6 at x2
+
+
+def test_band_semantics_are_read_into_meta(semantic_geotiff):
+    _, meta = io.read_image_with_meta(semantic_geotiff[0])
+    geo = meta.geo
+    assert geo["colorinterp"] == ("blue", "green", "red", "undefined")
+    assert geo["scales"] == (LANDSAT_C2_SCALE,) * 4 and geo["offsets"] == (LANDSAT_C2_OFFSET,) * 4
+    assert geo["units"] == ("reflectance",) * 3 + (None,)
+    assert geo["tags"]["SPACECRAFT_ID"] == "LANDSAT_8"
+    assert geo["band_tags"][3] == {"WAVELENGTH": "0.865", "STATISTICS_MEAN": "123.4"}
+    assert (meta.gsd, meta.gsd_unit) == ((5.0, 5.0), "metre")
+
+
+def test_a_band_count_change_drops_per_band_semantics_only(tmp_path, semantic_geotiff):
+    image, meta = io.read_image_with_meta(semantic_geotiff[0])
+    io.write_image(tmp_path / "rgb.tif", image[:, :, 2::-1], meta)
+    with rasterio.open(tmp_path / "rgb.tif") as dst:
+        assert dst.descriptions == (None, None, None) and dst.scales == (1.0, 1.0, 1.0)
+        assert [colour.name for colour in dst.colorinterp] == ["gray", "undefined", "undefined"]
+        assert dst.tags()["SPACECRAFT_ID"] == "LANDSAT_8" and dst.crs == CRS.from_epsg(32618)
+
+
+@pytest.mark.parametrize(("scale", "output_gsd"), [(4, "1.25 1.25"), (1 / 3, "15 15"), (1, "5 5")])
+def test_resolution_tags_record_input_and_output_gsd(tmp_path, tiny_geotiff, scale, output_gsd):
+    path, pixels = tiny_geotiff
+    _, meta = io.read_image_with_meta(path)
+    io.write_image(tmp_path / "out.tif", pixels, meta, scale=scale)
+    _, out_meta = io.read_image_with_meta(tmp_path / "out.tif")
+    tags = out_meta.geo["tags"]
+    assert (tags["RSSR_INPUT_GSD"], tags["RSSR_OUTPUT_GSD"], tags["RSSR_GSD_UNIT"]) == ("5 5", output_gsd, "metre")
+    assert out_meta.gsd == pytest.approx((5.0 / scale, 5.0 / scale), rel=1e-12)
+
+
+def test_gsd_of_a_geographic_a_rotated_and_an_ungeoreferenced_image():
+    degrees = io.ImageMeta(np.uint8, 1, 1, 1, {"crs": CRS.from_epsg(4326), "transform": Affine(1e-4, 0, 10, 0, -2e-4,
+                                                                                                 50)})
+    assert (degrees.gsd, degrees.gsd_unit) == ((1e-4, 2e-4), "degree")
+    rotated = io.ImageMeta(np.uint8, 1, 1, 1, {"crs": None, "transform": Affine.rotation(30) @ Affine.scale(3, -4)})
+    assert rotated.gsd == pytest.approx((3.0, 4.0)) and rotated.gsd_unit is None
+    assert io.ImageMeta(np.uint8, 1, 1, 1, {"crs": None, "transform": Affine.identity(), "nodata": 0}).gsd is None
+    assert io.ImageMeta(np.uint8, 1, 1, 1).gsd is None
