@@ -88,6 +88,11 @@ def build_parser():
     add("--img_size", type=_positive_int, default=64, help="ConvFormerSR: nominal training size")
     add("--embed_patch_size", type=_positive_int, default=1, help="ConvFormerSR: patch-embedding size")
     add("--img_range", type=float, default=1.0, help="ConvFormerSR: internal image range")
+    # baseline networks (EDSR, RCAN, SwinIR, TransENet): flags beyond the shared size flags above
+    add("--n_resgroups", type=_positive_int, default=10, help="RCAN: residual groups")
+    add("--reduction", type=_positive_int, default=16, help="RCAN: channel-attention squeeze ratio")
+    add("--en_depth", type=_positive_int, default=8, help="TransENet: transformer encoder layers")
+    add("--de_depth", type=_positive_int, default=1, help="TransENet: transformer decoder layers")
     # training
     add("--reset", action="store_true", help="clear this run's folder in experiment/ before training")
     add("--resume", action="store_true", help="continue experiment/<save> from model/model_latest.pt")
@@ -130,7 +135,7 @@ def build_parser():
 # The options that shape a network: a checkpoint of ours records them, and loading it adopts the ones not given.
 ARCHITECTURE_FLAGS = ("n_colors", "rgb_range", "n_feats", "n_resblocks", "res_scale", "n_basic_modules", "data_mean",
                       "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "num_block", "img_size",
-                      "embed_patch_size", "img_range")
+                      "embed_patch_size", "img_range", "n_resgroups", "reduction", "en_depth", "de_depth")
 
 
 def explicit_flags(argv):

@@ -16,6 +16,7 @@ from errors import UserError
 
 # --model name -> module in this package. A name missing here is also looked up as model/<name.lower()>.py.
 REGISTRY = {"BICUBIC": "bicubic", "BASIC": "basic", "HSENET": "hsenet", "CONVFORMERSR": "convformersr"}
+REGISTRY.update({"TRANSENET": "transenet", "EDSR": "edsr", "RCAN": "rcan", "SWINIR": "swinir"})
 
 
 def known_models():
@@ -101,7 +102,10 @@ class Model(nn.Module):
         return run
 
     def default_tile(self):
-        return getattr(self.module, "DEFAULT_TILE", 0), getattr(self.module, "DEFAULT_TILE_OVERLAP", 16)
+        """(tile, overlap) in LR pixels; a network with a fixed input size (TransENet) tiles at exactly that size."""
+        fixed_input_size = getattr(self.module, "fixed_input_size", None)
+        tile = fixed_input_size(self.args) if fixed_input_size else getattr(self.module, "DEFAULT_TILE", 0)
+        return tile, getattr(self.module, "DEFAULT_TILE_OVERLAP", 16)
 
 
 def forward_x8(x, forward):
@@ -181,13 +185,26 @@ def adopt_official_settings(model, state, path):
     args = model.args
     for flag, value in (infer(state) if infer else {}).items():
         current = getattr(args, flag)
-        if abs(value - current) <= 1e-6 * max(1.0, abs(value)):
+        if same_setting(value, current):
             continue
         if flag in getattr(args, "explicit_flags", ()):
-            raise UserError(f"{path} was trained with --{flag} {value:g}, not {current:g}: drop --{flag} or pass "
-                            f"--{flag} {value:g}")
-        print(f"note: {path} was trained with --{flag} {value:g}; using it")
+            raise UserError(f"{path} was trained with --{flag} {flag_text(value)}, not {flag_text(current)}: drop "
+                            f"--{flag} or pass --{flag} {flag_text(value)}")
+        print(f"note: {path} was trained with --{flag} {flag_text(value)}; using it")
         setattr(args, flag, value)
+
+
+def same_setting(a, b):
+    """Equal flag values: lists (--depths) element by element, numbers up to float rounding."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) and all(
+            same_setting(x, y) for x, y in zip(a, b))
+    return abs(a - b) <= 1e-6 * max(1.0, abs(a))
+
+
+def flag_text(value):
+    """A flag value as typed on the command line: 6,6,6 for lists, %g for numbers."""
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else f"{value:g}"
 
 
 def describe_mismatch(net, state):

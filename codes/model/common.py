@@ -8,6 +8,11 @@ import torch.nn.functional as F
 
 from errors import UserError
 
+# RGB means in [0, 1] that the official mean shifts remove: DIV2K's (EDSR-PyTorch's networks, EDSR and RCAN, and
+# SwinIR) and UC Merced's (the HSENet and TransENet code).
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+UC_MERCED_RGB_MEAN = (0.4916, 0.4991, 0.4565)
+
 
 def default_conv(in_channels, out_channels, kernel_size, bias=True):
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
@@ -88,15 +93,25 @@ def band_mean_for(n_colors, data_mean, rgb_mean):
 
 def rgb_range_from_mean_shift(state, rgb_mean, key="sub_mean.bias"):
     """The --rgb_range an official state_dict was trained with: its mean shift stores -rgb_range * rgb_mean.
-    None when the bias is absent or not a positive multiple of that mean."""
+    None when the bias is absent (or holds no values: the meta device) or is not a positive multiple of that mean."""
     bias = state.get(key)
-    if bias is None or bias.numel() != len(rgb_mean):
+    if bias is None or bias.is_meta or bias.numel() != len(rgb_mean):
         return None
     ranges = -bias.double() / torch.tensor(rgb_mean, dtype=torch.float64)
     if float(ranges.min()) <= 0 or float(ranges.max() - ranges.min()) > 1e-3 * float(ranges.max()):
         return None
     return round(float(ranges.mean()), 3)
 
+
+def count_indexed(keys, prefix):
+    """How many numbered sub-modules `<prefix><i>.` the state_dict keys name (i = 0, 1, ...)."""
+    indices = set()
+    for key in keys:
+        if key.startswith(prefix):
+            head = key[len(prefix):].split(".", 1)[0]
+            if head.isdigit():
+                indices.add(int(head))
+    return len(indices)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Swin window attention (SwinIR; ConvFormerSR is derived from it). Module and parameter names follow SwinIR, so
@@ -164,15 +179,20 @@ def tokens_to_channel_first(x, height, width):
     return x.transpose(1, 2).reshape(x.shape[0], -1, height, width)
 
 
-def pad_to_multiple(x, multiple):
-    """Reflect-pad bottom/right to a multiple of `multiple` (replicate where reflection cannot reach)."""
-    height, width = x.shape[2:]
-    pad_h = -height % multiple
-    pad_w = -width % multiple
+def pad_bottom_right(x, pad_h, pad_w):
+    """Reflect-pad (B, C, H, W) by pad_h rows at the bottom and pad_w columns at the right (replicate where
+    reflection cannot reach)."""
     if not (pad_h or pad_w):
         return x
+    height, width = x.shape[2:]
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def pad_to_multiple(x, multiple):
+    """Reflect-pad bottom/right to a multiple of `multiple` (SwinIR's `check_image_size`)."""
+    height, width = x.shape[2:]
+    return pad_bottom_right(x, -height % multiple, -width % multiple)
 
 
 class WindowAttention(nn.Module):

@@ -32,7 +32,7 @@ from torch import nn
 from errors import UserError
 from model import common
 
-UC_MERCED_RGB_MEAN = (0.4916, 0.4991, 0.4565)
+UC_MERCED_RGB_MEAN = common.UC_MERCED_RGB_MEAN
 ATTENTION_MODES = ("fast", "naive")
 # Deploy: the non-local attention is global within a tile, so tiles never equal the whole image exactly and cost
 # grows with the square of the tile area; 128 keeps UC Merced x2 (LR 128) whole and bounds the cost of scenes.
