@@ -113,6 +113,7 @@ def count_indexed(keys, prefix):
                 indices.add(int(head))
     return len(indices)
 
+
 # ---------------------------------------------------------------------------------------------------------------
 # Swin window attention (SwinIR; ConvFormerSR is derived from it). Module and parameter names follow SwinIR, so
 # official state_dicts load once their derived buffers are dropped (`drop_derived_swin_buffers`).

@@ -13,6 +13,8 @@ Structure (paper defaults: 10 residual groups of 20 RCABs, 64 features, channel 
   sigmoid(conv(ReLU(conv(global average pool)))), squeezing the channels by `reduction`;
 - `tail`: sub-pixel upsampler and a 3x3 conv back to the bands; `add_mean` adds the mean back.
 
+At the paper's size: 15.44 / 15.63 / 15.59 M parameters at x2 / x3 / x4 (mean shift included, as officially).
+
 RCABs take no residual scaling: the official block stores res_scale but never applies it (neither does this one).
 The official mean shift is RGB only; other band counts use `--data_mean` or no mean (zeros), as in HSENet.
 """
