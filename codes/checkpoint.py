@@ -27,7 +27,14 @@ CHECKSUM_KEY = "checksum"
 # The options that shape a network: a checkpoint of ours records them, and loading it adopts them.
 ARCHITECTURE_FLAGS = ("n_colors", "rgb_range", "n_feats", "n_resblocks", "res_scale", "n_basic_modules", "data_mean",
                       "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "num_block", "img_size",
-                      "embed_patch_size", "img_range")
+                      "embed_patch_size", "img_range", "n_resgroups", "reduction", "en_depth", "de_depth")
+
+
+def architecture_flags(module):
+    """The flags that shape `module`'s network: the shared ones and the module's own (TransENet's fixed input size)."""
+    return (*ARCHITECTURE_FLAGS, *getattr(module, "EXTRA_ARCHITECTURE_FLAGS", ()))
+
+
 # What a checkpoint also tells deploy and --test_only: the radiometry the model was trained with.
 RADIOMETRY_FLAGS = ("data_range", "bands")
 # Flags about this machine or this invocation, never adopted from a checkpoint (all others are, on --resume).
@@ -108,7 +115,7 @@ class Checkpoint:
         if purpose == "resume":
             keys = [k for k in recorded if k in known_flags and k not in RUNTIME_FLAGS]
         else:
-            keys = ["model", "scale", *ARCHITECTURE_FLAGS]
+            keys = ["model", "scale", *architecture_flags(module)]
             if purpose != "train":  # deploy and evaluation use the radiometry the model was trained with
                 keys += RADIOMETRY_FLAGS
         return {k: recorded[k] for k in keys if k in recorded}

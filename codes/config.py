@@ -175,7 +175,7 @@ def resolve(parser, argv, purpose):
     values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "")
     sources.update(purpose="derived", checkpoint_path="derived")
     if ckpt is not None:
-        check_against_checkpoint(values, cli, ckpt, ckpt_layer)
+        check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(module))
     check_combination(values)
     return Config(values, sources)
 
@@ -228,9 +228,9 @@ def same_value(a, b):
     return a == b
 
 
-def check_against_checkpoint(values, cli, ckpt, ckpt_layer):
+def check_against_checkpoint(cli, ckpt, ckpt_layer, architecture):
     """A command-line model, scale or architecture flag that the checkpoint contradicts is a one-line error."""
-    for key in ("model", "scale", *checkpoint.ARCHITECTURE_FLAGS):
+    for key in ("model", "scale", *architecture):
         if key in cli and key in ckpt_layer and not same_value(cli[key], ckpt_layer[key]):
             wanted = ckpt_layer[key]
             shown = ",".join(map(str, wanted)) if isinstance(wanted, list) else wanted

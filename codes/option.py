@@ -134,6 +134,11 @@ def build_parser():
     add("--img_size", type=positive_int, default=64, help="ConvFormerSR: nominal training size")
     add("--embed_patch_size", type=positive_int, default=1, help="ConvFormerSR: patch-embedding size")
     add("--img_range", type=positive_float, default=1.0, help="ConvFormerSR: internal image range")
+    # baseline networks (EDSR, RCAN, SwinIR, TransENet): flags beyond the shared size flags above
+    add("--n_resgroups", type=positive_int, default=10, help="RCAN: residual groups")
+    add("--reduction", type=positive_int, default=16, help="RCAN: channel-attention squeeze ratio")
+    add("--en_depth", type=positive_int, default=8, help="TransENet: transformer encoder layers")
+    add("--de_depth", type=positive_int, default=1, help="TransENet: transformer decoder layers")
     # training
     add("--reset", action="store_true", help="start the run over: delete the files this run wrote in its folder")
     add("--resume", action="store_true", help="continue experiment/<save> from model/model_latest.pt")

@@ -18,6 +18,25 @@ MODEL_PRESETS = {
     "CONVFORMERSR": dict(epochs=500, lr=2e-4, decay_type="multistep", milestones=[250, 400, 450, 475], gamma=0.5,
                          patch_size=64, batch_size=8),
     "BASIC": dict(epochs=300, lr=1e-4, decay_type="step", lr_decay=200, gamma=0.5, patch_size=48, batch_size=16),
+    # TransENet official code (option.py, template.py, README): 500 epochs, Adam lr 1e-4 halved every 400 epochs,
+    # batch 16, HR patch 192/144/96 at x4/x3/x2, i.e. LR patch 48 (the network's fixed input size), and test by
+    # blocks of that size (test_block: chop).
+    "TRANSENET": dict(patch_size=48, n_feats=64, en_depth=8, de_depth=1, epochs=500, lr=1e-4, decay_type="step",
+                      lr_decay=400, gamma=0.5, batch_size=16, chop=True),
+    # EDSR paper / EDSR-PyTorch (template EDSR_paper, option.py): 32 blocks of 256 features, residual scaling 0.1;
+    # 300 epochs of 1000 batches of 16 LR 48x48 patches, Adam lr 1e-4 halved every 200 epochs (2e5 iterations).
+    "EDSR": dict(n_resblocks=32, n_feats=256, res_scale=0.1, epochs=300, test_every=1000, lr=1e-4,
+                 decay_type="step", lr_decay=200, gamma=0.5, patch_size=48, batch_size=16),
+    # RCAN paper / official RCAN_TrainCode (option.py, TrainRCAN_scripts.sh): 10 groups of 20 RCABs, 64 features,
+    # reduction 16; 1000 epochs of 1000 batches of 16 LR 48x48 patches, Adam lr 1e-4 halved every 200 epochs.
+    "RCAN": dict(n_resgroups=10, n_resblocks=20, n_feats=64, reduction=16, epochs=1000, test_every=1000, lr=1e-4,
+                 decay_type="step", lr_decay=200, gamma=0.5, patch_size=48, batch_size=16),
+    # SwinIR classical SR (main_test_swinir.py; KAIR options/swinir/train_swinir_sr_classical.json): embed 180, 6 RSTBs
+    # of 6 layers with 6 heads, window 8, MLP ratio 2, training size 48; 500k iterations (500 epochs of 1000 batches)
+    # of 32 LR 48x48 patches, Adam lr 2e-4 halved at 250k/400k/450k/475k.
+    "SWINIR": dict(embed_dim=180, depths=[6] * 6, num_heads=[6] * 6, window_size=8, mlp_ratio=2.0, img_size=48,
+                   epochs=500, test_every=1000, lr=2e-4, decay_type="multistep", milestones=[250, 400, 450, 475],
+                   gamma=0.5, patch_size=48, batch_size=32),
 }
 
 SAMPLE_PRESETS = {
@@ -29,6 +48,23 @@ SAMPLE_PRESETS = {
     ("HSENET", "SampleMS"): dict(epochs=3, patch_size=24, batch_size=4, lr_decay=400),
     ("CONVFORMERSR", "Sample"): dict(epochs=3, patch_size=32, batch_size=4, decay_type="step", lr_decay=400),
     ("CONVFORMERSR", "SampleMS"): dict(epochs=6, patch_size=32, batch_size=4, decay_type="step", lr_decay=400),
+    # The baselines, smaller than published (so they train in about a minute on 2 CPU cores), one pass per epoch.
+    ("TRANSENET", "Sample"): dict(n_feats=16, en_depth=1, de_depth=1, patch_size=32, epochs=3, batch_size=4,
+                                  lr=2e-4, lr_decay=400),
+    ("TRANSENET", "SampleMS"): dict(n_feats=16, en_depth=1, de_depth=1, patch_size=32, epochs=3, batch_size=4,
+                                    lr=2e-4, lr_decay=400),
+    ("EDSR", "Sample"): dict(n_resblocks=4, n_feats=32, res_scale=1.0, epochs=20, test_every=0, batch_size=8,
+                             patch_size=24, lr=5e-4, lr_decay=15),
+    ("EDSR", "SampleMS"): dict(n_resblocks=4, n_feats=32, res_scale=1.0, epochs=20, test_every=0, batch_size=8,
+                               patch_size=24, lr=5e-4, lr_decay=15),
+    ("RCAN", "Sample"): dict(n_resgroups=2, n_resblocks=2, n_feats=32, reduction=8, epochs=15, test_every=0,
+                             batch_size=8, patch_size=24, lr=5e-4, lr_decay=10),
+    ("RCAN", "SampleMS"): dict(n_resgroups=2, n_resblocks=2, n_feats=32, reduction=8, epochs=15, test_every=0,
+                               batch_size=8, patch_size=24, lr=5e-4, lr_decay=10),
+    ("SWINIR", "Sample"): dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], img_size=32, epochs=10, test_every=0,
+                               batch_size=4, patch_size=32, decay_type="step", lr_decay=400),
+    ("SWINIR", "SampleMS"): dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], img_size=32, epochs=10, test_every=0,
+                                 batch_size=4, patch_size=32, decay_type="step", lr_decay=400),
 }
 
 PRESETS_BY_NAME = {
@@ -36,6 +72,8 @@ PRESETS_BY_NAME = {
     "HSENET_UCMerced": dict(model="HSENET", dataset="UCMerced", **MODEL_PRESETS["HSENET"]),
     # a light ConvFormerSR (the embed_dim 60 variant of the paper)
     "CONVFORMERSR_light": dict(model="CONVFORMERSR", embed_dim=60),
+    # EDSR-baseline of the EDSR paper (16 blocks of 64 features, no residual scaling)
+    "EDSR_baseline": dict(model="EDSR", n_resblocks=16, n_feats=64, res_scale=1.0),
 }
 
 

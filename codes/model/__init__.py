@@ -22,6 +22,7 @@ from errors import UserError
 
 # --model name -> module in this package. A name missing here is also looked up as model/<name.lower()>.py.
 REGISTRY = {"BICUBIC": "bicubic", "BASIC": "basic", "HSENET": "hsenet", "CONVFORMERSR": "convformersr"}
+REGISTRY.update({"TRANSENET": "transenet", "EDSR": "edsr", "RCAN": "rcan", "SWINIR": "swinir"})
 
 
 def known_models():

@@ -12,10 +12,11 @@ After each stage an FFM (feature fusion module) merges both into the next CNN-pa
 keeps its own tokens. Every attention block of a RAG runs Swin window attention next to a conv branch that ends in a
 DANet-style CAM (channel attention module).
 
-Module and parameter names follow the official code, so official state_dicts load after
-`convert_official_state_dict` (which only drops the derived buffers `relative_position_index` and `attn_mask`; both
-are recomputed here). The official network reproduces the reference fixtures exactly with `attention='naive'` (the
-official q @ k^T path) and to ~2e-7 with `attention='fast'` (scaled_dot_product_attention).
+The Swin machinery (window partition, relative-position bias, shift mask, window attention, MLP, patch embedding)
+lives in common.py, shared with SwinIR. Module and parameter names follow the official code, so official state_dicts
+load after `convert_official_state_dict` (which only drops the derived buffers `relative_position_index` and
+`attn_mask`; both are recomputed here). The official network reproduces the reference fixtures exactly with
+`attention='naive'` (the official q @ k^T path) and to ~2e-7 with `attention='fast'` (scaled_dot_product_attention).
 """
 import torch
 import torch.nn.functional as F
@@ -24,152 +25,26 @@ from torchvision.ops import StochasticDepth
 
 from errors import UserError
 from model import common
+from model.common import (  # the Swin machinery shared with SwinIR; re-exported here for callers of this module
+    ATTENTION_MODES,
+    PatchEmbed,
+    WindowAttention,
+    channel_last_to_tokens,
+    init_swin_weights,
+    relative_position_index,  # noqa: F401
+    shifted_window_mask,  # noqa: F401
+    tokens_to_channel_first,
+    window_partition,  # noqa: F401
+)
 
-ATTENTION_MODES = ("fast", "naive")
-SHIFT_MASK_VALUE = -100.0  # the official (Swin) value for pairs of tokens from different regions of a shifted window
 CONV_BRANCH_WEIGHT = 0.01  # weight of the conv branch in each attention block's residual sum
 RCG_BLOCKS = 16
 RCG_RES_SCALE = 0.2
 UPSAMPLE_FEATURES = 64
-# Combined bias+shift masks above this many elements are rebuilt per call instead of cached: one per shifted block
-# would otherwise pin a lot of memory on large inputs, and rebuilding costs little next to the attention itself.
-MAX_CACHED_MASK_ELEMENTS = 1 << 23
 # Deploy: window attention and convolutions are local, so memory grows with the tile area only; the overlap is a
 # multiple of the window and hides the (small) differences at tile borders.
 DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 32
-
-
-def window_partition(x, window_size):
-    """(B, H, W, C) -> (B * nW, window_size * window_size, C), windows in row-major order."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // window_size, window_size, w // window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, c)
-
-
-def window_reverse(windows, window_size, height, width):
-    """Inverse of `window_partition`: (B * nW, window_size * window_size, C) -> (B, H, W, C)."""
-    c = windows.shape[-1]
-    x = windows.view(-1, height // window_size, width // window_size, window_size, window_size, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
-
-
-def relative_position_index(window_size):
-    """Index into the (2w-1)^2 bias table for every (query, key) pair of a window, shape (w*w, w*w)."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))
-    coords = coords.flatten(1)
-    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
-    return relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
-
-
-def shifted_window_mask(height, width, window_size, shift, device=None):
-    """(nW, N, N) additive mask: -100 between tokens that the cyclic shift brought together from different regions."""
-    regions = torch.zeros(1, height, width, 1, device=device)
-    bands = (slice(0, -window_size), slice(-window_size, -shift), slice(-shift, None))
-    for label, (rows, cols) in enumerate((r, c) for r in bands for c in bands):
-        regions[:, rows, cols, :] = label
-    labels = window_partition(regions, window_size).squeeze(-1)
-    different = labels.unsqueeze(1) != labels.unsqueeze(2)
-    return torch.zeros(different.shape, device=device).masked_fill(different, SHIFT_MASK_VALUE)
-
-
-def channel_last_to_tokens(x):
-    """(B, C, H, W) -> (B, H*W, C)."""
-    return x.flatten(2).transpose(1, 2)
-
-
-def tokens_to_channel_first(x, height, width):
-    """(B, H*W, C) -> (B, C, H, W)."""
-    return x.transpose(1, 2).reshape(x.shape[0], -1, height, width)
-
-
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside each window, with a learned relative-position bias (Swin).
-
-    `attention='naive'` is the official computation (q*scale @ k^T + bias + mask, softmax, @ v). 'fast' pre-adds the
-    bias and the shift mask into one additive mask, cached per (input size, device, dtype) whenever the bias table
-    cannot change under it, and hands it to scaled_dot_product_attention; only when that mask needs a gradient on the
-    CPU (training) does it use one explicit matmul-add-softmax-matmul instead.
-    """
-
-    def __init__(self, dim, window_size, num_heads, attention="fast"):
-        super().__init__()
-        self.window_size = window_size
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.attention = attention
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
-        # Derived from the window size, so not saved: official files' copies are dropped on conversion.
-        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self._shift_cache = (None, None)
-        self._mask_cache = (None, None)
-
-    def relative_position_bias(self):
-        """(nH, N, N) bias gathered from the table."""
-        n = self.window_size ** 2
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(n, n, -1).permute(2, 0, 1)
-
-    def shift_mask(self, height, width, shift, device):
-        """The cached (nW, N, N) region mask of a shifted block, or None for an unshifted one."""
-        if not shift:
-            return None
-        key = (height, width, shift, device)
-        if self._shift_cache[0] != key:
-            self._shift_cache = (key, shifted_window_mask(height, width, self.window_size, shift, device))
-        return self._shift_cache[1]
-
-    def combined_mask(self, height, width, shift, dtype):
-        """Bias plus shift mask as one additive mask: (1, nH, N, N) unshifted, (1, nW * nH, N, N) shifted.
-
-        Rebuilt on every call while the bias table takes gradients (training); otherwise cached, keyed on the table's
-        version so that loading weights or an optimizer step invalidates it.
-        """
-        table = self.relative_position_bias_table
-        reusable = not (torch.is_grad_enabled() and table.requires_grad)
-        key = (height, width, shift, table.device, dtype, table._version, table.data_ptr())
-        if reusable and self._mask_cache[0] == key:
-            return self._mask_cache[1]
-        bias = self.relative_position_bias()
-        region = self.shift_mask(height, width, shift, table.device)
-        if region is not None:
-            bias = (region.unsqueeze(1) + bias.unsqueeze(0)).flatten(0, 1)
-        mask = bias.unsqueeze(0).to(dtype)  # 4-D: the fused CPU/CUDA kernels reject 3-D masks
-        if reusable and mask.numel() <= MAX_CACHED_MASK_ELEMENTS:
-            self._mask_cache = (key, mask)
-        return mask
-
-    def forward(self, windows, height, width, shift):
-        """windows: (B * nW, N, C) tokens of the (shifted) padded image of size height x width."""
-        b_, n, c = windows.shape
-        qkv = self.qkv(windows).view(b_, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        if self.attention == "naive":
-            out = self.naive_attention(qkv, height, width, shift)
-        else:
-            mask = self.combined_mask(height, width, shift, qkv.dtype)
-            # Group (window, head) pairs so the mask broadcasts over the batch alone: no per-batch copy of it.
-            q, k, v = qkv.reshape(3, -1, mask.shape[1], n, c // self.num_heads).unbind(0)
-            if mask.requires_grad and q.device.type == "cpu":
-                # No fused CPU kernel returns a mask gradient, and SDPA's math fallback is slower than this.
-                out = ((q * self.scale) @ k.transpose(-2, -1) + mask).softmax(dim=-1) @ v
-            else:
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-            out = out.view(b_, self.num_heads, n, -1)
-        return self.proj(out.transpose(1, 2).reshape(b_, n, c))
-
-    def naive_attention(self, qkv, height, width, shift):
-        """The official computation, step by step."""
-        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        attn = q @ k.transpose(-2, -1) + self.relative_position_bias().unsqueeze(0)
-        region = self.shift_mask(height, width, shift, qkv.device)
-        if region is not None:
-            n_windows, n = region.shape[0], attn.shape[-1]
-            attn = attn.view(-1, n_windows, self.num_heads, n, n) + region.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        return attn.softmax(dim=-1) @ v
 
 
 class CAM(nn.Module):
@@ -203,19 +78,6 @@ class ConvBranch(nn.Module):
         return self.cam(self.conv1(x))
 
 
-class Mlp(nn.Module):
-    """Transformer feed-forward: Linear, GELU, Linear."""
-
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class EnhancedAttentionBlock(nn.Module):
     """One RAG block: (shifted-)window attention plus a parallel conv branch (with CAM), then the MLP."""
 
@@ -227,7 +89,7 @@ class EnhancedAttentionBlock(nn.Module):
         self.attn = WindowAttention(dim, window_size, num_heads, attention)
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = common.Mlp(dim, int(dim * mlp_ratio))
         self.conv_block = ConvBranch(dim)
 
     def forward(self, x, height, width):
@@ -235,13 +97,8 @@ class EnhancedAttentionBlock(nn.Module):
         shortcut = x
         x = self.norm1(x).view(b, height, width, c)
         conv_x = self.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, height * width, c)
-        if self.shift_size:
-            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-        windows = self.attn(window_partition(x, self.window_size), height, width, self.shift_size)
-        x = window_reverse(windows, self.window_size, height, width)
-        if self.shift_size:
-            x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        x = shortcut + self.drop_path(x.reshape(b, height * width, c)) + conv_x * CONV_BRANCH_WEIGHT
+        attended = common.shifted_window_attention(self.attn, x, self.shift_size)
+        x = shortcut + self.drop_path(attended) + conv_x * CONV_BRANCH_WEIGHT
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -332,17 +189,6 @@ class FFM(nn.Module):
         return self.conv1(cnn * self.spat_attn(cnn)) + self.conv2(trans * self.chan_attn(trans))
 
 
-class PatchEmbed(nn.Module):
-    """Image to tokens (patch size 1), then LayerNorm."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, x):
-        return self.norm(channel_last_to_tokens(x))
-
-
 class ConvFormerSR(nn.Module):
     """Shallow conv, `num_block` stages of RAG + RCG + FFM, a conv plus the shallow features, pixel-shuffle upsampling.
 
@@ -358,8 +204,7 @@ class ConvFormerSR(nn.Module):
         self.rgb_range = rgb_range
         self.img_range = img_range
         # Swin's rule: a training patch no larger than a window becomes the window, and nothing is shifted.
-        shifted = img_size > window_size
-        self.window_size = window_size if shifted else img_size
+        self.window_size, shifted = common.swin_window(img_size, window_size)
         drop_paths = torch.linspace(0, drop_path_rate, sum(depths[:num_block]), device="cpu").tolist()
         stage_starts = [sum(depths[:i]) for i in range(num_block + 1)]
 
@@ -382,11 +227,7 @@ class ConvFormerSR(nn.Module):
 
     def set_attention(self, mode):
         """Switch every window attention between 'fast' and 'naive' (the same weights serve both)."""
-        if mode not in ATTENTION_MODES:
-            raise UserError(f"--attention {mode!r} is unknown: use one of {', '.join(ATTENTION_MODES)}")
-        for module in self.modules():
-            if isinstance(module, WindowAttention):
-                module.attention = mode
+        common.set_attention(self, mode)
 
     def forward_features(self, x):
         """The body: per stage, RAG on the tokens, RCG on the CNN path, FFM merging both into the next CNN path."""
@@ -400,19 +241,9 @@ class ConvFormerSR(nn.Module):
             cnn = ffm(rcg(cnn), trans)
         return cnn
 
-    def pad_to_window(self, x):
-        """Reflect-pad bottom/right to a multiple of the window (replicate where reflection cannot reach)."""
-        height, width = x.shape[2:]
-        pad_h = -height % self.window_size
-        pad_w = -width % self.window_size
-        if not (pad_h or pad_w):
-            return x
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
     def forward(self, x):
         height, width = x.shape[2:]
-        x = self.pad_to_window(x) * (self.img_range / self.rgb_range)
+        x = common.pad_to_multiple(x, self.window_size) * (self.img_range / self.rgb_range)
         shallow = self.conv_first(x)
         x = self.conv_after_body(self.forward_features(shallow)) + shallow
         x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
@@ -420,23 +251,9 @@ class ConvFormerSR(nn.Module):
         return x[:, :, :height * self.scale, :width * self.scale]
 
 
-def init_swin_weights(module):
-    """SwinIR's initialisation: truncated-normal Linear weights, zero biases, unit LayerNorms; convs keep PyTorch's."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-DERIVED_BUFFER_SUFFIXES = (".relative_position_index", ".attn_mask")
-
-
 def convert_official_state_dict(state_dict):
     """Drop the derived buffers the official code saves (recomputed here); idempotent, the rest is unchanged."""
-    return {k: v for k, v in state_dict.items() if not k.endswith(DERIVED_BUFFER_SUFFIXES)}
+    return common.drop_derived_swin_buffers(state_dict)
 
 
 def _as_list(value, name, length):

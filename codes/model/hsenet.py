@@ -32,7 +32,7 @@ from torch import nn
 from errors import UserError
 from model import common
 
-UC_MERCED_RGB_MEAN = (0.4916, 0.4991, 0.4565)
+UC_MERCED_RGB_MEAN = common.UC_MERCED_RGB_MEAN
 ATTENTION_MODES = ("fast", "naive")
 # Deploy: the non-local attention is global within a tile, so tiles never equal the whole image exactly and cost
 # grows with the square of the tile area; 128 keeps UC Merced x2 (LR 128) whole and bounds the cost of scenes.
@@ -166,7 +166,7 @@ class HSENET(nn.Module):
                  attention="fast"):
         super().__init__()
         kernel_size = 3
-        band_mean = band_mean_for(n_colors, data_mean)
+        band_mean = common.band_mean_for(n_colors, data_mean, UC_MERCED_RGB_MEAN)
 
         self.n_BMs = n_basic_modules
         self.sub_mean = common.MeanShift(rgb_range, band_mean)
@@ -200,20 +200,5 @@ class HSENET(nn.Module):
 def settings_from_state_dict(state):
     """Flags an official state_dict implies: its mean shift stores -rgb_range * UC Merced mean, so it tells the
     value range the network was trained on (1 or 255). Empty when the bias is not a multiple of that mean."""
-    bias = state.get("sub_mean.bias")
-    if bias is None or bias.numel() != len(UC_MERCED_RGB_MEAN):
-        return {}
-    ranges = -bias.double() / torch.tensor(UC_MERCED_RGB_MEAN, dtype=torch.float64)
-    if float(ranges.min()) <= 0 or float(ranges.max() - ranges.min()) > 1e-3 * float(ranges.max()):
-        return {}
-    return {"rgb_range": round(float(ranges.mean()), 3)}
-
-
-def band_mean_for(n_colors, data_mean):
-    """The mean the mean shift removes: ``data_mean`` if given, else UC Merced's for RGB, else zeros."""
-    if data_mean is None:
-        return UC_MERCED_RGB_MEAN if n_colors == 3 else (0.0,) * n_colors
-    if len(data_mean) != n_colors:
-        raise UserError(f"data_mean has {len(data_mean)} values but n_colors is {n_colors}: "
-                        "give one mean per band")
-    return tuple(float(m) for m in data_mean)
+    rgb_range = common.rgb_range_from_mean_shift(state, UC_MERCED_RGB_MEAN)
+    return {} if rgb_range is None else {"rgb_range": rgb_range}

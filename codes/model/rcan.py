@@ -1,0 +1,107 @@
+"""RCAN: residual channel attention network.
+
+Y. Zhang, K. Li, K. Li, L. Wang, B. Zhong and Y. Fu, "Image Super-Resolution Using Very Deep Residual Channel
+Attention Networks", ECCV 2018. Official code: github.com/yulunzhang/RCAN; this follows its copy in
+github.com/sanghyun-son/EDSR-PyTorch (src/model/rcan.py), whose module names official state_dicts use.
+
+Structure (paper defaults: 10 residual groups of 20 RCABs, 64 features, channel reduction 16):
+
+- `sub_mean`: mean shift (DIV2K RGB mean 0.4488, 0.4371, 0.4040, times rgb_range); `head`: 3x3 conv;
+- `body`: residual in residual. n_resgroups residual groups (RG), then a 3x3 conv, with a long skip connection
+  around it. An RG is n_resblocks RCABs, then a 3x3 conv, with a short skip connection. An RCAB (residual channel
+  attention block) is conv, ReLU, conv, channel attention (CA), plus the input; CA multiplies the features by
+  sigmoid(conv(ReLU(conv(global average pool)))), squeezing the channels by `reduction`;
+- `tail`: sub-pixel upsampler and a 3x3 conv back to the bands; `add_mean` adds the mean back.
+
+At the paper's size: 15.44 / 15.63 / 15.59 M parameters at x2 / x3 / x4 (mean shift included, as officially).
+
+RCABs take no residual scaling: the official block stores res_scale but never applies it (neither does this one).
+The official mean shift is RGB only; other band counts use `--data_mean` or no mean (zeros), as in HSENet.
+"""
+from torch import nn
+
+from model import common
+
+# Deploy: channel attention pools the whole tile, so the receptive field is global and tiled output never equals the
+# whole-image output exactly; the (local) conv radius is over 400 LR pixels. The overlap hides the tile borders.
+DEFAULT_TILE = 256
+DEFAULT_TILE_OVERLAP = 64
+
+
+class CALayer(nn.Module):
+    """Channel attention: x * sigmoid(conv(ReLU(conv(global average pool of x)))), channels squeezed by `reduction`."""
+
+    def __init__(self, n_feats, reduction=16):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv_du = nn.Sequential(nn.Conv2d(n_feats, n_feats // reduction, 1), nn.ReLU(inplace=True),
+                                     nn.Conv2d(n_feats // reduction, n_feats, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        return x * self.conv_du(self.avg_pool(x))
+
+
+def rcab(conv, n_feats, reduction):
+    """Residual channel attention block: the EDSR residual block with channel attention after its second conv."""
+    return common.ResBlock(conv, n_feats, 3, attention=CALayer(n_feats, reduction))
+
+
+class ResidualGroup(nn.Module):
+    """n_resblocks RCABs and a 3x3 conv, plus the input (short skip connection)."""
+
+    def __init__(self, conv, n_feats, reduction, n_resblocks):
+        super().__init__()
+        self.body = nn.Sequential(*[rcab(conv, n_feats, reduction) for _ in range(n_resblocks)],
+                                  conv(n_feats, n_feats, 3))
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+class RCAN(nn.Module):
+    """RCAN; input (B, n_colors, H, W) in [0, rgb_range], output (B, n_colors, H*scale, W*scale)."""
+
+    def __init__(self, scale=4, n_colors=3, rgb_range=1.0, n_resgroups=10, n_resblocks=20, n_feats=64, reduction=16,
+                 data_mean=None):
+        super().__init__()
+        conv = common.default_conv
+        band_mean = common.band_mean_for(n_colors, data_mean, common.DIV2K_RGB_MEAN)
+        self.sub_mean = common.MeanShift(rgb_range, band_mean)
+        self.head = nn.Sequential(conv(n_colors, n_feats, 3))
+        self.body = nn.Sequential(
+            *[ResidualGroup(conv, n_feats, reduction, n_resblocks) for _ in range(n_resgroups)],
+            conv(n_feats, n_feats, 3))
+        self.tail = nn.Sequential(common.Upsampler(conv, scale, n_feats), conv(n_feats, n_colors, 3))
+        self.add_mean = common.MeanShift(rgb_range, band_mean, sign=1)
+
+    def forward(self, x):
+        x = self.head(self.sub_mean(x))
+        x = self.body(x) + x
+        return self.add_mean(self.tail(x))
+
+
+def make_model(cfg):
+    """RCAN from the run configuration; missing fields take the paper's values."""
+    return RCAN(scale=int(cfg.scale), n_colors=int(getattr(cfg, "n_colors", 3)),
+                rgb_range=float(getattr(cfg, "rgb_range", 1.0)), n_resgroups=int(getattr(cfg, "n_resgroups", 10)),
+                n_resblocks=int(getattr(cfg, "n_resblocks", 20)), n_feats=int(getattr(cfg, "n_feats", 64)),
+                reduction=int(getattr(cfg, "reduction", 16)), data_mean=getattr(cfg, "data_mean", None))
+
+
+def settings_from_state_dict(state):
+    """Flags implied by an official RCAN state_dict: n_resgroups, n_resblocks, n_feats and reduction from its
+    weights, rgb_range from its mean shift (the official models use 255)."""
+    squeeze = state.get("body.0.body.0.body.3.conv_du.0.weight")
+    if squeeze is None:
+        return {}
+    n_feats = int(squeeze.shape[1])
+    settings = {
+        "n_resgroups": common.count_indexed([k for k in state if k.endswith(".body.0.body.0.weight")], "body."),
+        "n_resblocks": common.count_indexed([k for k in state if k.endswith(".conv_du.0.weight")], "body.0.body."),
+        "n_feats": n_feats,
+        "reduction": n_feats // int(squeeze.shape[0]),
+    }
+    rgb_range = common.rgb_range_from_mean_shift(state, common.DIV2K_RGB_MEAN)
+    if rgb_range is not None:
+        settings["rgb_range"] = rgb_range
+    return settings
