@@ -118,47 +118,105 @@ def resolve(parser, argv, purpose):
     --resume or --test_only)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parsed = parser.parse_args(argv)
-    given = explicit_flags(parser, argv)
-    defaults = {a.dest: a.default for a in parser._actions if a.dest != "help"}
-    cli = normalise({k: getattr(parsed, k) for k in given})
+    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    defaults = normalise({dest: a.default for dest, a in actions.items()})
+    cli = normalise({k: getattr(parsed, k) for k in explicit_flags(parser, argv)})
     check_usage(cli)
     purpose = effective_purpose(purpose, cli)
-    templates = template.named(cli.get("template", defaults["template"]))
-
-    def pick(key, checkpoint_layer=None):
-        if key in cli:
-            return cli[key]
-        if checkpoint_layer and key in checkpoint_layer:
-            return checkpoint_layer[key]
-        for _, preset in reversed(templates):
-            if key in preset:
-                return normalise({key: preset[key]})[key]
-        return defaults[key]
-
-    model = pick("model")
-    module = network_module(model)
-    save = pick("save") or runs.run_name(model, pick("scale"), pick("dataset"))
-    run_dir = runs.run_dir(save, pick("dir_experiment"))
-    ckpt = None
-    if purpose != "none":
-        path = checkpoint.locate(purpose, pick("pre_train"), run_dir,
-                                 needs_weights=not getattr(module, "PARAMETER_FREE", False),
-                                 train_flags=f"--model={model} --scale={pick('scale')}")
-        ckpt = checkpoint.read(path) if path else None
-    ckpt_layer = {}
-    if ckpt is not None:
-        ckpt_layer = normalise(ckpt.settings(purpose, module, set(defaults)))
-        model = pick("model", ckpt_layer)
-        module = network_module(model)
-    dataset = pick("dataset", ckpt_layer)
+    templates = [(f"template {name}", checked_layer(actions, f"--template {name}", preset))
+                 for name, preset in template.named(cli.get("template", defaults["template"]))]
+    pick = Picker(cli, templates, defaults)
+    ckpt, ckpt_layer, module = checkpoint_layer(purpose, pick, actions)
+    model, dataset = pick("model", ckpt_layer), pick("dataset", ckpt_layer)
     dataset_root = pick("dir_data", ckpt_layer) or DATASETS_DIR / dataset
     layers = [("model preset", template.MODEL_PRESETS.get(model, {})),
               ("dataset metadata", metadata_flags(read_dataset_metadata(dataset_root))),
               ("sample preset", template.SAMPLE_PRESETS.get((model, dataset), {})),
-              *[(f"template {name}", preset) for name, preset in templates],
+              *templates,
               ("checkpoint", ckpt_layer),
               ("command line", cli)]
-    values, sources = normalise(defaults), dict.fromkeys(defaults, "default")
+    values, sources = merge(defaults, layers)
+    if not values["save"]:
+        values["save"] = runs.run_name(values["model"], values["scale"], values["dataset"])
+        sources["save"] = "derived"
+    values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "")
+    sources.update(purpose="derived", checkpoint_path="derived")
+    if ckpt is not None:
+        check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(module))
+    check_combination(values)
+    return Config(values, sources)
+
+
+class Picker:
+    """A value before the layers are merged, for the decisions the layers depend on (model, dataset, run folder):
+    command line > checkpoint (when given) > the last template that sets it > default."""
+
+    def __init__(self, cli, templates, defaults):
+        self.cli, self.templates, self.defaults = cli, templates, defaults
+
+    def __call__(self, key, checkpoint_layer=None):
+        if key in self.cli:
+            return self.cli[key]
+        if checkpoint_layer and key in checkpoint_layer:
+            return checkpoint_layer[key]
+        for _, preset in reversed(self.templates):
+            if key in preset:
+                return preset[key]
+        return self.defaults[key]
+
+
+def checkpoint_layer(purpose, pick, actions):
+    """(checkpoint or None, its layer of settings, the network module of the model the run uses)."""
+    model = pick("model")
+    module = network_module(model)
+    if purpose == "none":
+        return None, {}, module
+    run_dir = runs.run_dir(pick("save") or runs.run_name(model, pick("scale"), pick("dataset")),
+                           pick("dir_experiment"))
+    path = checkpoint.locate(purpose, pick("pre_train"), run_dir,
+                             needs_weights=not getattr(module, "PARAMETER_FREE", False),
+                             train_flags=f"--model={model} --scale={pick('scale')}")
+    if path is None:
+        return None, {}, module
+    ckpt = checkpoint.read(path)
+    layer = checked_layer(actions, str(ckpt.path), normalise(ckpt.settings(purpose, module, set(actions))),
+                          hint="; the checkpoint was not written by this toolbox or is damaged")
+    return ckpt, layer, network_module(pick("model", layer))
+
+
+def checked_layer(actions, where, layer, hint=""):
+    """A layer whose every value passes the same checks as the command line (a crafted checkpoint or a typo in a
+    preset is a one-line error naming where it came from, never a traceback later)."""
+    return {key: checked_value(actions, where, key, value, hint) for key, value in normalise(layer).items()}
+
+
+def checked_value(actions, where, key, value, hint=""):
+    action = actions.get(key)
+    if action is None:
+        raise UserError(f"{where}: sets an unknown option {key!r}")
+    problem = None
+    if value is None:
+        problem = None if action.default is None else "no value"
+    elif action.nargs == 0:
+        problem = None if isinstance(value, bool) else "expected true or false"
+    elif action.type is not None:
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        try:
+            value = normalise({key: action.type(text)})[key]
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+            problem = str(err)
+    elif not isinstance(value, str):
+        problem = f"expected text, got {type(value).__name__}"
+    if problem is None and value is not None and action.choices and value not in action.choices:
+        problem = f"expected one of {', '.join(map(str, action.choices))}"
+    if problem:
+        raise UserError(f"{where}: --{key} {value!r} is invalid ({problem}){hint}")
+    return value
+
+
+def merge(defaults, layers):
+    """Apply the layers in order (later wins); returns (values, {key: the layer that set it})."""
+    values, sources = dict(defaults), dict.fromkeys(defaults, "default")
     rank = {"default": -1}
     for index, (label, layer) in enumerate(layers):
         rank[label] = index
@@ -169,15 +227,7 @@ def resolve(parser, argv, purpose):
             sources["n_colors"]]:
         # band names come with a band count: a later layer's other --n_colors makes them meaningless
         values["bands"], sources["bands"] = None, f"dropped ({sources['n_colors']} sets --n_colors)"
-    if not values["save"]:
-        values["save"] = runs.run_name(values["model"], values["scale"], values["dataset"])
-        sources["save"] = "derived"
-    values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "")
-    sources.update(purpose="derived", checkpoint_path="derived")
-    if ckpt is not None:
-        check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(module))
-    check_combination(values)
-    return Config(values, sources)
+    return values, sources
 
 
 def normalise(values):

@@ -196,12 +196,14 @@ class Deployer:
         self.written.add(rel)
         height, width, bands = lr.shape[0] * s, lr.shape[1] * s, lr.shape[2]
         nodata = meta.nodata if meta.nodata is not None or mask is None else float("nan")
+        cog = self.cfg.cog == "yes" or (self.cfg.cog == "auto" and meta.geo is not None)
         with progress.Counter(n_tiles, f"{rel} tiles", min_items=2, unit="tile") as tiles:
             strips = self.plan.strips(self.forward, x, s, on_tile=tiles.update)
             images = (self.to_image(strip, radiometry, mask, nodata, row) for row, strip in strips)
             if out_path.suffix.lower() in image_io.TIFF_EXTENSIONS:
                 with rasterio.Env(GDAL_CACHEMAX=GDAL_WRITE_CACHE_BYTES), \
-                        image_io.GeoTiffWindowWriter(out_path, height, width, bands, lr.dtype, meta, s) as writer:
+                        image_io.GeoTiffWindowWriter(out_path, height, width, bands, lr.dtype, meta, s,
+                                                     cog=cog) as writer:
                     rows = AlignedRows(writer)
                     for image in images:
                         rows.add(image)
@@ -210,6 +212,7 @@ class Deployer:
                 image_io.write_image(out_path, np.concatenate(list(images), axis=0), meta, s)
         return {"input": rel.as_posix(), "output": rel.as_posix(), "lr_size": [lr.shape[1], lr.shape[0]],
                 "sr_size": [width, height], "bands": bands, "dtype": lr.dtype.name,
+                "cog": cog and out_path.suffix.lower() in image_io.TIFF_EXTENSIONS,
                 "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
                 "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles}
 

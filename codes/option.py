@@ -177,6 +177,8 @@ def build_parser():
         "(default: the model's)")
     add("--tile_overlap", type=nonneg_int, default=None, help="tile overlap in LR pixels (default: the model's)")
     add("--compare", default="", help="deploy: HR folder; writes LR | bicubic | SR | HR comparison PNGs")
+    add("--cog", default="auto", choices=["auto", "yes", "no"],
+        help="deploy: write TIFF outputs as Cloud-Optimized GeoTIFFs (auto: when the input is georeferenced)")
     return p
 
 

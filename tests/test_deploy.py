@@ -9,6 +9,7 @@ import rasterio
 import torch
 from rasterio.crs import CRS
 from rasterio.transform import Affine
+from rio_cogeo.cogeo import cog_validate
 
 import compare
 import demo_deploy
@@ -104,7 +105,7 @@ def test_sample_with_a_checkpoint_writes_sr_and_manifest(tmp_path, capsys):
     assert manifest["source"] == str((SAMPLE / "test" / "LR_x4").resolve())
     assert manifest["outputs"] == [p.name for p in lr_files] and manifest["skipped"] == []
     assert manifest["images"][0] == {"input": lr_files[0].name, "output": lr_files[0].name, "lr_size": [30, 30],
-                                     "sr_size": [120, 120], "bands": 3, "dtype": "uint8",
+                                     "sr_size": [120, 120], "bands": 3, "dtype": "uint8", "cog": False,
                                      "radiometry": {"dtype": "uint8", "white": 255.0, "net_range": 1.0}, "tile": 0,
                                      "tile_overlap": 0, "tiles": 1}
     assert manifest["radiometry"] == {"dtype": "uint8", "white": 255.0, "net_range": 1.0}
@@ -161,6 +162,8 @@ def test_geotiff_keeps_georeferencing_and_nodata_tiled_or_whole(tmp_path, dtype,
     tiled_dir, manifest = deploy(tmp_path, *flags, "--tile=48", "--tile_overlap=24", out="tiled")
     whole_dir, _ = deploy(tmp_path, *flags, "--tile=0", out="whole")
     assert manifest["images"][0]["tiles"] == 9 and manifest["images"][0]["sr_size"] == [288, 288]
+    assert manifest["images"][0]["cog"] is True  # a georeferenced input gives a Cloud-Optimized GeoTIFF
+    assert cog_validate(tiled_dir / "scene.tif")[0]
     with rasterio.open(scene) as src, rasterio.open(tiled_dir / "scene.tif") as out:
         assert out.crs == src.crs and out.count == 4 and out.dtypes == src.dtypes and out.nodata == nodata
         assert out.descriptions == names and (out.width, out.height) == (288, 288)
