@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -95,15 +96,19 @@ def protected_folders(cfg):
     return [f.resolve() for f in folders]
 
 
-def check_outputs(cfg, source, files, out_dir):
-    """Refuse, before any work, every output path that would replace an input, a file of the dataset being
-    evaluated, or a file in the output folder that this tool did not write (paths compared after resolving
-    symlinks). Returns the output folder's record of written files."""
+def check_output_folder(cfg, out_dir):
+    """The output folder may not lie in the dataset being evaluated or the --compare ground truth (after resolving
+    symlinks)."""
     resolved_out = out_dir.resolve()
     for folder in protected_folders(cfg):
         if resolved_out == folder or folder in resolved_out.parents:
             raise UserError(f"--dir_out {out_dir} is inside {folder}, whose files are the inputs or the ground "
                             f"truth: pick a --dir_out outside it")
+
+
+def check_outputs(source, files, out_dir):
+    """Refuse, before any work, every output path that would replace an input or a file in the output folder that
+    this tool did not write (paths compared after resolving symlinks)."""
     inputs = {p.resolve() for p in files}
     written = runs.WrittenFiles(out_dir) if out_dir.is_dir() else None
     for path in files:
@@ -195,7 +200,10 @@ class Deployer:
         out_path = self.out_dir / rel
         self.written.add(rel)
         height, width, bands = lr.shape[0] * s, lr.shape[1] * s, lr.shape[2]
-        nodata = meta.nodata if meta.nodata is not None or mask is None else float("nan")
+        nodata = meta.nodata
+        if nodata is None and mask is not None:  # NaN/Inf pixels with no declared nodata: NaN marks them
+            nodata = float("nan")
+            meta = replace(meta, geo=dict(meta.geo, nodata=nodata)) if meta.geo else meta
         cog = self.cfg.cog == "yes" or (self.cfg.cog == "auto" and meta.geo is not None)
         with progress.Counter(n_tiles, f"{rel} tiles", min_items=2, unit="tile") as tiles:
             strips = self.plan.strips(self.forward, x, s, on_tile=tiles.update)
@@ -295,8 +303,9 @@ def main(argv=None):
     cfg = option.parse_args(argv, purpose="deploy")
     check_compare_dir(cfg)
     out_dir = output_dir(cfg)
+    check_output_folder(cfg, out_dir)
     source, files = input_files(cfg, out_dir)
-    check_outputs(cfg, source, files, out_dir)
+    check_outputs(source, files, out_dir)
     model = Model(cfg)
     model.eval()
     note = precision_note(cfg, model)

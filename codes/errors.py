@@ -5,7 +5,9 @@ error path here: an OSError on an output becomes a UserError that names the path
 """
 import argparse
 import errno
+import os
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -29,10 +31,26 @@ OUTPUT_ADVICE = {
 
 
 def output_error(path, err):
-    """The UserError for an OSError met while writing `path` (names the path, the cause and what to do)."""
-    advice = OUTPUT_ADVICE.get(getattr(err, "errno", None))
+    """The UserError for an OSError met while writing `path` (names the path, the cause and what to do). A writer
+    that reports a short write without an errno (numpy, GDAL) on a full disk is recognised by the free space."""
+    code = getattr(err, "errno", None)
     cause = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    if code is None and disk_is_full(path):
+        code, cause = errno.ENOSPC, f"No space left on device ({cause})"
+    advice = OUTPUT_ADVICE.get(code)
     return UserError(f"cannot write {path}: {cause}" + (f" ({advice})" if advice else ""))
+
+
+def disk_is_full(path, spare=64 * 1024):
+    """True when the file system holding `path` (or its nearest existing parent) has less than `spare` bytes free."""
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < spare
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -48,6 +48,8 @@ from radiometry import to_dtype
 Image.MAX_IMAGE_PIXELS = None
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+EXIF_ORIENTATION = 0x0112
+EXIF_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height
 TIFF_EXTENSIONS = (".tif", ".tiff")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Compressions GDAL writes losslessly; a lossy source compression (JPEG, WEBP) becomes DEFLATE so pixels survive.
@@ -209,6 +211,8 @@ def image_header(path):
             return _rasterio_header(path)
         with Image.open(path) as image:
             width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION) in EXIF_QUARTER_TURNS:  # decoded upright, as a viewer shows it
+                width, height = height, width
             bands = len(image.getbands())
             dtype = np.uint16 if image.mode.startswith("I;16") else np.uint8
             return height, width, bands, np.dtype(dtype)

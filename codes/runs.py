@@ -112,39 +112,45 @@ class WrittenFiles:
         return Path(rel).as_posix() in self.names
 
     def delete_all(self):
-        """Delete every recorded file that is still a regular file reached without symlinks; returns the count."""
-        deleted = 0
+        """Delete every recorded file that is a regular file reached without symlinks, inside the folder; returns
+        (deleted count, the paths left because a symlink or a non-file stands in the way)."""
+        deleted, left, kept = 0, [], set()
         for rel in sorted(self.names):
-            if unlink_inside(self.folder, rel):
+            outcome = unlink_inside(self.folder, rel)
+            if outcome == "deleted":
                 deleted += 1
-        self.names = set()
-        self._write()
-        return deleted
+            elif outcome != "missing":
+                left.append(outcome)
+                kept.add(rel)  # still ours, still recorded
+        if kept != self.names:
+            self.names = kept
+            self._write()
+        return deleted, left
 
 
 def unlink_inside(folder, rel):
-    """Unlink folder/rel only if rel stays inside folder, no component is a symlink, and it is a regular file."""
+    """Unlink folder/rel only if rel stays inside folder, no component is a symlink, and it is a regular file.
+    Returns "deleted", "missing", or the path that stands in the way (a symlink, or something not a file)."""
     parts = Path(rel).parts
     if not parts or Path(rel).is_absolute() or ".." in parts:
-        return False
+        return Path(folder) / rel
     current = Path(folder)
-    for part in parts[:-1]:
+    for part in parts:
         current = current / part
         try:
-            if not stat.S_ISDIR(os.lstat(current).st_mode):  # a symlink (or a file) where a folder should be
-                return False
+            mode = os.lstat(current).st_mode
         except FileNotFoundError:
-            return False
-    target = current / parts[-1]
+            return "missing"
+        last = current == Path(folder).joinpath(*parts)
+        if not (stat.S_ISREG(mode) if last else stat.S_ISDIR(mode)):  # a symlink where a folder or file should be
+            return current
     try:
-        if not stat.S_ISREG(os.lstat(target).st_mode):
-            return False
-        os.unlink(target)
+        os.unlink(current)
     except FileNotFoundError:
-        return False
+        return "missing"
     except OSError as err:
-        raise UserError(f"--reset: cannot delete {target}: {err.strerror}") from None
-    return True
+        raise UserError(f"--reset: cannot delete {current}: {err.strerror}") from None
+    return "deleted"
 
 
 def remove_empty_dir(folder):
@@ -166,6 +172,13 @@ class RunFolder:
         self.lock = FolderLock(self.dir, "training") if lock else None
         if self.lock:
             self.lock.acquire()
+        try:
+            self.open(cfg)
+        except BaseException:
+            self.close()  # a refused start leaves the folder free
+            raise
+
+    def open(self, cfg):
         for folder in (self.dir, self.dir / "model"):
             atomic.remove_stale_temps(folder)
         self.written = WrittenFiles(self.dir)
@@ -181,10 +194,14 @@ class RunFolder:
         return self.dir.joinpath(*parts)
 
     def reset(self):
-        deleted = self.written.delete_all()
+        deleted, left = self.written.delete_all()
         for name in ("results", "model"):
             remove_empty_dir(self.path(name))
         print(f"--reset: deleted the {deleted} files this run had written in {self.dir}")
+        if left:
+            raise UserError(f"--reset: {len(left)} files of this run were left because {left[0]} is a symbolic link "
+                            f"or not a regular file (the toolbox never deletes through a link): remove it yourself, "
+                            f"or pick another --save")
 
     def check_foreign_files(self):
         for rel in RUN_FILES:

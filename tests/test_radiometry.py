@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from test_deploy import sample_ms_hr, write_geotiff
 
 import demo_deploy
 import image_io
@@ -16,6 +15,7 @@ from conftest import REPO_ROOT
 from errors import UserError
 from helpers import SAMPLE, isolated
 from radiometry import Radiometry, bicubic_baseline, default_white
+from test_deploy import sample_ms_hr, write_geotiff
 
 sys.path.insert(0, str(REPO_ROOT / "metric_scripts"))
 import calculate_PSNR_SSIM  # noqa: E402
