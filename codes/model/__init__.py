@@ -15,7 +15,8 @@ import tiling
 from errors import UserError
 
 # --model name -> module in this package. A name missing here is also looked up as model/<name.lower()>.py.
-REGISTRY = {"BICUBIC": "bicubic", "BASIC": "basic", "HSENET": "hsenet", "CONVFORMERSR": "convformersr"}
+REGISTRY = {"BICUBIC": "bicubic", "BASIC": "basic", "HSENET": "hsenet", "CONVFORMERSR": "convformersr",
+            "SRCNN": "srcnn", "VDSR": "vdsr", "LGCNET": "lgcnet", "DCM": "dcm", "FSRCNN": "fsrcnn"}
 
 
 def known_models():
