@@ -1,12 +1,12 @@
 """DCM: deep compendium model for remote-sensing single-image super-resolution.
 
-J. M. Haut, M. E. Paoletti, R. Fernandez-Beltran, J. Plaza, A. Plaza and F. Pla, "Remote Sensing Single-Image
+J. M. Haut, M. E. Paoletti, R. Fernandez-Beltran, J. Plaza, A. Plaza and J. Li, "Remote Sensing Single-Image
 Superresolution Based on a Deep Compendium Model", IEEE Geoscience and Remote Sensing Letters, 2019. Official code of
 this version: the DCM baseline of github.com/Shaosifan/HSENet (codes/model/dcm.py, class DIM); state_dict keys are the
 same, so its checkpoints load with strict=True.
 
-It works on the LR image and combines skip connections, network-in-network style parallel branches and a sub-pixel
-upsampler:
+It works on the LR image and combines skip connections, parallel reconstruction branches (network in network) and a
+sub-pixel upsampler:
 
 - feature extraction: 12 conv 3x3 + PReLU layers whose widths shrink from 196 to 48 (`fe_conv1`..`fe_conv12`);
 - skip connection: the first and last feature maps are concatenated (196 + 48 = 244 maps);
@@ -15,8 +15,9 @@ upsampler:
   and a 1x1 conv to the bands (`re_r`);
 - global residual: the network adds the bicubic upsampling of its input (torch `F.interpolate`, not MATLAB's).
 
-Every conv of the official code, including the two reconstruction branches, is 3x3, and each layer has its own
-single-slope PReLU; the official code (and its fixtures) is followed. Any band count works.
+The paper describes the parallel reconstruction filters as 1x1 convolutions; the official code (and its fixtures),
+which is followed here, makes all of them 3x3 (only `re_r` is 1x1). Each layer has its own single-slope PReLU. Any
+band count works.
 """
 import torch
 import torch.nn.functional as F
