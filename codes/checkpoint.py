@@ -27,7 +27,8 @@ CHECKSUM_KEY = "checksum"
 # The options that shape a network: a checkpoint of ours records them, and loading it adopts them.
 ARCHITECTURE_FLAGS = ("n_colors", "rgb_range", "n_feats", "n_resblocks", "res_scale", "n_basic_modules", "data_mean",
                       "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "num_block", "img_size",
-                      "embed_patch_size", "img_range", "n_resgroups", "reduction", "en_depth", "de_depth")
+                      "embed_patch_size", "img_range", "n_resgroups", "reduction", "en_depth", "de_depth",
+                      "cubic_input")
 
 
 def architecture_flags(module):

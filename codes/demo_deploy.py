@@ -184,7 +184,6 @@ class Deployer:
         self.model = model
         self.out_dir = out_dir
         self.written = written
-        self.forward = model.inference_fn()
         self.plan = model.tile_plan
 
     def super_resolve(self, path, rel):
@@ -206,7 +205,8 @@ class Deployer:
             meta = replace(meta, geo=dict(meta.geo, nodata=nodata)) if meta.geo else meta
         cog = self.cfg.cog == "yes" or (self.cfg.cog == "auto" and meta.geo is not None)
         with progress.Counter(n_tiles, f"{rel} tiles", min_items=2, unit="tile") as tiles:
-            strips = self.plan.strips(self.forward, x, s, on_tile=tiles.update)
+            forward = self.model.inference_fn(radiometry=radiometry)
+            strips = self.plan.strips(forward, x, s, on_tile=tiles.update)
             images = (self.to_image(strip, radiometry, mask, nodata, row) for row, strip in strips)
             if out_path.suffix.lower() in image_io.TIFF_EXTENSIONS:
                 with rasterio.Env(GDAL_CACHEMAX=GDAL_WRITE_CACHE_BYTES), \

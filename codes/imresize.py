@@ -1,4 +1,4 @@
-"""MATLAB's `imresize(img, scale, 'bicubic')` in pure numpy.
+"""MATLAB's `imresize(img, scale, 'bicubic')` in pure numpy, and the OpenCV bicubic of the pre-upsampled networks.
 
 A transcription of MATLAB's imresize.m for the bicubic method: the Keys cubic kernel (a = -0.5, width 4),
 antialiasing when shrinking (the kernel is stretched by 1/scale), MATLAB's `contributions()` index computation
@@ -8,6 +8,7 @@ Each axis is one sparse weight-matrix product, so a 2000x2000x4 image shrinks in
 """
 import math
 
+import cv2
 import numpy as np
 from scipy import sparse
 
@@ -139,3 +140,23 @@ def bicubic_downsample(img, scale):
 def bicubic_upsample(img, scale):
     """MATLAB `imresize(img, scale, 'bicubic')`: the bicubic baseline SR, output H*scale x W*scale."""
     return imresize_keep_dtype(img, scale)
+
+
+def opencv_bicubic_upsample(image_hwc, scale):
+    """OpenCV's bicubic upsampling by an integer `scale`: the input of the pre-upsampled networks (SRCNN, VDSR, LGCNet).
+
+    What the official HSENet/TransENet `--cubic_input` pipeline feeds them: `cv2.resize(..., INTER_CUBIC)` on the
+    image in its own dtype (uint8, uint16 and float32 are kept; integers are rounded and saturated by OpenCV). It is
+    not MATLAB's bicubic (OpenCV's kernel uses a = -0.75). Note: the official code passes `(H, W)` where OpenCV expects
+    `(width, height)`, which only works for square images; here the size is (W * scale, H * scale), the same on square
+    images and right on the others.
+
+    image_hwc: (H, W, C) array, any number of bands; returns (H * scale, W * scale, C) in the input dtype (OpenCV
+    drops a single trailing band, which is put back).
+    """
+    image = np.ascontiguousarray(image_hwc)
+    if image.ndim != 3:
+        raise ValueError(f"opencv_bicubic_upsample: expected an (H, W, C) array, got shape {image.shape}")
+    height, width, bands = image.shape
+    out = cv2.resize(image, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
+    return out.reshape(height * scale, width * scale, bands)

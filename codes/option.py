@@ -110,6 +110,10 @@ def build_parser():
     add("--n_colors", type=positive_int, default=3, help="number of bands")
     add("--bands", type=name_list, default=None, help="band order of the data, e.g. blue,green,red,nir")
     add("--no_augment", action="store_true", help="no flips/rot90 augmentation")
+    # pre-upsampled networks (SRCNN, VDSR, LGCNet)
+    add("--cubic_input", action=argparse.BooleanOptionalAction, default=False,
+        help="pre-upsample the LR with OpenCV bicubic, as the official pipeline does; on by preset for SRCNN, VDSR, "
+        "LGCNET")
     add("--test_every", type=nonneg_int, default=0, help="batches per epoch (0: one pass over the training set)")
     add("--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
         help="largest image (pixels, read from the header before decoding) that is read; larger ones are refused")

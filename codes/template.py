@@ -11,6 +11,13 @@ What a dataset implies (band names, white level) is not a preset: it lives in th
 """
 from errors import UserError
 
+# The baselines (SRCNN, VDSR, LGCNET, DCM from the HSENet repository, FSRCNN from TransENet) have no settings of their
+# own there: they train with the repositories' option.py defaults (Adam, lr 1e-4 halved every 400 epochs, 500 epochs,
+# batch 16, L1; HR patch 192 at x4, 96/144/192 in the README, i.e. LR 48), and their template.py only turns on
+# cubic_input for SRCNN, VDSR and LGCNET. The original papers' own schedules (e.g. SGD for SRCNN and VDSR) are unused.
+BASELINE_TRAINING = dict(epochs=500, lr=1e-4, decay_type="step", lr_decay=400, gamma=0.5, patch_size=48,
+                         batch_size=16)
+
 MODEL_PRESETS = {
     # HSENet paper (UC Merced): 500 epochs, lr 1e-4 halved every 400 epochs, LR patch 48, batch 4, Adam.
     "HSENET": dict(epochs=500, lr=1e-4, decay_type="step", lr_decay=400, gamma=0.5, patch_size=48, batch_size=4),
@@ -37,6 +44,11 @@ MODEL_PRESETS = {
     "SWINIR": dict(embed_dim=180, depths=[6] * 6, num_heads=[6] * 6, window_size=8, mlp_ratio=2.0, img_size=48,
                    epochs=500, test_every=1000, lr=2e-4, decay_type="multistep", milestones=[250, 400, 450, 475],
                    gamma=0.5, patch_size=48, batch_size=32),
+    "SRCNN": dict(BASELINE_TRAINING, cubic_input=True),
+    "VDSR": dict(BASELINE_TRAINING, cubic_input=True),
+    "LGCNET": dict(BASELINE_TRAINING, cubic_input=True),
+    "DCM": dict(BASELINE_TRAINING),
+    "FSRCNN": dict(BASELINE_TRAINING),
 }
 
 SAMPLE_PRESETS = {
@@ -65,6 +77,17 @@ SAMPLE_PRESETS = {
                                batch_size=4, patch_size=32, decay_type="step", lr_decay=400),
     ("SWINIR", "SampleMS"): dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], img_size=32, epochs=10, test_every=0,
                                  batch_size=4, patch_size=32, decay_type="step", lr_decay=400),
+    # Baselines: about a minute each at x4 on 2 idle CPU cores. test_every fixes the batches per epoch, so Sample (32
+    # training tiles) and SampleMS (14) run the same steps. LGCNet takes 3 bands only, so it has no SampleMS preset.
+    ("SRCNN", "Sample"): dict(epochs=30, test_every=4, batch_size=8, patch_size=24, lr=5e-4, lr_decay=400),
+    ("SRCNN", "SampleMS"): dict(epochs=30, test_every=4, batch_size=8, patch_size=24, lr=5e-4, lr_decay=400),
+    ("VDSR", "Sample"): dict(epochs=10, test_every=4, batch_size=8, patch_size=16, lr=5e-4, lr_decay=400),
+    ("VDSR", "SampleMS"): dict(epochs=10, test_every=4, batch_size=8, patch_size=16, lr=5e-4, lr_decay=400),
+    ("LGCNET", "Sample"): dict(epochs=15, test_every=4, batch_size=8, patch_size=24, lr=5e-4, lr_decay=400),
+    ("DCM", "Sample"): dict(epochs=15, test_every=4, batch_size=8, patch_size=24, lr=5e-4, lr_decay=400),
+    ("DCM", "SampleMS"): dict(epochs=15, test_every=4, batch_size=8, patch_size=24, lr=5e-4, lr_decay=400),
+    ("FSRCNN", "Sample"): dict(epochs=20, test_every=20, batch_size=8, patch_size=24, lr=1e-3, lr_decay=400),
+    ("FSRCNN", "SampleMS"): dict(epochs=20, test_every=20, batch_size=8, patch_size=24, lr=1e-3, lr_decay=400),
 }
 
 PRESETS_BY_NAME = {

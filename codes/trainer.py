@@ -86,12 +86,14 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def payload(self):
         return {"model": self.model.net.state_dict(), "config": plain_settings(self.cfg),
-                "radiometry": self.train_radiometry().record(),
+                "radiometry": self.radiometry.record(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best,
                 "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic}
 
-    def train_radiometry(self):
+    @property
+    def radiometry(self):
+        """The training data's radiometry."""
         return self.data.loader(self.cfg.data_train, train=True).dataset.radiometry
 
     def save(self, is_best):
@@ -171,7 +173,7 @@ class Trainer:
     def train_step(self, lr_img, hr_img):
         """One optimizer step; a non-finite loss skips the batch, and --max_nan of them in a row stop the run."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.model(lr_img), hr_img)
+        loss = self.loss(self.model(lr_img, radiometry=self.radiometry), hr_img)
         if not torch.isfinite(loss):
             self.nan_streak += 1
             warnings.warn(f"epoch {self.epoch}: non-finite loss ({loss.item()}), batch skipped "
@@ -238,7 +240,7 @@ class Trainer:
         dataset = loader.dataset
         rows = []
         for index, (lr_img, _, name) in enumerate(progress.bar(loader, desc, unit="img")):
-            sr = self.model(lr_img, plan=self.model.validation_plan)
+            sr = self.model(lr_img, plan=self.model.validation_plan, radiometry=dataset.radiometry)
             sr_img = dataset.radiometry.from_network(sr[0])
             hr_img = dataset.load_pair(index)[1]  # the file's own values (batch 1, unshuffled: index = item)
             rows.append(self.score(sr_img, hr_img, dataset.radiometry))

@@ -8,7 +8,10 @@ constructor. A module may also expose:
 - `DEFAULT_TILE`, `DEFAULT_TILE_OVERLAP`: deploy defaults, in LR pixels;
 - `fixed_input_size(cfg)`: the one input size the network takes (tiles are exactly that size);
 - `tile_multiple(cfg)`: tiles must be multiples of this (attention windows);
-- `PARAMETER_FREE = True`: the network has no weights and needs no checkpoint.
+- `PARAMETER_FREE = True`: the network has no weights and needs no checkpoint;
+- `PRE_UPSAMPLED = True`: the network takes the LR already upsampled to the HR size (SRCNN, VDSR, LGCNet). The Model
+  does that upsampling itself, on the image in its file values and dtype as the official pipeline does (OpenCV's
+  bicubic with --cubic_input, MATLAB's otherwise), so training, validation, tiles and deploy all see LR inputs.
 """
 import contextlib
 from importlib import import_module
@@ -17,12 +20,15 @@ import torch
 import torch.nn as nn
 
 import checkpoint
+import imresize
 import tiling
 from errors import UserError
+from radiometry import bicubic_baseline
 
 # --model name -> module in this package. A name missing here is also looked up as model/<name.lower()>.py.
-REGISTRY = {"BICUBIC": "bicubic", "BASIC": "basic", "HSENET": "hsenet", "CONVFORMERSR": "convformersr"}
-REGISTRY.update({"TRANSENET": "transenet", "EDSR": "edsr", "RCAN": "rcan", "SWINIR": "swinir"})
+REGISTRY = {"BICUBIC": "bicubic", "BASIC": "basic", "HSENET": "hsenet", "CONVFORMERSR": "convformersr",
+            "SRCNN": "srcnn", "VDSR": "vdsr", "LGCNET": "lgcnet", "DCM": "dcm", "FSRCNN": "fsrcnn",
+            "TRANSENET": "transenet", "EDSR": "edsr", "RCAN": "rcan", "SWINIR": "swinir"}
 
 
 def known_models():
@@ -68,6 +74,7 @@ class Model(nn.Module):
         self.device = select_device(cfg.cpu)
         self.module = network_module(cfg.model)
         self.model = self.module.make_model(cfg).to(self.device)
+        self.pre_upsample = pre_upsampler(self.module, cfg)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.self_ensemble = cfg.self_ensemble
         self.tile_plan = tile_plan(self.module, cfg)
@@ -87,28 +94,56 @@ class Model(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def forward(self, x, plan=None):
-        """Training: the network's output. Evaluation: float32 SR on the CPU, whole or by `plan`."""
+    def forward(self, x, plan=None, radiometry=None):
+        """Training: the network's output. Evaluation: float32 SR on the CPU, whole or by `plan`. `radiometry` (of the
+        data x comes from) is needed by the pre-upsampled networks only."""
         if self.training:
+            x = self.prepare(x, radiometry)
             with self.autocast():
                 return self.model(x)
-        return (plan or tiling.WHOLE).run(self.inference_fn(), x, self.scale)
+        return (plan or tiling.WHOLE).run(self.inference_fn(radiometry=radiometry), x, self.scale)
 
-    def forward_x8(self, x):
+    def prepare(self, x, radiometry):
+        """The network's input for an LR batch: the batch itself, or its upsampling for a pre-upsampled network."""
+        if self.pre_upsample is None:
+            return x
+        if radiometry is None:
+            raise ValueError("a pre-upsampled network needs the data's radiometry to upsample in file values")
+        return self.pre_upsample(x, radiometry)
+
+    def forward_x8(self, x, radiometry=None):
         """Self-ensemble over the 8 flips/transposes (float32 on the CPU), whatever --self_ensemble says."""
-        return self.inference_fn(self_ensemble=True)(x)
+        return self.inference_fn(self_ensemble=True, radiometry=radiometry)(x)
 
-    def inference_fn(self, self_ensemble=None):
+    def inference_fn(self, self_ensemble=None, radiometry=None):
         """A function from an LR batch (any device) to its float32 SR on the CPU: autocast, and the x8 ensemble
         when `self_ensemble` (default: --self_ensemble)."""
         ensemble = self.self_ensemble if self_ensemble is None else self_ensemble
 
         def run(t):
-            t = t.to(self.device, non_blocking=True)
+            t = self.prepare(t.to(self.device, non_blocking=True), radiometry)
             with torch.no_grad(), self.autocast():
                 out = forward_x8(t, self.model) if ensemble else self.model(t)
             return out.float().cpu()
         return run
+
+
+def pre_upsampler(module, cfg):
+    """For a PRE_UPSAMPLED network, the function (LR batch in network units, radiometry) -> its upsampled batch:
+    each image back in file values and dtype (exact for integer data), resized like the official pipeline (OpenCV
+    bicubic with --cubic_input, else MATLAB bicubic rounded once), and back in network units. None otherwise."""
+    if not getattr(module, "PRE_UPSAMPLED", False):
+        if cfg.cubic_input:
+            raise UserError(f"--cubic_input applies to the pre-upsampled networks (SRCNN, VDSR, LGCNET), not "
+                            f"--model {cfg.model}: drop it")
+        return None
+    resize = imresize.opencv_bicubic_upsample if cfg.cubic_input else bicubic_baseline
+    scale = cfg.scale
+
+    def upsample(x, radiometry):
+        images = [radiometry.to_network(resize(radiometry.from_network(sample), scale)) for sample in x]
+        return torch.stack(images).to(x.device)
+    return upsample
 
 
 def forward_x8(x, forward):

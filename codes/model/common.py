@@ -39,6 +39,22 @@ class MeanShift(nn.Module):
         return F.conv2d(x, self.weight, self.bias)
 
 
+class BasicBlock(nn.Sequential):
+    """One conv layer, optionally followed by batch norm and an activation (keys `0` conv, then `1`, `2`).
+
+    The official HSENet/TransENet `common.BasicBlock`; its callers always name bias, bn and act explicitly here,
+    because the official defaults differ between repositories. `act` is a module instance (or None for none).
+    """
+
+    def __init__(self, conv, in_channels, out_channels, kernel_size, bias=True, bn=False, act=None):
+        layers = [conv(in_channels, out_channels, kernel_size, bias=bias)]
+        if bn:
+            layers.append(nn.BatchNorm2d(out_channels))
+        if act is not None:
+            layers.append(act)
+        super().__init__(*layers)
+
+
 class ResBlock(nn.Module):
     """EDSR residual block without batch norm: conv-ReLU-conv, scaled, plus the input.
 

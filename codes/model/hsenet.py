@@ -49,7 +49,7 @@ def make_model(cfg):
 
 def conv_block(n_feats, kernel_size=3):
     """Official ``common.BasicBlock``: conv + ReLU (keys ``0.weight``/``0.bias``)."""
-    return nn.Sequential(common.default_conv(n_feats, n_feats, kernel_size), nn.ReLU(True))
+    return common.BasicBlock(common.default_conv, n_feats, n_feats, kernel_size, bias=True, act=nn.ReLU(True))
 
 
 class NonLocalBlock2D(nn.Module):

@@ -1,0 +1,49 @@
+"""VDSR: very deep super-resolution network.
+
+J. Kim, J. K. Lee and K. M. Lee, "Accurate Image Super-Resolution Using Very Deep Convolutional Networks", CVPR 2016.
+Official code of this version: the VDSR baseline of github.com/Shaosifan/HSENet (codes/model/vdsr.py); state_dict
+keys are the same, so its checkpoints load with strict=True.
+
+Twenty 3x3 convolutions with 64 feature maps on the bicubic-upsampled LR image, and global residual learning (the
+network predicts the difference to its input):
+
+- `head`: conv from the bands to 64 maps;
+- `body`: 18 conv layers, 64 -> 64;
+- `tail`: conv back to the bands, then the input is added.
+
+The paper's layers are conv + ReLU; this version, like the official code (and its fixtures), puts a BatchNorm
+between each conv and its ReLU in the 19 head and body layers. The widths are fixed as in the official code (it
+ignores --n_feats). The input is already at the HR size (`PRE_UPSAMPLED`, see `imresize.opencv_bicubic_upsample`).
+Any band count works.
+"""
+from torch import nn
+
+from model import common
+
+PRE_UPSAMPLED = True
+N_FEATS = 64
+N_LAYERS = 20
+# Receptive-field radius: 20 layers x 1 = 20 HR pixels, at most 10 LR pixels (x2), plus 2 LR pixels for the bicubic
+# pre-upsampling: 12 LR pixels, so an overlap of 4 x 12 = 48 makes tiles blend exactly (see tiling.py).
+DEFAULT_TILE = 256
+DEFAULT_TILE_OVERLAP = 48
+
+
+def make_model(args):
+    return VDSR(n_colors=int(args.n_colors))
+
+
+def conv_bn_relu(in_channels, out_channels):
+    return common.BasicBlock(common.default_conv, in_channels, out_channels, 3, bias=True, bn=True,
+                             act=nn.ReLU(True))
+
+
+class VDSR(nn.Module):
+    def __init__(self, n_colors=3, n_feats=N_FEATS, n_layers=N_LAYERS):
+        super().__init__()
+        self.head = nn.Sequential(conv_bn_relu(n_colors, n_feats))
+        self.body = nn.Sequential(*[conv_bn_relu(n_feats, n_feats) for _ in range(n_layers - 2)])
+        self.tail = nn.Sequential(common.default_conv(n_feats, n_colors, 3))
+
+    def forward(self, x):
+        return self.tail(self.body(self.head(x))) + x
