@@ -12,7 +12,9 @@ and the HR batch (real), minimising BCE(D(real), 1) + BCE(D(fake), 0), then retu
 BCE(D(SR), 1) through the updated discriminator. The discriminator has its own optimizer, built like the main one
 (--optimizer, --lr, --betas, --epsilon, --weight_decay) with its own copy of the learning-rate schedule, as EDSR's
 `utility.make_optimizer(args, discriminator)` and `make_scheduler(args, ...)` do. Its weights, optimizer and
-schedule go into the checkpoint, so --resume continues exactly. No random numbers are drawn after construction.
+schedule go into the checkpoint, so --resume continues exactly. No random numbers are drawn after construction. As
+in the official code the discriminator steps inside the loss, so a batch whose total loss is non-finite (skipped for
+the generator) has still moved the discriminator.
 
 Differences from the official code:
 - the first linear layer's input size is the real size of the last feature map, ceil(HR patch / 16)^2 x 512, where
