@@ -70,8 +70,11 @@ def betas(text):
 
 
 def noise_level(text):
-    """--noise: a Gaussian std in 8-bit levels (0..255 of full white); the official spelling G<std> works too."""
+    """--noise: a Gaussian std in 8-bit levels (0..255 of full white); the official spellings G<std> and '.' (none)
+    work too."""
     text = str(text).strip()
+    if text == ".":
+        return 0.0
     if text.upper().startswith("S"):
         raise argparse.ArgumentTypeError(f"the official Poisson noise ({text}) is not implemented; give a Gaussian "
                                          f"std, e.g. 10 or G10")

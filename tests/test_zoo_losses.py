@@ -331,6 +331,7 @@ def test_noise_flag_errors(text, message, capsys):
     with pytest.raises(SystemExit):
         parse_args([f"--noise={text}"])
     assert message in capsys.readouterr().err
+    assert parse_args(["--noise=G7.5"]).noise == 7.5 and parse_args(["--noise=."]).noise == 0.0  # official spellings
 
 
 # ---------------------------------------------------------------------------------------------------------- DIV2K

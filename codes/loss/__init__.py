@@ -5,9 +5,9 @@
 - VGG22, VGG54 (any VGG<block><conv>): the perceptual loss of SRGAN / EDSR (loss/vgg.py).
 - GAN: the adversarial loss with EDSR's discriminator (loss/adversarial.py); its discriminator loss is logged as the
   term DIS (weight 1, not part of the total), as EDSR logs it.
-- SPECTRAL is this project's spectral ratio-index loss for cross-sensor SR (ConvFormerSR, Li et al. 2024): the L1
-distance, per pixel, between normalized-difference indices (a - b) / (a + b + eps) computed from SR and from HR,
-averaged over the indices named by --spectral_index (NDVI, NDWI, NDBI), using the band order given by --bands.
+- SPECTRAL: this project's spectral ratio-index loss for cross-sensor SR (ConvFormerSR, Li et al. 2024): the L1
+  distance, per pixel, between normalized-difference indices (a - b) / (a + b + eps) computed from SR and from HR,
+  averaged over the indices named by --spectral_index (NDVI, NDWI, NDBI), using the band order given by --bands.
 """
 import torch
 import torch.nn as nn
