@@ -69,6 +69,18 @@ def betas(text):
     return tuple(values)
 
 
+def noise_level(text):
+    """--noise: a Gaussian std in 8-bit levels (0..255 of full white); the official spellings G<std> and '.' (none)
+    work too."""
+    text = str(text).strip()
+    if text == ".":
+        return 0.0
+    if text.upper().startswith("S"):
+        raise argparse.ArgumentTypeError(f"the official Poisson noise ({text}) is not implemented; give a Gaussian "
+                                         f"std, e.g. 10 or G10")
+    return nonneg_float(text[1:] if text.upper().startswith("G") else text)
+
+
 def name_list(text):
     return [v.strip().lower() for v in str(text).split(",") if v.strip()]
 
@@ -95,7 +107,7 @@ def build_parser():
         "(default: datasets/<dataset>); for deploy: an input image or folder, or a dataset root")
     add("--dir_cache", default=str(CACHE_DIR), help="where --ext sep keeps its binary cache")
     add("--dir_experiment", default=str(EXPERIMENT_DIR), help="where runs (<save>/) and results/ are written")
-    add("--dataset", default="Sample", help="Sample, SampleMS, UCMerced, AID, Paired, HROnly, or any folder name "
+    add("--dataset", default="Sample", help="Sample, SampleMS, UCMerced, AID, DIV2K, Paired, HROnly, or any folder "
         "in the layout")
     add("--data_train", default="train", help="split used for training")
     add("--data_val", default="val", help="split validated after each epoch")
@@ -168,7 +180,14 @@ def build_parser():
     add("--weight_decay", type=nonneg_float, default=0.0, help="weight decay")
     add("--gclip", type=nonneg_float, default=0.0, help="gradient clipping norm (0: off)")
     # loss
-    add("--loss", default="1*L1", help="weighted sum of terms: L1, MSE, SPECTRAL, e.g. '1*L1+0.1*SPECTRAL'")
+    add("--loss", default="1*L1", help="weighted sum of terms: L1, MSE, SPECTRAL, VGG54 or VGG22 (perceptual), GAN "
+        "(adversarial), e.g. '1*L1+0.1*SPECTRAL', '1*VGG54+0.005*GAN'")
+    # perceptual and adversarial losses, training noise (the HSENet/EDSR flags)
+    add("--gan_k", type=positive_int, default=1, help="GAN loss: discriminator steps per generator step")
+    add("--vgg_weights", default="", help="VGG loss: a VGG19 state_dict file (default: torchvision's cached "
+        "download of https://download.pytorch.org/models/vgg19-dcbb9e9d.pth; nothing is downloaded)")
+    add("--noise", type=noise_level, default=0.0, help="std of Gaussian noise added to the training LR patches, in "
+        "8-bit levels (x white/255 for other data; official spelling G<std> accepted); 0: none")
     add("--spectral_index", type=index_list, default=["NDVI"],
         help="SPECTRAL loss / metrics: comma list of NDVI, NDWI, NDBI")
     # log

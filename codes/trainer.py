@@ -2,7 +2,8 @@
 
 Exact resume: every epoch reseeds the sampler and the training patches from (--seed, epoch) (see data/) and torch's
 RNG (stochastic depth) from the same pair, and a checkpoint holds the model, optimizer, scheduler, scaler, epoch and
-best score. So 2 epochs straight and 1 epoch + --resume + 1 epoch give the same weights.
+best score, and the loss terms' own state (the GAN's discriminator and its optimizer). So 2 epochs straight and 1
+epoch + --resume + 1 epoch give the same weights.
 
 Crash consistency: the metric history lives in the checkpoint, and metrics.csv and the plots are rewritten from it
 (on --resume too, so a kill between the checkpoint and the CSV leaves no gap). A new best is written to
@@ -68,7 +69,7 @@ class Trainer:
         self.cfg = cfg
         self.data = data
         self.model = model
-        self.loss = loss
+        self.loss = loss.to(model.device)  # VGG / discriminator weights, before their optimizer state is restored
         self.run = run
         self.device = model.device
         self.optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
@@ -89,7 +90,8 @@ class Trainer:
                 "radiometry": self.radiometry.record(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best,
-                "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic}
+                "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic,
+                "loss": self.loss.state_for_checkpoint()}  # the GAN's discriminator and its optimizer; {} otherwise
 
     @property
     def radiometry(self):
@@ -117,6 +119,7 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
+        self.loss.load_checkpoint_state(payload.get("loss"), ckpt.path)
         self.epoch, self.best = int(payload["epoch"]), float(payload["best"])
         self.best_epoch = int(payload.get("best_epoch", self.epoch))
         self.history = [dict(row) for row in payload.get("history", [])]
@@ -165,6 +168,7 @@ class Trainer:
                 self.run.log(f"[epoch {self.epoch} batch {batch}/{len(loader)}] loss {np.mean(totals):.5f}",
                              echo=False)
         self.scheduler.step()
+        self.loss.end_epoch()  # the discriminator's schedule follows the network's
         if not totals:
             raise UserError(f"epoch {self.epoch}: no batch gave a finite loss; lower --lr or check the data")
         return {"loss": float(np.mean(totals)),

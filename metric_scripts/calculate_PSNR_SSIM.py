@@ -2,12 +2,17 @@
 
     cd metric_scripts && python calculate_PSNR_SSIM.py            # the newest experiment/results/* vs its test HR
     python calculate_PSNR_SSIM.py --gt ../datasets/Sample/test/HR --sr ../experiment/results/BASICx4_Sample --scale 4
+    python calculate_PSNR_SSIM.py --sr ../experiment/results/EDSRx4_UCMerced ../experiment/results/HSENETx4_UCMerced
 
 CSV columns: image, psnr_chmean, psnr_rgb, psnr_y, ssim_rgb, ssim_y (+ per-band PSNR/SSIM, SAM, ERGAS, RMSE, CC and
 index errors for multispectral images), then a row `average`. The definitions are in codes/metrics.py and README.md.
+With several --sr folders (e.g. one per model), each gets its own per-image CSV (<folder>/psnr_ssim.csv) and one
+summary CSV (--csv, default psnr_ssim_summary.csv in the folders' common parent) holds every folder's average row,
+with the columns model (from the folder's manifest, else the folder's name) and folder first.
 """
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,11 +33,13 @@ BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
 def build_parser():
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--gt", default="", help="ground-truth HR folder (default: from the newest results' manifest)")
-    p.add_argument("--sr", default="", help="SR folder (default: the newest folder in experiment/results/)")
+    p.add_argument("--sr", nargs="+", default=[], help="SR folder(s) (default: the newest folder in "
+                   "experiment/results/); several folders: a summary CSV of their averages as well")
     p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None, help="SR factor (default: manifest)")
     p.add_argument("--crop_border", type=int, default=None, help="pixels cropped at each border (default: scale)")
     p.add_argument("--suffix", default="", help="SR file name = <GT name><suffix>.<ext>, e.g. _x4")
-    p.add_argument("--csv", default="", help="CSV file to write (default: <sr>/psnr_ssim.csv)")
+    p.add_argument("--csv", default="", help="CSV file to write (default: <sr>/psnr_ssim.csv); with several --sr "
+                   "folders, the summary CSV (default: <their common parent>/psnr_ssim_summary.csv)")
     p.add_argument("--dir_experiment", default=str(EXPERIMENT_DIR), help="searched for the newest results/*")
     p.add_argument("--dir_datasets", default=str(DATASETS_DIR), help="where a manifest's dataset is found")
     p.add_argument("--data_range", type=option.positive_float, default=None,
@@ -64,9 +71,10 @@ def read_manifest(sr_dir):
         raise UserError(f"{path} is not valid JSON: delete it or give --gt and --scale") from None
 
 
-def resolve_inputs(args):
-    """(gt_dir, sr_dir, scale) from the flags, filling gaps from the results manifest."""
-    sr_dir = Path(args.sr) if args.sr else newest_results(args.dir_experiment)
+def resolve_inputs(args, sr=""):
+    """(gt_dir, sr_dir, scale) from the flags and the SR folder `sr` (default: the newest results), filling gaps from
+    the results manifest."""
+    sr_dir = Path(sr) if sr else newest_results(args.dir_experiment)
     if not sr_dir.is_dir():
         raise UserError(f"--sr {sr_dir}: no such folder")
     manifest = read_manifest(sr_dir)
@@ -152,31 +160,62 @@ def with_average(rows):
     return columns, rows + [average]
 
 
-def write_csv(path, columns, rows):
+def write_csv(path, columns, rows, first=("image",)):
     with atomic_target(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["image"] + columns, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=[*first, *columns], extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.10f}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def print_table(columns, rows):
-    width = max(len(r["image"]) for r in rows) + 2
-    print("image".ljust(width) + "".join(c.rjust(13) for c in columns))
+def print_table(columns, rows, label="image"):
+    width = max(len(r[label]) for r in rows) + 2
+    print(label.ljust(width) + "".join(c.rjust(13) for c in columns))
     for row in rows:
-        print(row["image"].ljust(width) + "".join(f"{row.get(c, float('nan')):13.4f}" for c in columns))
+        print(row[label].ljust(width) + "".join(f"{row.get(c, float('nan')):13.4f}" for c in columns))
+
+
+def evaluate_results(args, sr="", csv_path=""):
+    """Evaluate one SR folder, print its table and write its per-image CSV; returns (columns, its average row with
+    the model and folder)."""
+    gt_dir, sr_dir, scale = resolve_inputs(args, sr)
+    print(f"GT {gt_dir}\nSR {sr_dir}\nscale {scale}, crop_border "
+          f"{args.crop_border if args.crop_border is not None else scale}")
+    manifest = read_manifest(sr_dir)
+    columns, rows = with_average(evaluate_folder(args, gt_dir, sr_dir, scale, manifest))
+    print_table(columns, rows)
+    csv_path = Path(csv_path) if csv_path else sr_dir / "psnr_ssim.csv"
+    write_csv(csv_path, columns, rows)
+    print(f"CSV: {csv_path}")
+    average = {k: v for k, v in rows[-1].items() if k != "image"}
+    return columns, {"model": str(manifest.get("model") or sr_dir.name), "folder": str(sr_dir), **average}
+
+
+def summary_path(args, folders):
+    if args.csv:
+        return Path(args.csv)
+    try:
+        parent = Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+    except ValueError:  # folders on different drives: no common parent
+        parent = Path.cwd()
+    return parent / "psnr_ssim_summary.csv"
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    gt_dir, sr_dir, scale = resolve_inputs(args)
-    print(f"GT {gt_dir}\nSR {sr_dir}\nscale {scale}, crop_border "
-          f"{args.crop_border if args.crop_border is not None else scale}")
-    columns, rows = with_average(evaluate_folder(args, gt_dir, sr_dir, scale, read_manifest(sr_dir)))
-    print_table(columns, rows)
-    csv_path = Path(args.csv) if args.csv else sr_dir / "psnr_ssim.csv"
-    write_csv(csv_path, columns, rows)
-    print(f"CSV: {csv_path}")
+    if len(args.sr) <= 1:
+        evaluate_results(args, args.sr[0] if args.sr else "", args.csv)
+        return 0
+    columns, averages = [], []
+    for folder in args.sr:
+        folder_columns, average = evaluate_results(args, folder)
+        columns += [c for c in folder_columns if c not in columns]
+        averages.append(average)
+    print("\naverages:")
+    print_table(columns, averages, label="model")
+    path = summary_path(args, args.sr)
+    write_csv(path, columns, averages, first=("model", "folder"))
+    print(f"summary CSV: {path}")
     return 0
 
 

@@ -4,6 +4,7 @@
 - SampleMS: embedded 4-band (blue, green, red, NIR) GeoTIFF tiles (datasets/SampleMS);
 - UCMerced: UC Merced Land Use, prepared with data_scripts/prepare_dataset.py (datasets/UCMerced by default);
 - AID:      the Aerial Image Dataset, prepared the same way (datasets/AID by default);
+- DIV2K:    the official DIV2K release, put into the layout by data_scripts/prepare_div2k.py (datasets/DIV2K);
 - Paired:   any folder in the same layout, e.g. cross-sensor pairs (Landsat-8 LR, Sentinel-2 HR): --dir_data;
 - HROnly:   a folder with only <split>/HR: LR is made on the fly with the MATLAB bicubic (and cached with sep).
 Any other name is accepted when its folder (--dir_data, or datasets/<name>) exists: it is read as Paired. A dataset
@@ -46,6 +47,15 @@ class AID(SRData):
                   "`python codes/data_scripts/prepare_dataset.py --src AID --dst datasets/AID --ext png`")
 
 
+class DIV2K(SRData):
+    """DIV2K (800 train / 100 valid 2K RGB images), the training set of the DIV2K-trained baselines (EDSR, RCAN,
+    SwinIR), put into the layout with its official bicubic LR by prepare_div2k.py."""
+
+    how_to_get = ("download DIV2K_{train,valid}_HR.zip and DIV2K_{train,valid}_LR_bicubic_X{2,3,4}.zip "
+                  "(https://data.vision.ee.ethz.ch/cvl/DIV2K/), unzip them into DIV2K/, then `python "
+                  "codes/data_scripts/prepare_div2k.py --src DIV2K --dst datasets/DIV2K`")
+
+
 class Paired(SRData):
     """Any LR/HR pairs in the layout, e.g. cross-sensor (Landsat-8 LR, Sentinel-2 HR): nothing is regenerated."""
 
@@ -56,7 +66,7 @@ class HROnly(SRData):
     lr_from_hr = True
 
 
-DATASET_CLASSES = {cls.__name__: cls for cls in (Sample, SampleMS, UCMerced, AID, Paired, HROnly)}
+DATASET_CLASSES = {cls.__name__: cls for cls in (Sample, SampleMS, UCMerced, AID, DIV2K, Paired, HROnly)}
 
 
 def dataset_root(cfg):

@@ -4,7 +4,7 @@ Loading modes (--ext): `img` decodes the files every time; `sep` keeps a binary 
 beside the sources) that is rebuilt when a source's size or mtime changes or the cache file is unreadable;
 `sep_reset` rebuilds that cache; `ram` decodes everything once and keeps it in memory.
 
-Every random choice of a training sample (patch position, flips, transpose) is drawn from (seed, epoch, sample
+Every random choice of a training sample (patch position, flips, transpose, --noise) is drawn from (seed, epoch, sample
 index), never from a per-process stream: any process, worker or rank that loads sample i in epoch e gets the same
 patch, so runs resume exactly and N ranks see exactly the samples one process would.
 
@@ -24,7 +24,7 @@ import image_io
 import imresize
 import progress
 from errors import UserError
-from radiometry import Radiometry, invalid_pixels
+from radiometry import Radiometry, invalid_pixels, to_dtype
 
 LAYOUT_HELP = ("expected <root>/<split>/HR/<name>.<ext> and <root>/<split>/LR_x<scale>/<name>.<ext>; make it with "
                "`python codes/data_scripts/prepare_dataset.py --src HR_IMAGES --dst ROOT`")
@@ -81,6 +81,7 @@ class SRData(Dataset):
         self.patch_size, self.augment, self.seed = cfg.patch_size, not cfg.no_augment, cfg.seed
         self.max_pixels, self.data_range_given = cfg.max_pixels, cfg.data_range is not None
         self.samples_per_epoch = cfg.test_every * cfg.batch_size if train else 0
+        self.noise = cfg.noise if train else 0.0  # --noise: training LR only, never validation or test
         self.epoch = 0
         self.root = Path(root)
         self.dir_hr = self.root / split / "HR"
@@ -203,6 +204,8 @@ class SRData(Dataset):
             lr, hr = random_patch(lr, hr, self.patch_size, self.scale, rng)
             if self.augment:
                 lr, hr = augment(lr, hr, rng)
+            if self.noise:
+                lr = add_noise(lr, self.noise * self.radiometry.white / 255, rng)
         return self.radiometry.to_network(lr), self.radiometry.to_network(hr), self.name(i)
 
 
@@ -227,3 +230,10 @@ def augment(lr, hr, rng):
         return a
 
     return apply(lr), apply(hr)
+
+
+def add_noise(lr, sigma, rng):
+    """Gaussian noise of std `sigma` (file units) on an LR patch, as the official --noise G<std> does after the
+    augmentation: integer data are rounded and saturated to their dtype (for 8-bit data the official clip to
+    [0, 255]); float data are left unclipped, like everything else here."""
+    return to_dtype(lr.astype(np.float64) + rng.normal(0.0, sigma, size=lr.shape), lr.dtype)

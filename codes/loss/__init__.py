@@ -1,0 +1,127 @@
+"""Weighted sum of loss terms, parsed from --loss, e.g. "1*L1", "1*MSE", "1*L1+0.5*MSE", "1*L1+0.1*SPECTRAL",
+"1*VGG54", "1*L1+0.005*GAN".
+
+- L1, MSE: pixel losses.
+- VGG22, VGG54 (any VGG<block><conv>): the perceptual loss of SRGAN / EDSR (loss/vgg.py).
+- GAN: the adversarial loss with EDSR's discriminator (loss/adversarial.py); its discriminator loss is logged as the
+  term DIS (weight 1, not part of the total), as EDSR logs it.
+- SPECTRAL: this project's spectral ratio-index loss for cross-sensor SR (ConvFormerSR, Li et al. 2024): the L1
+  distance, per pixel, between normalized-difference indices (a - b) / (a + b + eps) computed from SR and from HR,
+  averaged over the indices named by --spectral_index (NDVI, NDWI, NDBI), using the band order given by --bands.
+"""
+import torch
+import torch.nn as nn
+
+import metrics
+from errors import UserError
+from loss.adversarial import Adversarial
+from loss.vgg import VGGLoss
+
+
+class SpectralIndexLoss(nn.Module):
+    """Mean over indices of |ND(SR) - ND(HR)|, with ND(a, b) = (a - b) / (a + b + eps)."""
+
+    def __init__(self, index_names, bands):
+        super().__init__()
+        if not bands:
+            raise UserError("--loss SPECTRAL needs --bands, the band order of the data, e.g. --bands "
+                            "blue,green,red,nir")
+        self.pairs = [metrics.index_bands(name, bands) for name in index_names]
+        if not self.pairs:
+            raise UserError("--loss SPECTRAL needs at least one --spectral_index (NDVI, NDWI, NDBI)")
+
+    @staticmethod
+    def normalized_difference(x, a, b):
+        # The data are reflectances >= 0; clamp so that a dark pixel's tiny negative SR value cannot flip the sign
+        # of the denominator and blow the ratio up.
+        return metrics.normalized_difference(x[:, a].clamp(min=0), x[:, b].clamp(min=0))
+
+    def forward(self, sr, hr):
+        terms = [torch.abs(self.normalized_difference(sr, a, b) - self.normalized_difference(hr, a, b)).mean()
+                 for a, b in self.pairs]
+        return torch.stack(terms).mean()
+
+
+def make_term(name, args):
+    if name == "L1":
+        return nn.L1Loss()
+    if name == "MSE":
+        return nn.MSELoss()
+    if name == "SPECTRAL":
+        return SpectralIndexLoss(args.spectral_index, args.bands)
+    if name.startswith("VGG"):
+        return VGGLoss.from_config(name, args)
+    if name == "GAN":
+        return Adversarial(args)
+    raise UserError(f"--loss: unknown term {name!r}; use L1, MSE, SPECTRAL, VGG54, VGG22 or GAN, e.g. "
+                    f"'1*L1+0.1*SPECTRAL'")
+
+
+def parse_loss(spec):
+    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')]."""
+    terms = []
+    for part in spec.replace(" ", "").split("+"):
+        weight, _, name = part.rpartition("*")
+        try:
+            terms.append((float(weight) if weight else 1.0, name.upper()))
+        except ValueError:
+            raise UserError(f"--loss {spec!r}: cannot read the weight {weight!r}; write terms like 1*L1") from None
+    if not terms or any(not name for _, name in terms):
+        raise UserError(f"--loss {spec!r}: write a weighted sum like '1*L1+0.1*SPECTRAL'")
+    return terms
+
+
+class Loss(nn.Module):
+    """Total loss = sum of weight * term; `last` keeps each term's value of the last call, for the log.
+
+    Terms with a state of their own (the GAN's discriminator and its optimizer) give it to the checkpoint
+    (`state_for_checkpoint`, `load_checkpoint_state`) and step their schedule with the trainer's (`end_epoch`). The
+    trainer moves the loss to the network's device."""
+
+    def weighted_last(self):
+        """{term: weight * value} of the last call: the terms' shares of the total (EDSR logs them so), and the
+        discriminator's own loss as DIS."""
+        shares = {n: w * self.last[n] for n, w in zip(self.names, self.weights)}
+        if "DIS" in self.last:
+            shares["DIS"] = self.last["DIS"]
+        return shares
+
+    def __init__(self, args):
+        super().__init__()
+        self.weights, names = zip(*parse_loss(args.loss))
+        self.names = list(names)
+        repeated = sorted({n for n in self.names if self.names.count(n) > 1})
+        if repeated:
+            raise UserError(f"--loss {args.loss!r}: {repeated[0]} appears twice; give each term once with its weight")
+        self.terms = nn.ModuleList(make_term(n, args) for n in self.names)
+        self.last = {}
+
+    def forward(self, sr, hr):
+        sr = sr.float()
+        values = [term(sr, hr) for term in self.terms]
+        self.last = {n: float(v.detach()) for n, v in zip(self.names, values)}
+        for term in self.terms:
+            if isinstance(term, Adversarial):
+                self.last["DIS"] = term.discriminator_loss
+        return sum(w * v for w, v in zip(self.weights, values))
+
+    def stateful_terms(self):
+        return {n: t for n, t in zip(self.names, self.terms) if hasattr(t, "state_for_checkpoint")}
+
+    def state_for_checkpoint(self):
+        """{term: state} of the terms that have one ({} for pixel and VGG losses): for the checkpoint."""
+        return {n: t.state_for_checkpoint() for n, t in self.stateful_terms().items()}
+
+    def load_checkpoint_state(self, state, source):
+        """Restore what state_for_checkpoint saved (--resume); `source` names the checkpoint in errors."""
+        for name, term in self.stateful_terms().items():
+            if name not in (state or {}):
+                raise UserError(f"{source} holds no state of the {name} loss term (its discriminator), so it cannot "
+                                f"be resumed exactly; start a new run from it with --pre_train {source}")
+            term.load_checkpoint_state(state[name], source)
+
+    def end_epoch(self):
+        """Step the terms' own learning-rate schedules (the trainer steps the network's at the same time)."""
+        for term in self.terms:
+            if hasattr(term, "end_epoch"):
+                term.end_epoch()
