@@ -41,7 +41,7 @@ RADIOMETRY_FLAGS = ("data_range", "bands")
 # Flags about this machine or this invocation, never adopted from a checkpoint (all others are, on --resume).
 RUNTIME_FLAGS = ("template", "n_threads", "cpu", "n_GPUs", "dir_cache", "dir_experiment", "reset", "resume",
                  "test_only", "pre_train", "print_every", "save_results", "dir_out", "recursive", "tile",
-                 "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop", "cog")
+                 "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop", "cog", "no_ema")
 # Where BasicSR/SwinIR-style files keep their weights (params_ema first: the weights such files are meant to be used
 # with).
 OFFICIAL_WEIGHT_KEYS = ("state_dict", "params_ema", "params")
@@ -84,6 +84,12 @@ class Checkpoint:
         self.ours = isinstance(payload.get("model"), dict)
         self.weights = self._find_weights()
 
+    @property
+    def ema_weights(self):
+        """The EMA weights of a run trained with --ema (ours), or None."""
+        ema = self.payload.get("model_ema") if self.ours else None
+        return ema if isinstance(ema, dict) else None
+
     def _find_weights(self):
         if self.ours:
             return self.payload["model"]
@@ -125,13 +131,13 @@ class Checkpoint:
         convert = getattr(module, "convert_official_state_dict", None)
         return convert(self.weights) if convert else self.weights
 
-    def verify(self):
+    def verify(self, weights=None):
         """Checksum (ours) and finite weights: a corrupt or diverged file is a one-line error, never a silent load."""
         expected = self.payload.get(CHECKSUM_KEY)
         if expected is not None and payload_checksum(self.payload) != expected:
             raise UserError(f"{self.path}: checksum mismatch, the file is corrupt (a bit flip or an incomplete "
                             f"copy); use another checkpoint, e.g. model_best.pt or a backup")
-        for key, tensor in self.weights.items():
+        for key, tensor in (weights if weights is not None else self.weights).items():
             if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise UserError(f"{self.path}: weight {key} holds NaN or Inf values (the training diverged); use "
                                 f"an earlier checkpoint or train again with a lower --lr")
@@ -189,11 +195,15 @@ def describe_mismatch(net, state):
     return "; ".join(parts)
 
 
-def load_weights(net, checkpoint, module, what):
-    """Verify, then load the checkpoint's weights into `net` strictly; a mismatch is one readable line naming the
-    file, never a partial load. `what` describes the network for that line (e.g. 'HSENET x4 with 3 bands')."""
-    checkpoint.verify()
-    state = checkpoint.weights if checkpoint.ours else checkpoint.official_weights(module)
+def load_weights(net, checkpoint, module, what, use_ema=False):
+    """Verify, then load the checkpoint's weights into `net` strictly (its EMA weights when it has them and
+    `use_ema`); a mismatch is one readable line naming the file, never a partial load. `what` describes the network
+    for that line (e.g. 'HSENET x4 with 3 bands')."""
+    if checkpoint.ours:
+        state = checkpoint.ema_weights if use_ema and checkpoint.ema_weights is not None else checkpoint.weights
+    else:
+        state = checkpoint.official_weights(module)
+    checkpoint.verify(state)
     problem = describe_mismatch(net, state)
     if problem:
         raise UserError(f"{checkpoint.path} does not fit {what}: {problem}. Check --model, --scale, --n_colors and "

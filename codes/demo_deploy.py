@@ -30,6 +30,7 @@ import rasterio
 import torch
 
 import atomic
+import distributed
 import image_io
 import option
 import progress
@@ -179,11 +180,10 @@ class AlignedRows:
 
 
 class Deployer:
-    def __init__(self, cfg, model, out_dir, written):
+    def __init__(self, cfg, model, out_dir):
         self.cfg = cfg
         self.model = model
         self.out_dir = out_dir
-        self.written = written
         self.plan = model.tile_plan
 
     def super_resolve(self, path, rel):
@@ -196,8 +196,7 @@ class Deployer:
         radiometry.check_values(lr, path, cfg.data_range is not None, None if mask is None else ~mask)
         x = network_input(lr, mask, radiometry)
         n_tiles = self.plan.count(lr.shape[0], lr.shape[1])
-        out_path = self.out_dir / rel
-        self.written.add(rel)
+        out_path = self.out_dir / rel  # recorded as ours by claim_outputs before any work
         height, width, bands = lr.shape[0] * s, lr.shape[1] * s, lr.shape[2]
         nodata = meta.nodata
         if nodata is None and mask is not None:  # NaN/Inf pixels with no declared nodata: NaN marks them
@@ -301,40 +300,78 @@ def precision_note(cfg, model):
 
 def main(argv=None):
     cfg = option.parse_args(argv, purpose="deploy")
+    ctx = distributed.setup(cfg.cpu)
+    try:
+        return deploy(cfg, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def plan_inputs(cfg, out_dir):
+    """(source, files) after every check on the inputs and the outputs, before any work."""
     check_compare_dir(cfg)
-    out_dir = output_dir(cfg)
     check_output_folder(cfg, out_dir)
     source, files = input_files(cfg, out_dir)
     check_outputs(source, files, out_dir)
-    model = Model(cfg)
-    model.eval()
-    note = precision_note(cfg, model)
-    if note:
-        print(note)
+    return source, files
+
+
+def claim_outputs(out_dir, source, files):
+    """Rank 0: lock the output folder, clear a killed run's temp files, and record every output it will hold
+    (before anyone writes it, so a crash never leaves an unrecorded file of ours)."""
     lock = runs.FolderLock(out_dir, "deploy").acquire()
     try:
-        written = runs.WrittenFiles(out_dir)
         atomic.remove_stale_temps(out_dir)
-        deployer = Deployer(cfg, model, out_dir, written)
-        start = time.perf_counter()
-        records, skipped = run_all(deployer, source, files)
-        seconds = max(time.perf_counter() - start, 1e-9)
-        megapixels = sum(r["sr_size"][0] * r["sr_size"][1] for r in records) / 1e6
-        print(f"{len(records)} images -> {out_dir} in {seconds:.1f} s ({len(records) / seconds:.2f} images/s, "
-              f"{megapixels / seconds:.2f} MP/s output)" + (f"; {len(skipped)} skipped" if skipped else ""))
-        figures = []
-        if cfg.compare and records:
-            import compare  # only needed here
-            figures = compare.write_figures(cfg, source, records, out_dir, written)
-        manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds)
-        print(f"manifest: {manifest}")
-    finally:
+        written = runs.WrittenFiles(out_dir)
+        for path in files:
+            written.add(relative_name(source, path))
+    except BaseException:
         lock.release()
+        raise
+    return lock, written
+
+
+def deploy(cfg, ctx):
+    """Super-resolve every input; under torchrun each rank takes every world-th file (the unit of work is the
+    file) and rank 0 writes the figures and the one manifest."""
+    out_dir = output_dir(cfg)
+    source, files = distributed.agree(ctx, plan_inputs, cfg, out_dir)
+    model = distributed.agree(ctx, Model, cfg, device=ctx.device)
+    model.eval()
+    note = precision_note(cfg, model)
+    if note and ctx.main:
+        print(note)
+    lock, written = distributed.agree(ctx, claim_outputs if ctx.main else lambda *_: (None, None), out_dir, source,
+                                      files)
+    try:
+        start = time.perf_counter()
+        records, skipped = run_all(Deployer(cfg, model, out_dir), source, distributed.shard(ctx, files))
+        order = {relative_name(source, p).as_posix(): k for k, p in enumerate(files)}
+        records = sorted(distributed.gather(ctx, records), key=lambda r: order[r["input"]])
+        skipped = sorted(distributed.gather(ctx, skipped), key=lambda r: order[r["input"]])
+        if ctx.main:
+            finish(cfg, out_dir, written, source, records, skipped, max(time.perf_counter() - start, 1e-9))
+    finally:
+        if lock is not None:
+            lock.release()
     if skipped:
         first = skipped[0]["reason"]
         raise UserError(f"{len(skipped)} of {len(files)} inputs skipped (the others were written): {first}"
                         + (f" (and {len(skipped) - 1} more, listed above)" if len(skipped) > 1 else ""))
     return 0
+
+
+def finish(cfg, out_dir, written, source, records, skipped, seconds):
+    """The closing line, the --compare figures and the manifest (rank 0)."""
+    megapixels = sum(r["sr_size"][0] * r["sr_size"][1] for r in records) / 1e6
+    print(f"{len(records)} images -> {out_dir} in {seconds:.1f} s ({len(records) / seconds:.2f} images/s, "
+          f"{megapixels / seconds:.2f} MP/s output)" + (f"; {len(skipped)} skipped" if skipped else ""))
+    figures = []
+    if cfg.compare and records:
+        import compare  # only needed here
+        figures = compare.write_figures(cfg, source, records, out_dir, written)
+    manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds)
+    print(f"manifest: {manifest}")
 
 
 if __name__ == "__main__":

@@ -4,18 +4,21 @@
     python demo_train.py --model=HSENET --scale=4 --dataset UCMerced --dir_data /data/UCMerced
     python demo_train.py --model=HSENET --scale=4 --dataset UCMerced --resume      # continue exactly
     python demo_train.py --model=HSENET --scale=4 --dataset UCMerced --test_only   # evaluate model_best.pt
+    torchrun --standalone --nproc_per_node 4 demo_train.py --model=HSENET ...      # one process per GPU
 
 Everything is checked (flags, checkpoint, data) before the run folder is touched, so --reset never loses a run to a
-typo.
+typo. Under torchrun each step is agreed by all ranks (distributed.agree): an error on one rank stops all of them
+with its one-line message, and rank 0 alone owns the run folder.
 """
 import torch
 
+import distributed
 import option
 from data import Data, dataset_root
 from errors import UserError, run_cli
 from loss import Loss
 from model import Model, network_module
-from runs import RunFolder
+from runs import Bystander, RunFolder
 from trainer import Trainer, seed_everything
 
 
@@ -24,20 +27,42 @@ def main(argv=None):
     testing = cfg.purpose == "test"
     if not testing and getattr(network_module(cfg.model), "PARAMETER_FREE", False):
         raise UserError(f"--model {cfg.model} has no parameters to train: use demo_deploy.py to run it")
-    seed_everything(cfg.seed)
-    loss = Loss(cfg)  # a bad --loss / --spectral_index / --bands fails here, before any data is read
-    data = Data(cfg)
-    for split, train in ([(cfg.data_test, False)] if testing else [(cfg.data_train, True), (cfg.data_val, False)]):
-        data.loader(split, train=train)  # scan and check every image now
-    model = Model(cfg)
+    ctx = distributed.setup(cfg.cpu)
+    try:
+        run_training(cfg, ctx, testing)
+    finally:
+        distributed.teardown(ctx)
+    return 0
+
+
+def open_run(cfg, ctx, testing):
+    """The run folder (rank 0: locked, --reset done, config.txt written; other ranks write nothing)."""
+    if not ctx.main:
+        return Bystander(cfg)
     run = RunFolder(cfg, lock=not testing)
     try:
         run.write_config(cfg)
-        trainer = Trainer(cfg, data, model, loss, run)
+    except BaseException:
+        run.close()
+        raise
+    return run
+
+
+def run_training(cfg, ctx, testing):
+    seed_everything(cfg.seed)
+    loss = distributed.agree(ctx, Loss, cfg)  # a bad --loss, --spectral_index or --bands fails before the data
+    data = Data(cfg, ctx.rank, ctx.world)
+    splits = [(cfg.data_test, False)] if testing else [(cfg.data_train, True), (cfg.data_val, False)]
+    distributed.agree(ctx, lambda: [data.loader(split, train=train) for split, train in splits])  # check every image
+    model = distributed.agree(ctx, Model, cfg, device=ctx.device)
+    run = distributed.agree(ctx, open_run, cfg, ctx, testing)
+    try:
+        trainer = distributed.agree(ctx, Trainer, cfg, data, model, loss, run, ctx)
         device = f"{model.device}" + (f" ({torch.cuda.get_device_name()})" if model.device.type == "cuda" else "")
         n_params = sum(p.numel() for p in model.parameters())
+        ranks = f" x {ctx.world} processes" if ctx.active else ""
         run.log(f"{cfg.model} x{cfg.scale} on {cfg.dataset} ({dataset_root(cfg)}), {n_params / 1e6:.3f} M "
-                f"parameters, {device}, run folder {run.dir}")
+                f"parameters, {device}{ranks}, run folder {run.dir}")
         if testing:
             trainer.test()
         else:
@@ -45,7 +70,6 @@ def main(argv=None):
             run.log(f"done: best {run.path('model', 'model_best.pt')}, curves in {run.dir}/*.png")
     finally:
         run.close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -64,23 +64,26 @@ def run_cli(main, argv=None):
     """Run `main(argv)`; a UserError becomes a one-line message on stderr and exit code 2.
 
     An OSError that escaped the write paths (they convert their own) is the environment's, not a bug: it is reported
-    the same way, in one line with the path when it has one.
+    the same way, in one line with the path when it has one. Under torchrun every rank raises the same error
+    (distributed.agree) and only rank 0 prints it.
     """
     try:
         code = main(argv)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(f"error: {err}")
     except OSError as err:
         if err.errno not in OUTPUT_ADVICE:
             raise
-        print(f"error: {output_error(err.filename or '(unnamed file)', err)}", file=sys.stderr)
-        sys.exit(2)
+        fail(f"error: {output_error(err.filename or '(unnamed file)', err)}")
     except MemoryError:
-        print("error: out of memory: use a smaller --tile, --batch_size or --patch_size, or a smaller --max_pixels",
-              file=sys.stderr)
-        sys.exit(2)
+        fail("error: out of memory: use a smaller --tile, --batch_size or --patch_size, or a smaller --max_pixels")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def fail(line):
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr)
+    sys.exit(2)

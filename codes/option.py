@@ -167,6 +167,10 @@ def build_parser():
     add("--print_every", type=positive_int, default=100, help="log the loss every N batches")
     add("--save_results", action="store_true", help="save the validation SR images")
     add("--max_nan", type=positive_int, default=5, help="stop after this many non-finite losses in a row")
+    add("--ema", type=unit_fraction, default=0.0,
+        help="keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off): validation, "
+        "model_best.pt and deploy use it")
+    add("--no_ema", action="store_true", help="deploy/--test_only: load the trained weights, not the EMA ones")
     # optimization
     add("--lr", type=positive_float, default=1e-4, help="learning rate")
     add("--decay_type", default="step", choices=["step", "multistep", "cosine"], help="learning-rate schedule")

@@ -235,3 +235,22 @@ class RunFolder:
     def close(self):
         if self.lock:
             self.lock.release()
+
+
+class Bystander:
+    """The run folder as seen by a rank other than 0 under torchrun: it knows the paths, writes nothing."""
+
+    def __init__(self, cfg):
+        self.dir = run_dir(cfg.save, cfg.dir_experiment)
+
+    def path(self, *parts):
+        return self.dir.joinpath(*parts)
+
+    def log(self, line, echo=True):
+        pass
+
+    def write_config(self, cfg):
+        pass
+
+    def close(self):
+        pass

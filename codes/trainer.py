@@ -9,7 +9,13 @@ Crash consistency: the metric history lives in the checkpoint, and metrics.csv a
 (on --resume too, so a kill between the checkpoint and the CSV leaves no gap). A new best is written to
 model_best.pt before model_latest.pt (a byte copy of it), so model_best.pt is never older than the best that
 model_latest.pt records.
+
+Under torchrun (distributed.py) the network trains through DistributedDataParallel, each rank on its share of the
+global batch; a non-finite loss on any rank skips the step on all of them; validation is sharded over the ranks and
+its per-image rows gathered; rank 0 alone writes the run folder. --ema keeps an exponential moving average of the
+weights (BasicSR's params_ema) on every rank, validated, saved and restored with the rest.
 """
+import copy
 import csv
 import io
 import math
@@ -23,6 +29,7 @@ import torch
 
 import atomic
 import checkpoint
+import distributed
 import image_io
 import metrics
 import plots
@@ -65,12 +72,13 @@ def plain_settings(cfg):
 
 
 class Trainer:
-    def __init__(self, cfg, data, model, loss, run):
+    def __init__(self, cfg, data, model, loss, run, ctx=distributed.ONE_PROCESS):
         self.cfg = cfg
         self.data = data
         self.model = model
         self.loss = loss.to(model.device)  # VGG / discriminator weights, before their optimizer state is restored
         self.run = run
+        self.ctx = ctx
         self.device = model.device
         self.optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
         self.scheduler = make_scheduler(cfg, self.optimizer)
@@ -81,8 +89,12 @@ class Trainer:
         self.history = []  # one row per finished epoch (the source of metrics.csv and the plots)
         self.bicubic = None  # the val split's BICUBIC scores, once per run
         self.nan_streak = 0
+        self.ema = copy.deepcopy(model.model).eval().requires_grad_(False) if cfg.ema else None
         if cfg.purpose == "resume":
             self.restore(checkpoint.read(cfg.checkpoint_path))
+        if ctx.active and cfg.purpose != "test":
+            model.wrap_for_training(lambda net: torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None))
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def payload(self):
@@ -91,7 +103,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best,
                 "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic,
-                "loss": self.loss.state_for_checkpoint()}  # the GAN's discriminator and its optimizer; {} otherwise
+                "loss": self.loss.state_for_checkpoint(),  # the GAN's discriminator and its optimizer; {} otherwise
+                **({"model_ema": self.ema.state_dict()} if self.ema is not None else {})}
 
     @property
     def radiometry(self):
@@ -99,6 +112,10 @@ class Trainer:
         return self.data.loader(self.cfg.data_train, train=True).dataset.radiometry
 
     def save(self, is_best):
+        """Rank 0 writes; every rank learns whether it could (a full disk stops all of them in one line)."""
+        distributed.agree(self.ctx, self.write_checkpoints if self.ctx.main else (lambda _: None), is_best)
+
+    def write_checkpoints(self, is_best):
         latest = self.run.target("model", checkpoint.LATEST)
         if not is_best:
             checkpoint.save(latest, self.payload())
@@ -120,11 +137,17 @@ class Trainer:
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         self.loss.load_checkpoint_state(payload.get("loss"), ckpt.path)
+        if self.ema is not None:
+            if not isinstance(payload.get("model_ema"), dict):
+                raise UserError(f"{ckpt.path} holds no EMA weights (the run was trained without --ema): resume "
+                                f"without --ema, or start a new run from it with --pre_train")
+            self.ema.load_state_dict(payload["model_ema"], strict=True)
         self.epoch, self.best = int(payload["epoch"]), float(payload["best"])
         self.best_epoch = int(payload.get("best_epoch", self.epoch))
         self.history = [dict(row) for row in payload.get("history", [])]
         self.bicubic = payload.get("bicubic")
-        self.write_history()  # fills a metrics.csv left behind by a kill after the checkpoint
+        if self.ctx.main:
+            self.write_history()  # fills a metrics.csv left behind by a kill after the checkpoint
         self.run.log(f"resumed {ckpt.path} at epoch {self.epoch} (best {BEST_KEY} {self.best:.4f} at epoch "
                      f"{self.best_epoch})")
 
@@ -171,14 +194,16 @@ class Trainer:
         self.loss.end_epoch()  # the discriminator's schedule follows the network's
         if not totals:
             raise UserError(f"epoch {self.epoch}: no batch gave a finite loss; lower --lr or check the data")
-        return {"loss": float(np.mean(totals)),
-                **{f"loss_{name}": float(np.mean([t[name] for t in terms])) for name in terms[0]}}
+        means = {"loss": float(np.mean(totals)),
+                 **{f"loss_{name}": float(np.mean([t[name] for t in terms])) for name in terms[0]}}
+        return distributed.mean_over_ranks(self.ctx, means)  # the global batch's loss, whatever the ranks
 
     def train_step(self, lr_img, hr_img):
-        """One optimizer step; a non-finite loss skips the batch, and --max_nan of them in a row stop the run."""
+        """One optimizer step; a non-finite loss (on any rank) skips the batch, and --max_nan of them in a row stop
+        the run."""
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(self.model(lr_img, radiometry=self.radiometry), hr_img)
-        if not torch.isfinite(loss):
+        if not distributed.all_finite(self.ctx, loss):
             self.nan_streak += 1
             warnings.warn(f"epoch {self.epoch}: non-finite loss ({loss.item()}), batch skipped "
                           f"({self.nan_streak} in a row)", stacklevel=2)
@@ -193,7 +218,18 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.gclip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.update_ema()
         return float(loss.detach())
+
+    @torch.no_grad()
+    def update_ema(self):
+        """ema = decay * ema + (1 - decay) * weights for the parameters; buffers are copied (BasicSR's model_ema)."""
+        weights = dict(self.model.model.named_parameters())
+        for name, average in self.ema.named_parameters():
+            average.mul_(self.cfg.ema).add_(weights[name].detach(), alpha=1 - self.cfg.ema)
+        for average, buffer in zip(self.ema.buffers(), self.model.model.buffers()):
+            average.copy_(buffer)
 
     def finish_epoch(self, lr, losses, scores, seconds):
         is_best = scores[BEST_KEY] > self.best
@@ -204,7 +240,8 @@ class Trainer:
                "seconds": round(seconds, 3)}
         self.history.append(row)
         self.save(is_best)
-        self.write_history()
+        if self.ctx.main:
+            self.write_history()
         terms = ", ".join(f"{k[5:]} {v:.5f}" for k, v in losses.items() if k.startswith("loss_"))
         self.run.log(f"epoch {self.epoch}/{self.cfg.epochs}: lr {lr:.2e}, loss {losses['loss']:.5f} ({terms}), val "
                      f"{BEST_KEY} {scores[BEST_KEY]:.3f} dB, ssim_rgb {scores['ssim_rgb']:.4f}"
@@ -237,21 +274,29 @@ class Trainer:
                                      data_range=radiometry.white, bands=cfg.bands,
                                      indices=metrics.computable_indices(cfg.spectral_index, cfg.bands))
 
-    @torch.no_grad()
     def evaluate(self, loader, desc="val"):
-        """Metrics of the one metrics module, averaged over the split (SR in the files' dtype, as deploy writes it)."""
+        """Metrics of the one metrics module, averaged over the split (SR in the files' dtype, as deploy writes it),
+        with the EMA weights when --ema is on."""
+        if self.ema is None:
+            return self.evaluate_net(loader, desc)
+        with self.model.swapped(self.ema):
+            return self.evaluate_net(loader, desc)
+
+    @torch.no_grad()
+    def evaluate_net(self, loader, desc):
+        """Each rank scores its share of the split (the loader's sampler); the rows are gathered and averaged."""
         self.model.eval()
         dataset = loader.dataset
         rows = []
-        for index, (lr_img, _, name) in enumerate(progress.bar(loader, desc, unit="img")):
+        for index, (lr_img, _, name) in zip(loader.sampler, progress.bar(loader, desc, unit="img")):
             sr = self.model(lr_img, plan=self.model.validation_plan, radiometry=dataset.radiometry)
             sr_img = dataset.radiometry.from_network(sr[0])
-            hr_img = dataset.load_pair(index)[1]  # the file's own values (batch 1, unshuffled: index = item)
-            rows.append(self.score(sr_img, hr_img, dataset.radiometry))
-            if self.cfg.save_results:
+            hr_img = dataset.load_pair(index)[1]  # the file's own values
+            rows.append((index, self.score(sr_img, hr_img, dataset.radiometry)))
+            if self.cfg.save_results and self.ctx.main:
                 ext = ".png" if sr_img.shape[2] in (1, 3) and sr_img.dtype in (np.uint8, np.uint16) else ".tif"
                 image_io.write_image(self.run.target("results", f"{name[0]}{ext}"), sr_img)
-        return average(rows)
+        return average([row for _, row in sorted(distributed.gather(self.ctx, rows), key=lambda item: item[0])])
 
     def test(self):
         """--test_only: the metrics of the loaded model on --data_test (equal to deploy + calculate_PSNR_SSIM.py)."""

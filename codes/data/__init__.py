@@ -12,7 +12,7 @@ root may hold a `dataset.json` (band names, white level, ground sample distance;
 
 Training samples are shuffled by a DistributedSampler seeded from (--seed, epoch), also in one process: with N ranks
 each takes every N-th sample of the same permutation, so the union of the ranks' k-th batches is exactly one
-process's k-th batch (--batch_size is the global batch).
+process's k-th batch (--batch_size is the global batch). Validation images are shared the same way, unshuffled.
 """
 from pathlib import Path
 
@@ -107,8 +107,9 @@ class Data:
         cfg = self.cfg
         dataset = make_dataset(cfg, split, train=train)
         pin = not cfg.cpu and torch.cuda.is_available()
-        if not train:
-            return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=cfg.n_threads, pin_memory=pin)
+        if not train:  # whole images, batch 1; under torchrun each rank takes every world-th image
+            shard = range(self.rank, len(dataset), self.world)
+            return DataLoader(dataset, batch_size=1, sampler=shard, num_workers=cfg.n_threads, pin_memory=pin)
         sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=cfg.seed,
                                      drop_last=True)
         return DataLoader(dataset, batch_size=cfg.batch_size // self.world, sampler=sampler,

@@ -68,10 +68,10 @@ def tile_plan(module, cfg):
 
 
 class Model(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, device=None):
         super().__init__()
         self.scale = cfg.scale
-        self.device = select_device(cfg.cpu)
+        self.device = device if device is not None else select_device(cfg.cpu)
         self.module = network_module(cfg.model)
         self.model = self.module.make_model(cfg).to(self.device)
         self.pre_upsample = pre_upsampler(self.module, cfg)
@@ -80,9 +80,13 @@ class Model(nn.Module):
         self.tile_plan = tile_plan(self.module, cfg)
         # Validation runs whole images unless --chop asks for tiles, or the network only takes tiles.
         self.validation_plan = self.tile_plan if cfg.chop or self.tile_plan.fixed else tiling.WHOLE
+        self.train_net = self.model  # what training steps run: the network, or its DDP wrapper under torchrun
         if cfg.checkpoint_path:
             what = f"{cfg.model} x{cfg.scale} with {cfg.n_colors} bands"
-            checkpoint.load_weights(self.model, checkpoint.read(cfg.checkpoint_path), self.module, what)
+            # EMA weights (--ema) where the checkpoint has them, for evaluation and deploy; --resume and --no_ema
+            # take the trained ones
+            use_ema = cfg.purpose != "resume" and not cfg.no_ema
+            checkpoint.load_weights(self.model, checkpoint.read(cfg.checkpoint_path), self.module, what, use_ema)
 
     @property
     def net(self):
@@ -100,8 +104,23 @@ class Model(nn.Module):
         if self.training:
             x = self.prepare(x, radiometry)
             with self.autocast():
-                return self.model(x)
+                return self.train_net(x)
         return (plan or tiling.WHOLE).run(self.inference_fn(radiometry=radiometry), x, self.scale)
+
+    def wrap_for_training(self, wrapper):
+        """Train through `wrapper(network)` (DistributedDataParallel); evaluation keeps the bare network, so a rank's
+        share of the validation images needs no collective. Not a registered submodule: the parameters are shared."""
+        object.__setattr__(self, "train_net", wrapper(self.model))
+
+    @contextlib.contextmanager
+    def swapped(self, net):
+        """Evaluate with another network of the same architecture (the EMA weights) for the duration."""
+        original = self.model
+        self.model = net
+        try:
+            yield
+        finally:
+            self.model = original
 
     def prepare(self, x, radiometry):
         """The network's input for an LR batch: the batch itself, or its upsampling for a pre-upsampled network."""
