@@ -63,22 +63,9 @@ def write_figure(cfg, lr_path, sr_path, hr_dir, rel, out_dir, record, written):
     if hr.shape != sr.shape:
         raise UserError(f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}x{hr.shape[2]} after mod-crop to x{s}, the SR is "
                         f"{sr.shape[1]}x{sr.shape[0]}x{sr.shape[2]}: give the HR images the LR were made from")
-    bicubic = bicubic_baseline(lr, s)
     data_range = record["radiometry"]["white"]  # the peak deploy used for this image
-    psnr_bicubic = metrics.calculate_psnr(bicubic, hr, crop_border=s, data_range=data_range)
-    psnr_sr = metrics.calculate_psnr(sr, hr, crop_border=s, data_range=data_range)
-    top, left, height, width = crop_box(hr.shape, s)
-    window = (slice(top, top + height), slice(left, left + width))
-    nearest = nearest_upscale(lr[top // s:(top + height) // s, left // s:(left + width) // s], s)
-    panels = [nearest, bicubic[window], sr[window], hr[window]]
-    pooled = "pooled RGB" if hr.shape[2] == 3 else "pooled bands"  # calculate_psnr: one MSE over all bands
-    captions = [("LR", f"nearest x{s}"), ("bicubic", f"PSNR {format_db(psnr_bicubic)} ({pooled})"),
-                (f"SR {cfg.model}", f"PSNR {format_db(psnr_sr)} ({pooled})"), ("HR", "reference")]
-    if cfg.model == "BICUBIC":  # its SR is the bicubic panel: show it once
-        del panels[2], captions[2]
-    bands = display_bands(cfg.bands, hr.shape[2])
-    limits = image_io.stretch_limits(hr[window][..., bands], STRETCH_PERCENTILES) if needs_stretch(hr) else None
-    canvas = compose([to_display(p[..., bands], limits) for p in panels], captions)
+    comparison = Comparison(lr, sr, hr, s, data_range, cfg.model, cfg.bands)
+    canvas = compose(comparison.panels, comparison.captions)
     figure = (Path("compare") / rel).with_suffix(".png")
     if os.path.lexists(out_dir / figure) and figure not in written:
         raise UserError(f"{out_dir / figure} exists and was not written by demo_deploy.py: move it away")
@@ -86,8 +73,31 @@ def write_figure(cfg, lr_path, sr_path, hr_dir, rel, out_dir, record, written):
     path = out_dir / figure
     image_io.write_image(path, canvas)
     return {"figure": path.relative_to(out_dir).as_posix(), "hr": str(hr_path.resolve()),
-            "psnr_bicubic": finite_or_none(psnr_bicubic), "psnr_sr": finite_or_none(psnr_sr),
-            "crop": [top, left, height, width]}
+            "psnr_bicubic": finite_or_none(comparison.psnr_bicubic), "psnr_sr": finite_or_none(comparison.psnr_sr),
+            "crop": list(comparison.box)}
+
+
+class Comparison:
+    """The panels of one comparison: LR (nearest) | bicubic | SR | HR central crops as uint8 RGB, their captions
+    and the two PSNRs (whole image, crop_border = scale). Used by --compare figures and the run's summary.png."""
+
+    def __init__(self, lr, sr, hr, scale, data_range, model, band_names):
+        s = scale
+        bicubic = bicubic_baseline(lr, s)
+        self.psnr_bicubic = metrics.calculate_psnr(bicubic, hr, crop_border=s, data_range=data_range)
+        self.psnr_sr = metrics.calculate_psnr(sr, hr, crop_border=s, data_range=data_range)
+        self.box = top, left, height, width = crop_box(hr.shape, s)
+        window = (slice(top, top + height), slice(left, left + width))
+        nearest = nearest_upscale(lr[top // s:(top + height) // s, left // s:(left + width) // s], s)
+        panels = [nearest, bicubic[window], sr[window], hr[window]]
+        pooled = "pooled RGB" if hr.shape[2] == 3 else "pooled bands"  # calculate_psnr: one MSE over all bands
+        self.captions = [("LR", f"nearest x{s}"), ("bicubic", f"PSNR {format_db(self.psnr_bicubic)} ({pooled})"),
+                         (f"SR {model}", f"PSNR {format_db(self.psnr_sr)} ({pooled})"), ("HR", "reference")]
+        if model == "BICUBIC":  # its SR is the bicubic panel: show it once
+            del panels[2], self.captions[2]
+        bands = display_bands(band_names, hr.shape[2])
+        limits = image_io.stretch_limits(hr[window][..., bands], STRETCH_PERCENTILES) if needs_stretch(hr) else None
+        self.panels = [to_display(p[..., bands], limits) for p in panels]
 
 
 def format_db(value):

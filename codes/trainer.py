@@ -34,6 +34,7 @@ import image_io
 import metrics
 import plots
 import progress
+from compare import Comparison
 from errors import UserError
 from radiometry import bicubic_baseline
 
@@ -169,6 +170,8 @@ class Trainer:
             losses = self.train_epoch(loader_train, lr)
             scores = self.evaluate(loader_val, desc=f"val {self.epoch}")
             self.finish_epoch(lr, losses, scores, time.time() - start)
+        if self.ctx.main and self.history:
+            self.write_summary(loader_val.dataset)
 
     def seed_epoch(self, epoch):
         self.data.set_epoch(epoch)
@@ -258,6 +261,19 @@ class Trainer:
         writer.writerows(self.history)
         atomic.write_text(self.run.target("metrics.csv"), text.getvalue())
         plots.run_plots(self.run, self.history, self.bicubic)
+
+    @torch.no_grad()
+    def write_summary(self, dataset):
+        """summary.png: the curves and a comparison crop of the first validation image with the final weights."""
+        lr, hr = dataset.load_pair(0)
+        net = self.ema if self.ema is not None else self.model.model
+        with self.model.swapped(net):
+            self.model.eval()
+            sr = self.model(dataset.radiometry.to_network(lr)[None], plan=self.model.validation_plan,
+                            radiometry=dataset.radiometry)
+        comparison = Comparison(lr, dataset.radiometry.from_network(sr[0]), hr, self.cfg.scale,
+                                dataset.radiometry.white, self.cfg.model, self.cfg.bands)
+        plots.summary(self.run, self.history, self.bicubic, comparison, self.epoch)
 
     # -- validation ----------------------------------------------------------------------------------------------
     def bicubic_scores(self, dataset):
