@@ -243,7 +243,8 @@ def restore_nodata(image, mask, nodata, scale, row):
 
 
 # ------------------------------------------------------------------------------------------------------- the run
-def write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds):
+def write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds, backend=None):
+    """manifest.json; `backend`: the backend's record (default: PyTorch's)."""
     known_gt = on_dataset(cfg)
     radiometries = {json.dumps(r["radiometry"], sort_keys=True) for r in records}
     manifest = {"model": cfg.model, "scale": cfg.scale, "dataset": cfg.dataset if known_gt else None,
@@ -253,7 +254,8 @@ def write_manifest(out_dir, written, cfg, source, records, skipped, figures, sec
                 "n_colors": cfg.n_colors, "bands": cfg.bands, "data_range": cfg.data_range,
                 "radiometry": json.loads(radiometries.pop()) if len(radiometries) == 1 else None,
                 "self_ensemble": cfg.self_ensemble, "precision": cfg.precision,
-                "images": records, "figures": figures, "seconds": round(seconds, 3)}
+                "images": records, "figures": figures, "seconds": round(seconds, 3),
+                **(backend or {"backend": "torch"})}
     written.add("manifest.json")
     path = out_dir / "manifest.json"
     atomic.write_text(path, json.dumps(manifest, indent=2))
@@ -288,14 +290,35 @@ def precision_note(cfg, model):
     return None
 
 
+def deploy_config(argv):
+    """The resolved configuration. --onnx FILE reads no checkpoint: the file's metadata gives the model, scale, bands
+    and white level."""
+    if not option.build_parser().parse_args(argv).onnx:
+        return option.parse_args(argv, purpose="deploy")
+    import onnx_backend  # onnxruntime is only needed for that backend
+
+    return onnx_backend.adopt_file_settings(option.parse_args(argv, purpose="none"))
+
+
+def deploy_model(cfg):
+    """The network deploy runs: model.Model (PyTorch), or onnx_backend.OnnxModel (--backend onnxruntime: the --onnx
+    file, or the checkpoint exported on the fly)."""
+    if cfg.backend == "torch":
+        return Model(cfg).eval()
+    import onnx_backend
+
+    return onnx_backend.deploy_model(cfg, None if cfg.onnx else Model(cfg))
+
+
 def main(argv=None):
-    cfg = option.parse_args(argv, purpose="deploy")
+    cfg = deploy_config(argv)
     check_compare_dir(cfg)
     out_dir = output_dir(cfg)
     source, files = input_files(cfg, out_dir)
     check_outputs(cfg, source, files, out_dir)
-    model = Model(cfg)
-    model.eval()
+    model = deploy_model(cfg)
+    if cfg.backend == "onnxruntime":
+        cfg = cfg.replace(rgb_range=1.0)  # the ONNX graph takes file value / white level: the radiometry maps to that
     note = precision_note(cfg, model)
     if note:
         print(note)
@@ -314,7 +337,8 @@ def main(argv=None):
         if cfg.compare and records:
             import compare  # only needed here
             figures = compare.write_figures(cfg, source, records, out_dir, written)
-        manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds)
+        manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds,
+                                  backend=model.record() if cfg.backend == "onnxruntime" else None)
         print(f"manifest: {manifest}")
     finally:
         lock.release()
