@@ -120,7 +120,11 @@ def native_output_discarded():
     raised says what failed."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
+    try:
+        saved = os.dup(1), os.dup(2)
+    except OSError:  # no such descriptors to silence
+        yield
+        return
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
@@ -356,6 +360,25 @@ def shape_text(size, n_colors, scale):
     return f"N x {n_colors} x {h} x {w} -> N x {n_colors} x {h * scale} x {w * scale}"
 
 
+def verify(cfg, session, reference, tiles, size, source):
+    """Print max |onnxruntime - PyTorch| on each tile; a difference above TOLERANCE is a one-line error."""
+    where = source or "random values (no real LR image with this band count was found)"
+    for x in tiles:
+        diff = max_difference(session, reference, x)
+        label = f"{x.shape[-2]}x{x.shape[-1]}"
+        print(f"verified on {where} ({label}): max |onnxruntime - PyTorch| = {diff:.3g} (limit {TOLERANCE:g})")
+        if not diff <= TOLERANCE:
+            raise verification_error(cfg, size, diff, label)
+
+
+def print_timings(session, reference, x):
+    with torch.no_grad():
+        torch_s = median_seconds(lambda: reference(x))
+    onnx_s = median_seconds(lambda: run_session(session, x))
+    print(f"timing, {x.shape[-2]}x{x.shape[-1]} tile, median of {TIMING_RUNS} (CPU, {torch.get_num_threads()} torch "
+          f"threads): PyTorch {torch_s:.3f} s, onnxruntime {onnx_s:.3f} s")
+
+
 def main(argv=None):
     cfg = option.parse_args(argv, purpose="export").replace(cpu=True)  # exported and verified on the CPU
     dataset, dataset_root, dataset_known = trained_dataset(cfg)
@@ -369,27 +392,14 @@ def main(argv=None):
     gsd, resolution_cm = gsd_resolution_cm(dataset_root, cfg.scale) if dataset_known else (None, None)
     with atomic.atomic_target(out) as tmp:  # fails now if --out cannot be written; nothing is left on an error
         graph = exporter.export(size, cfg.opset)
-        session = open_session(graph)
-        reference = exporter.network()
         print(f"exported {cfg.model} x{cfg.scale} ({cfg.checkpoint_path or 'no checkpoint'}), opset {cfg.opset}, "
               f"attention {exporter.attention}: {shape_text(size, cfg.n_colors, cfg.scale)}, float32 in [0, 1]")
-        where = source or "random values (no real LR image with this band count was found)"
-        for x in tiles:
-            diff = max_difference(session, reference, x)
-            label = f"{x.shape[-2]}x{x.shape[-1]}"
-            print(f"verified on {where} ({label}): max |onnxruntime - PyTorch| = {diff:.3g} (limit {TOLERANCE:g})")
-            if not diff <= TOLERANCE:
-                raise verification_error(cfg, size, diff, label)
-        x = tiles[0]
-        with torch.no_grad():
-            torch_s = median_seconds(lambda: reference(x))
-        onnx_s = median_seconds(lambda: run_session(session, x))
-        print(f"timing, {x.shape[-2]}x{x.shape[-1]} tile, median of {TIMING_RUNS} (CPU, {torch.get_num_threads()} "
-              f"torch threads): PyTorch {torch_s:.3f} s, onnxruntime {onnx_s:.3f} s")
+        session, reference = open_session(graph), exporter.network()
+        verify(cfg, session, reference, tiles, size, source)
+        print_timings(session, reference, tiles[0])
         proto = onnx.load_from_string(graph)
-        meta = export_metadata(cfg, exporter, model.tile_plan, plan, size, gsd, resolution_cm,
-                               tile_multiple(model.module, cfg))
-        add_metadata(proto, meta)
+        add_metadata(proto, export_metadata(cfg, exporter, model.tile_plan, plan, size, gsd, resolution_cm,
+                                            tile_multiple(model.module, cfg)))
         onnx.save(proto, str(tmp))
     extra = f", resolution {resolution_cm:g} cm/px" if resolution_cm else ""
     print(f"wrote {out} (Deepness Superresolution: tile {plan.tile}, no overlap{extra})")

@@ -193,30 +193,40 @@ def from_file(cfg):
     (n, c, h, w), (_, _, out_h, _) = static_dims(session)
     if c is not None and c != cfg.n_colors:
         raise UserError(f"--onnx {path} takes {c} bands, not {cfg.n_colors} (--n_colors)")
-    module = optional_module(cfg.model)
-    overlap = cfg.tile_overlap if cfg.tile_overlap is not None else meta.get("tile_overlap_px")
-    if h is not None or w is not None:
-        if h != w:
-            raise UserError(f"--onnx {path} takes {h}x{w} inputs; deploy tiles are square: export with a square "
-                            f"--tile or with --dynamic_shape")
-        if out_h is not None and out_h != h * cfg.scale:
-            raise UserError(f"--onnx {path} is a x{out_h // h} graph, not x{cfg.scale}: drop --scale or export again")
-        if cfg.tile not in (None, h):
-            raise UserError(f"--tile {cfg.tile}: --onnx {path} takes inputs of exactly {h}x{h} LR pixels (it was "
-                            f"exported at that tile); drop --tile, or export with --tile {cfg.tile} or "
-                            f"--dynamic_shape")
-        plan = tiling.plan_for(module, h, overlap, fixed_size=h, model_name=cfg.model)
-        shape = f"fixed {h}x{w}"
+    if h is None and w is None:
+        plan, shape = dynamic_file_plan(cfg, meta), "dynamic"
     else:
-        tile = cfg.tile if cfg.tile is not None else meta.get("deploy_tile")
-        plan = tiling.plan_for(module, tile, overlap, multiple=int(meta.get("tile_multiple", 1)),
-                               model_name=cfg.model)
-        shape = "dynamic"
-    digest = sha256_of(path)
-    record = {"file": str(path), "sha256": digest, "input_size": shape, "batch": "dynamic" if n is None else n,
-              "model": meta.get("model"), "checkpoint_sha256": meta.get("checkpoint_sha256"),
-              "providers": session.get_providers()}
+        plan, shape = fixed_file_plan(cfg, path, meta, h, w, out_h), f"fixed {h}x{w}"
+    record = {"file": str(path), "sha256": sha256_of(path), "input_size": shape,
+              "batch": "dynamic" if n is None else n, "model": meta.get("model"),
+              "checkpoint_sha256": meta.get("checkpoint_sha256"), "providers": session.get_providers()}
     return OnnxModel(cfg, lambda height, width: session, plan, session_device(session), lambda: record)
+
+
+def file_overlap(cfg, meta):
+    """--tile_overlap, else deploy's overlap recorded at export (None: the network's default)."""
+    return cfg.tile_overlap if cfg.tile_overlap is not None else meta.get("tile_overlap_px")
+
+
+def dynamic_file_plan(cfg, meta):
+    """Deploy's plan for a graph of any size: --tile, else the deploy tile recorded at export, in multiples of the
+    network's window."""
+    tile = cfg.tile if cfg.tile is not None else meta.get("deploy_tile")
+    return tiling.plan_for(optional_module(cfg.model), tile, file_overlap(cfg, meta),
+                           multiple=int(meta.get("tile_multiple", 1)), model_name=cfg.model)
+
+
+def fixed_file_plan(cfg, path, meta, h, w, out_h):
+    """A graph of one input size runs every tile at that size (smaller images padded to it, as TransENet's plan)."""
+    if h != w:
+        raise UserError(f"--onnx {path} takes {h}x{w} inputs; deploy tiles are square: export with a square --tile or "
+                        f"with --dynamic_shape")
+    if out_h is not None and out_h != h * cfg.scale:
+        raise UserError(f"--onnx {path} is a x{out_h // h} graph, not x{cfg.scale}: drop --scale or export again")
+    if cfg.tile not in (None, h):
+        raise UserError(f"--tile {cfg.tile}: --onnx {path} takes inputs of exactly {h}x{h} LR pixels (it was exported "
+                        f"at that tile); drop --tile, or export with --tile {cfg.tile} or --dynamic_shape")
+    return tiling.plan_for(optional_module(cfg.model), h, file_overlap(cfg, meta), fixed_size=h, model_name=cfg.model)
 
 
 def session_device(session):
