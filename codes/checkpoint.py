@@ -41,7 +41,8 @@ RADIOMETRY_FLAGS = ("data_range", "bands")
 # Flags about this machine or this invocation, never adopted from a checkpoint (all others are, on --resume).
 RUNTIME_FLAGS = ("template", "n_threads", "cpu", "n_GPUs", "dir_cache", "dir_experiment", "reset", "resume",
                  "test_only", "pre_train", "print_every", "save_results", "dir_out", "recursive", "tile",
-                 "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop", "cog", "no_ema")
+                 "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop", "cog", "no_ema", "backend",
+                 "onnx", "out", "opset", "dynamic_shape")
 # Where BasicSR/SwinIR-style files keep their weights (params_ema first: the weights such files are meant to be used
 # with).
 OFFICIAL_WEIGHT_KEYS = ("state_dict", "params_ema", "params")

@@ -253,7 +253,8 @@ def restore_nodata(image, mask, nodata, scale, row):
 
 
 # ------------------------------------------------------------------------------------------------------- the run
-def write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds):
+def write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds, backend=None):
+    """manifest.json; `backend`: the backend's record (default: PyTorch's)."""
     known_gt = on_dataset(cfg)
     radiometries = {json.dumps(r["radiometry"], sort_keys=True) for r in records}
     manifest = {"model": cfg.model, "scale": cfg.scale, "dataset": cfg.dataset if known_gt else None,
@@ -263,7 +264,8 @@ def write_manifest(out_dir, written, cfg, source, records, skipped, figures, sec
                 "n_colors": cfg.n_colors, "bands": cfg.bands, "data_range": cfg.data_range,
                 "radiometry": json.loads(radiometries.pop()) if len(radiometries) == 1 else None,
                 "self_ensemble": cfg.self_ensemble, "precision": cfg.precision,
-                "images": records, "figures": figures, "seconds": round(seconds, 3)}
+                "images": records, "figures": figures, "seconds": round(seconds, 3),
+                **(backend or {"backend": "torch"})}
     written.add("manifest.json")
     path = out_dir / "manifest.json"
     atomic.write_text(path, json.dumps(manifest, indent=2))
@@ -298,8 +300,28 @@ def precision_note(cfg, model):
     return None
 
 
+def deploy_config(argv):
+    """The resolved configuration. --onnx FILE reads no checkpoint: the file's metadata gives the model, scale, bands
+    and white level."""
+    if not option.build_parser().parse_args(argv).onnx:
+        return option.parse_args(argv, purpose="deploy")
+    import onnx_backend  # onnxruntime is only needed for that backend
+
+    return onnx_backend.adopt_file_settings(option.parse_args(argv, purpose="none"))
+
+
+def deploy_model(cfg, device=None):
+    """The network deploy runs: model.Model (PyTorch), or onnx_backend.OnnxModel (--backend onnxruntime: the --onnx
+    file, or the checkpoint exported on the fly)."""
+    if cfg.backend == "torch":
+        return Model(cfg, device=device).eval()
+    import onnx_backend
+
+    return onnx_backend.deploy_model(cfg, None if cfg.onnx else Model(cfg))
+
+
 def main(argv=None):
-    cfg = option.parse_args(argv, purpose="deploy")
+    cfg = deploy_config(argv)
     ctx = distributed.setup(cfg.cpu)
     try:
         return deploy(cfg, ctx)
@@ -336,8 +358,9 @@ def deploy(cfg, ctx):
     file) and rank 0 writes the figures and the one manifest."""
     out_dir = output_dir(cfg)
     source, files = distributed.agree(ctx, plan_inputs, cfg, out_dir)
-    model = distributed.agree(ctx, Model, cfg, device=ctx.device)
-    model.eval()
+    model = distributed.agree(ctx, deploy_model, cfg, ctx.device)
+    if cfg.backend == "onnxruntime":
+        cfg = cfg.replace(rgb_range=1.0)  # the ONNX graph takes file value / white level: the radiometry maps to that
     note = precision_note(cfg, model)
     if note and ctx.main:
         print(note)
@@ -350,7 +373,8 @@ def deploy(cfg, ctx):
         records = sorted(distributed.gather(ctx, records), key=lambda r: order[r["input"]])
         skipped = sorted(distributed.gather(ctx, skipped), key=lambda r: order[r["input"]])
         if ctx.main:
-            finish(cfg, out_dir, written, source, records, skipped, max(time.perf_counter() - start, 1e-9))
+            backend = model.record() if cfg.backend == "onnxruntime" else None
+            finish(cfg, out_dir, written, source, records, skipped, max(time.perf_counter() - start, 1e-9), backend)
     finally:
         if lock is not None:
             lock.release()
@@ -361,7 +385,7 @@ def deploy(cfg, ctx):
     return 0
 
 
-def finish(cfg, out_dir, written, source, records, skipped, seconds):
+def finish(cfg, out_dir, written, source, records, skipped, seconds, backend):
     """The closing line, the --compare figures and the manifest (rank 0)."""
     megapixels = sum(r["sr_size"][0] * r["sr_size"][1] for r in records) / 1e6
     print(f"{len(records)} images -> {out_dir} in {seconds:.1f} s ({len(records) / seconds:.2f} images/s, "
@@ -370,7 +394,7 @@ def finish(cfg, out_dir, written, source, records, skipped, seconds):
     if cfg.compare and records:
         import compare  # only needed here
         figures = compare.write_figures(cfg, source, records, out_dir, written)
-    manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds)
+    manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds, backend)
     print(f"manifest: {manifest}")
 
 

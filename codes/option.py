@@ -60,6 +60,8 @@ def _list_of(item_type, what):
 
 positive_int_list = _list_of(positive_int, "comma-separated positive integers")
 mean_list = _list_of(_bounded(float, 0.0, 1.0, what="a mean in [0, 1]"), "comma-separated means in [0, 1]")
+# The opsets torch's TorchScript-based ONNX exporter writes (export_onnx.py: the dynamo exporter needs onnxscript).
+onnx_opset = _bounded(int, 9, 20, what="an ONNX opset from 9 to 20")
 
 
 def betas(text):
@@ -206,6 +208,17 @@ def build_parser():
     add("--compare", default="", help="deploy: HR folder; writes LR | bicubic | SR | HR comparison PNGs")
     add("--cog", default="auto", choices=["auto", "yes", "no"],
         help="deploy: write TIFF outputs as Cloud-Optimized GeoTIFFs (auto: when the input is georeferenced)")
+    # ONNX: export_onnx.py, and deploy through onnxruntime
+    add("--backend", default="torch", choices=["torch", "onnxruntime"],
+        help="deploy: run the network with PyTorch, or exported to ONNX with onnxruntime")
+    add("--onnx", default="", help="deploy --backend onnxruntime: the .onnx file to run (export_onnx.py writes one; "
+        "default: export the checkpoint to a temporary file)")
+    add("--out", default="", help="export_onnx.py: the .onnx file to write "
+        "(default: <dir_experiment>/onnx/<MODEL>x<scale>_<dataset>.onnx)")
+    add("--opset", type=onnx_opset, default=17,
+        help="export_onnx.py: ONNX opset (17 runs on onnxruntime >= 1.12, the oldest QGIS Deepness installs)")
+    add("--dynamic_shape", action="store_true", help="export_onnx.py: a graph that takes any height and width "
+        "(demo_deploy.py --backend onnxruntime, other tools); default: fixed at the tile, which QGIS Deepness needs")
     return p
 
 

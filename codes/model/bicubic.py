@@ -5,6 +5,7 @@ matrix products, so it runs on any device and any number of bands, and deploys w
 imresize on double data it does not round between the two passes (MATLAB on uint8 does, which moves some pixels by
 a level or two); the result is rounded once, when it is written.
 """
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -22,10 +23,11 @@ def resize_matrix(in_length, scale, device, dtype):
     """(out, in) matrix M such that M @ signal is MATLAB's bicubic resize of a 1-D signal by `scale`."""
     out_length = in_length * scale
     weights, indices = imresize.contributions(in_length, out_length, float(scale))
-    matrix = torch.zeros(out_length, in_length, dtype=torch.float64)
-    rows = torch.arange(out_length)[:, None].expand_as(torch.from_numpy(indices))
-    matrix.index_put_((rows, torch.from_numpy(indices)), torch.from_numpy(weights), accumulate=True)
-    return matrix.to(device=device, dtype=dtype)
+    matrix = np.zeros((out_length, in_length))
+    # Built in numpy, so an ONNX export holds the matrices as constants (the exporter's accumulating index_put
+    # computed wrong sums where mirrored border taps share an input pixel).
+    np.add.at(matrix, (np.arange(out_length)[:, None], indices), weights)
+    return torch.from_numpy(matrix).to(device=device, dtype=dtype)
 
 
 class Bicubic(nn.Module):

@@ -1,0 +1,433 @@
+"""Export a trained network to ONNX, for QGIS (the Deepness plugin's Superresolution mode) and other onnxruntime users.
+
+    cd codes && python export_onnx.py --model=BASIC --scale=4          # the run's model_best.pt
+    python export_onnx.py --model=HSENET --scale=4 --pre_train model_best.pt --out hsenet_x4.onnx --tile 128
+    python export_onnx.py --model=BASIC --scale=4 --dynamic_shape      # any height and width
+    python export_onnx.py --model=BICUBIC --scale=3                    # needs no checkpoint
+
+The graph: input `input`, N x C x H x W float32 = file value / white level ([0, 1] for data within white), output
+`output`, N x C x sH x sW in the same units (clipped to [0, 1] in a fixed-size graph). The network's own range
+(--rgb_range: x rgb_range in, / rgb_range out) is part of the graph (UnitRangeNetwork), so a consumer does no
+arithmetic; mean shifts and img_range are inside the networks already. N is dynamic. H = W = the tile by default: QGIS
+Deepness reads the tile size and the scale from the input and output shapes and cannot open a graph whose size is
+symbolic. --dynamic_shape exports any height and width instead (onnxruntime tools, demo_deploy.py --backend
+onnxruntime), where the network allows (not TransENet, whose input size is fixed, nor BICUBIC, whose resize matrices
+are constants of the size).
+
+The tile is --tile, else the network's deploy tile, else 256 for networks that run whole images (Deepness always
+tiles); a network of fixed input size (TransENet) takes exactly that size.
+
+What QGIS Deepness does with the file (its processing/models and map_processor code): it opens the one input and
+output, takes the tile from the input width and the scale from output / input width, divides the uint8 map tiles by
+255, applies the metadata's standardization, runs batches of N tiles, multiplies the output by its "output scaling"
+(255 by default) and stores it in a uint8 array, pasting each tile's whole output at the tile stride. Hence the
+clipping to [0, 1] of the fixed-size graphs made for it (an overshoot would wrap around in uint8) and tiles_overlap 0
+(an overlap makes that paste fail). Dynamic-size graphs are not clipped: like the PyTorch network, they keep values
+above white, and --self_ensemble averages the same outputs in both deploy backends.
+
+Metadata (model.metadata_props, each value JSON text):
+- read by Deepness: model_type "Superresolution", tile_size (its code's key) and tiles_size (its documentation's) in LR
+  pixels, tiles_overlap 0 (percent), standardization_mean / standardization_std (zeros, and white / 255 per band:
+  the identity for 8-bit data, file value / white for 16-bit or reflectance data, since Deepness divides by 255), and
+  resolution (cm per LR pixel, the pixels Deepness feeds the model) when the training data's dataset.json records its
+  ground sample distance;
+- ours: model, scale, n_colors, bands, data_range (the white level, --data_range; null: the dtype's peak, as in
+  deploy), training_white (that of the training data), checkpoint and its sha256, deploy's tile / overlap / tile
+  multiple, the attention path, whether the size is dynamic and the output clipped.
+
+Before writing, the graph is run with onnxruntime against PyTorch on a real tile (the first test LR of the dataset the
+model was trained on, or of an embedded sample with as many bands, mirrored up to the tile size; for a dynamic graph
+also a crop of another size): a difference above 1e-4 is an error and nothing is written. Both timings (median of 3
+runs) are printed.
+
+Export path: torch.onnx's TorchScript exporter (the dynamo exporter needs onnxscript), on a fresh copy of the loaded
+network that never ran, so no cache of an earlier input size is baked into the trace. Fused attention
+(scaled_dot_product_attention) exports from opset 14; below that the network is rebuilt with --attention naive.
+"""
+import contextlib
+import copy
+import io
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import atomic
+import checkpoint
+import image_io
+import option
+import runs
+from config import read_dataset_metadata
+from errors import UserError, run_cli
+from model import Model, tile_plan
+from onnx_backend import INPUT_NAME, OUTPUT_NAME, add_metadata, open_session, sha256_of
+from paths import DATASETS_DIR
+from radiometry import Radiometry, default_white
+
+TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted, in output units ([0, 1] = full white)
+TIMING_RUNS = 3
+WHOLE_IMAGE_TILE = 256  # the tile for networks that run whole images: Deepness always tiles
+# Dynamic graphs are traced at this size: odd, not square and no multiple of a window or patch size, so that code
+# which depends on the size (padding up to a window multiple) is traced in its general form.
+DYNAMIC_TRACE_SIZE = (43, 37)
+
+
+class UnitRangeNetwork(nn.Module):
+    """The network between the radiometry's scalings: [0, 1] in (x rgb_range for the network), [0, 1] out; `clamp`
+    clips the output to [0, 1] (QGIS Deepness casts output x 255 to uint8 without clipping, so an overshoot would
+    wrap around: a dark pixel below 0 would turn white). `pre_upsample` = (scale, levels, top): a pre-upsampled
+    network (SRCNN, VDSR, LGCNet) gets its input upsampled inside the graph as OpenCV's INTER_CUBIC does it on the
+    file's integer values: the cubic kernel a = -0.75 on half-pixel centres, then rounded to 1/levels and saturated
+    at top/levels (levels: the white level; top: the dtype's largest value), which equals cv2.resize exactly."""
+
+    def __init__(self, net, rgb_range, clamp=False, pre_upsample=None):
+        super().__init__()
+        self.net = net
+        self.rgb_range = float(rgb_range)
+        self.clamp = clamp
+        self.pre_upsample = pre_upsample
+
+    def forward(self, x):
+        if self.pre_upsample:
+            scale, levels, top = self.pre_upsample
+            x = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+            x = torch.round(x * levels).clamp(0.0, top) / levels
+        y = self.net(x) if self.rgb_range == 1.0 else self.net(x * self.rgb_range) / self.rgb_range
+        return y.clamp(0.0, 1.0) if self.clamp else y
+
+
+def export_graph(network, n_colors, size, opset):
+    """The ONNX bytes of `network` (a UnitRangeNetwork): N dynamic; H, W fixed at `size` (h, w), or dynamic (None)."""
+    height, width = size or DYNAMIC_TRACE_SIZE
+    example = torch.rand(1, n_colors, height, width, generator=torch.Generator().manual_seed(0))
+    spatial = {} if size else {2: "height", 3: "width"}
+    out_spatial = {} if size else {2: "out_height", 3: "out_width"}
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings(), native_output_discarded():
+        # TracerWarnings flag Python values taken from the input's size: whether the graph is right at other sizes
+        # is checked by running it there (Exporter.runs_at_other_sizes), not guessed from them.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], do_constant_folding=True,
+                          dynamic_axes={INPUT_NAME: {0: "batch", **spatial}, OUTPUT_NAME: {0: "batch", **out_spatial}})
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def native_output_discarded():
+    """Discard what is written to the stdout/stderr file descriptors meanwhile: when an export fails, torch's
+    TorchScript exporter dumps its whole intermediate graph there from C++ (its log switch is left on); the error
+    raised says what failed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = os.dup(1), os.dup(2)
+    except OSError:  # no such descriptors to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy_of_fd in zip((1, 2), saved):
+            os.dup2(copy_of_fd, fd)
+            os.close(copy_of_fd)
+
+
+class Exporter:
+    """A loaded network (model.Model that never ran), exported on demand. Each export traces a fresh copy of it as
+    loaded: a network may cache tensors of the last input size (the Swin attention masks), which a trace would bake
+    in as constants. `clamp`: outputs clipped to [0, 1] (the fixed-size graphs for Deepness)."""
+
+    def __init__(self, cfg, model, clamp=False):
+        self.cfg = cfg
+        self.clamp = clamp
+        self.attention = cfg.attention
+        self.pristine = copy.deepcopy(model.model).cpu().eval()
+        self.pre_upsample = None
+        if model.pre_upsample is not None:
+            if not cfg.cubic_input:
+                raise UserError(f"{cfg.model} was trained on MATLAB-bicubic pre-upsampled inputs (--no-cubic_input), "
+                                f"which have no ONNX form: export a model trained with --cubic_input (OpenCV's "
+                                f"bicubic, the official pipeline's)")
+            record = checkpoint.read(cfg.checkpoint_path).payload.get("radiometry") if cfg.checkpoint_path else None
+            training = Radiometry.from_record(record) if isinstance(record, dict) else Radiometry.of(
+                np.uint8, cfg.data_range, cfg.rgb_range)
+            if not np.issubdtype(training.dtype, np.integer):
+                raise UserError(f"{cfg.model} pre-upsamples integer images; a model trained on float data has no "
+                                f"ONNX form here")
+            self.pre_upsample = (cfg.scale, training.white, default_white(training.dtype))
+
+    def network(self):
+        return UnitRangeNetwork(copy.deepcopy(self.pristine), self.cfg.rgb_range, self.clamp,
+                                self.pre_upsample).eval()
+
+    def export(self, size, opset):
+        try:
+            return export_graph(self.network(), self.cfg.n_colors, size, opset)
+        except UserError:
+            raise
+        except Exception as err:  # the exporter fails in many types
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if self.attention == "naive":
+                raise UserError(f"{self.cfg.model} does not export to ONNX at --opset {opset}: {reason}") from None
+        # Fused attention has no ONNX form below opset 14: the official matmul-softmax-matmul path has one.
+        self.attention = "naive"
+        naive = self.cfg.replace(attention="naive", cpu=True)
+        self.pristine = Model(naive).model.eval()
+        return self.export(size, opset)
+
+    def runs_at_other_sizes(self, graph, sizes=((29, 35), (40, 24))):
+        """Whether a dynamic-size graph gives PyTorch's output (within TOLERANCE) at sizes other than the traced one
+        (random inputs)."""
+        session = open_session(graph)
+        generator = torch.Generator().manual_seed(1)
+        reference = self.network()
+        for height, width in sizes:
+            x = torch.rand(1, self.cfg.n_colors, height, width, generator=generator)
+            if not max_difference(session, reference, x) <= TOLERANCE:
+                return False
+        return True
+
+
+def run_session(session, x):
+    return session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+
+
+def max_difference(session, reference, x):
+    """max |onnxruntime - PyTorch| over the output of x; inf when the shapes differ or the graph fails there."""
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    try:
+        got = run_session(session, x)
+    except Exception:  # onnxruntime refused the size: a graph that is not right there
+        return math.inf
+    if got.shape != expected.shape:
+        return math.inf
+    return float(np.abs(got.astype(np.float64) - expected).max())
+
+
+def median_seconds(fn, runs=TIMING_RUNS):
+    """Median wall time of `runs` calls (the verification run before it was the warm-up)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ----------------------------------------------------------------------------------------------- what to export
+def export_plan(model, cfg):
+    """The tile plan the export is made for: deploy's, or WHOLE_IMAGE_TILE tiles where deploy runs whole images."""
+    if model.tile_plan.tile:
+        return model.tile_plan
+    return tile_plan(model.module, cfg.replace(tile=WHOLE_IMAGE_TILE))
+
+
+def input_size(cfg, plan, model_name):
+    """(tile, tile) for a fixed-size graph, None for a dynamic one (--dynamic_shape)."""
+    if not cfg.dynamic_shape:
+        return plan.tile, plan.tile
+    if plan.fixed:
+        raise UserError(f"--dynamic_shape: {model_name} takes inputs of exactly {plan.tile}x{plan.tile} LR pixels; "
+                        f"drop --dynamic_shape")
+    return None
+
+
+def trained_dataset(cfg):
+    """(name, root, known) of the dataset the checkpoint was trained on (its recorded configuration), else of
+    --dataset / --dir_data; `known` is False when neither a checkpoint nor the command line names one."""
+    recorded = checkpoint.read(cfg.checkpoint_path).recorded if cfg.checkpoint_path else {}
+    if recorded.get("dataset"):
+        name = recorded["dataset"]
+        return name, Path(recorded.get("dir_data") or DATASETS_DIR / name), True
+    explicit = "command line" in (cfg.sources.get("dataset"), cfg.sources.get("dir_data"))
+    return cfg.dataset, Path(cfg.dir_data) if cfg.dir_data else DATASETS_DIR / cfg.dataset, explicit
+
+
+def output_path(cfg, dataset):
+    default = Path(cfg.dir_experiment) / "onnx" / f"{runs.run_name(cfg.model, cfg.scale, dataset)}.onnx"
+    out = Path(cfg.out) if cfg.out else default
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: give the .onnx file to write, e.g. --out {out / 'model.onnx'}")
+    if cfg.checkpoint_path and out.resolve() == Path(cfg.checkpoint_path).resolve():
+        raise UserError(f"--out {out} is the checkpoint being exported: pick another file")
+    return out
+
+
+def training_white(cfg):
+    """The white level of the data the model was trained on (the checkpoint's training radiometry), or None."""
+    if cfg.checkpoint_path:
+        record = checkpoint.read(cfg.checkpoint_path).payload.get("radiometry")
+        if isinstance(record, dict) and record.get("white"):
+            return float(record["white"])
+    return None
+
+
+def deepness_std(cfg):
+    """Deepness divides the layer's values by 255, then by standardization_std: white / 255 turns them into file value
+    / white, what the graph takes (1, the identity, for 8-bit data). White: --data_range, else that of the training
+    data, else 255."""
+    return (cfg.data_range or training_white(cfg) or 255.0) / 255.0
+
+
+def verification_image(cfg, dataset_root):
+    """(path, (H, W, C) array) of a real LR image with the model's band count: the first test LR of the training
+    dataset, else of the embedded samples; (None, None) when there is none."""
+    for root in (dataset_root, DATASETS_DIR / "Sample", DATASETS_DIR / "SampleMS"):
+        folder = Path(root) / cfg.data_test / f"LR_x{cfg.scale}"
+        if not folder.is_dir():
+            continue
+        for path in image_io.list_images(folder)[:1]:
+            image = image_io.read_image(path, cfg.max_pixels)
+            if image.shape[2] == cfg.n_colors:
+                return path, image
+    return None, None
+
+
+def verification_tiles(cfg, image, plan, size):
+    """The (1, C, H, W) inputs in [0, 1] to verify on: the tile of a fixed graph (the image mirrored up to it where
+    smaller), or for a dynamic graph the image up to one deploy tile and a smaller crop of another shape."""
+    if image is None:
+        image = np.random.default_rng(0).random((64, 64, cfg.n_colors), dtype=np.float32)
+    if size:
+        height, width = size
+    else:
+        height, width = (min(side, plan.tile) for side in image.shape[:2])
+    pad = ((0, max(0, height - image.shape[0])), (0, max(0, width - image.shape[1])), (0, 0))
+    image = np.pad(image, pad, mode="symmetric")[:height, :width]
+    radiometry = Radiometry.of(image.dtype, cfg.data_range, 1.0)
+    x = radiometry.to_network(np.nan_to_num(image))[None]
+    if size:
+        return [x]
+    return [x, x[..., :max(8, height - 5), :max(8, width - 3)]]
+
+
+def gsd_resolution_cm(dataset_root, scale):
+    """Deepness's `resolution`: cm per LR pixel (the pixels it feeds the model), from dataset.json's HR ground
+    sample distance in metres; None when the dataset records none."""
+    gsd = read_dataset_metadata(dataset_root).get("gsd") if Path(dataset_root).is_dir() else None
+    if not isinstance(gsd, (int, float)) or not gsd > 0:
+        return None, None
+    return float(gsd), round(float(gsd) * scale * 100.0, 6)
+
+
+def export_metadata(cfg, exporter, deploy_plan, plan, size, gsd, resolution_cm, tile_multiple):
+    n = cfg.n_colors
+    meta = {
+        # QGIS Deepness (processing/models/model_base.py reads these keys and json-decodes the values)
+        "model_type": "Superresolution",
+        "tile_size": plan.tile,
+        "tiles_size": plan.tile,
+        # Deepness's super-resolution processor pastes each tile's whole output at the tile stride: any overlap makes
+        # the shapes disagree and the run fail, so tiles do not overlap there (see tile_overlap_px for deploy's).
+        "tiles_overlap": 0,
+        "standardization_mean": [0.0] * n,
+        "standardization_std": [deepness_std(cfg)] * n,
+        # this toolbox
+        "model": cfg.model,
+        "scale": cfg.scale,
+        "n_colors": n,
+        "bands": cfg.bands,
+        "data_range": cfg.data_range,
+        "training_white": training_white(cfg),
+        "input_range": "file value / data_range, [0, 1] for data within white (data_range null: the dtype's peak)",
+        "checkpoint": Path(cfg.checkpoint_path).name if cfg.checkpoint_path else None,
+        "checkpoint_sha256": sha256_of(cfg.checkpoint_path) if cfg.checkpoint_path else None,
+        "deploy_tile": deploy_plan.tile,
+        "tile_overlap_px": plan.overlap,
+        "tile_multiple": tile_multiple,
+        "dynamic_shape": size is None,
+        "output_clamped": exporter.clamp,
+        "attention": exporter.attention,
+    }
+    if resolution_cm:
+        meta.update(resolution=resolution_cm, gsd_m=gsd)
+    return meta
+
+
+def tile_multiple(module, cfg):
+    """What deploy tiles must be multiples of (a network module's optional tile_multiple: attention windows)."""
+    multiple = getattr(module, "tile_multiple", None)
+    return int(multiple(cfg)) if multiple else 1
+
+
+def verification_error(cfg, size, diff, label):
+    if size is None:
+        traced = "x".join(map(str, DYNAMIC_TRACE_SIZE))
+        return UserError(f"{cfg.model} does not export with a dynamic size: its graph, traced at {traced}, differs "
+                         f"from PyTorch by {diff:.3g} on a {label} input (the network computes from its input size in "
+                         f"Python); drop --dynamic_shape: nothing written")
+    return UserError(f"the ONNX graph of {cfg.model} differs from PyTorch by {diff:.3g} > {TOLERANCE:g} on a {label} "
+                     f"input: nothing written; try another --opset, or --attention naive")
+
+
+def shape_text(size, n_colors, scale):
+    if size is None:
+        return f"N x {n_colors} x H x W -> N x {n_colors} x {scale}H x {scale}W"
+    h, w = size
+    return f"N x {n_colors} x {h} x {w} -> N x {n_colors} x {h * scale} x {w * scale}"
+
+
+def verify(cfg, session, reference, tiles, size, source):
+    """Print max |onnxruntime - PyTorch| on each tile; a difference above TOLERANCE is a one-line error."""
+    where = source or "random values (no real LR image with this band count was found)"
+    for x in tiles:
+        diff = max_difference(session, reference, x)
+        label = f"{x.shape[-2]}x{x.shape[-1]}"
+        print(f"verified on {where} ({label}): max |onnxruntime - PyTorch| = {diff:.3g} (limit {TOLERANCE:g})")
+        if not diff <= TOLERANCE:
+            raise verification_error(cfg, size, diff, label)
+
+
+def print_timings(session, reference, x):
+    with torch.no_grad():
+        torch_s = median_seconds(lambda: reference(x))
+    onnx_s = median_seconds(lambda: run_session(session, x))
+    print(f"timing, {x.shape[-2]}x{x.shape[-1]} tile, median of {TIMING_RUNS} (CPU, {torch.get_num_threads()} torch "
+          f"threads): PyTorch {torch_s:.3f} s, onnxruntime {onnx_s:.3f} s")
+
+
+def main(argv=None):
+    cfg = option.parse_args(argv, purpose="export").replace(cpu=True)  # exported and verified on the CPU
+    dataset, dataset_root, dataset_known = trained_dataset(cfg)
+    out = output_path(cfg, dataset)
+    model = Model(cfg)
+    exporter = Exporter(cfg, model, clamp=not cfg.dynamic_shape)
+    plan = export_plan(model, cfg)
+    size = input_size(cfg, plan, cfg.model)
+    source, image = verification_image(cfg, dataset_root)
+    tiles = verification_tiles(cfg, image, plan, size)
+    gsd, resolution_cm = gsd_resolution_cm(dataset_root, cfg.scale) if dataset_known else (None, None)
+    with atomic.atomic_target(out) as tmp:  # fails now if --out cannot be written; nothing is left on an error
+        graph = exporter.export(size, cfg.opset)
+        print(f"exported {cfg.model} x{cfg.scale} ({cfg.checkpoint_path or 'no checkpoint'}), opset {cfg.opset}, "
+              f"attention {exporter.attention}: {shape_text(size, cfg.n_colors, cfg.scale)}, float32 in [0, 1]")
+        session, reference = open_session(graph), exporter.network()
+        verify(cfg, session, reference, tiles, size, source)
+        print_timings(session, reference, tiles[0])
+        proto = onnx.load_from_string(graph)
+        add_metadata(proto, export_metadata(cfg, exporter, model.tile_plan, plan, size, gsd, resolution_cm,
+                                            tile_multiple(model.module, cfg)))
+        onnx.save(proto, str(tmp))
+    extra = f", resolution {resolution_cm:g} cm/px" if resolution_cm else ""
+    print(f"wrote {out} (Deepness Superresolution: tile {plan.tile}, no overlap{extra})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

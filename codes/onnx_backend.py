@@ -1,0 +1,287 @@
+"""ONNX graphs at run time: onnxruntime sessions, the metadata the exports carry, and deploy's --backend onnxruntime.
+
+The graphs export_onnx.py writes take one input `input`, N x C x H x W float32 holding file value / white level ([0, 1]
+for data within white), and return one output `output`, N x C x sH x sW in the same units. N is dynamic; H and W are
+fixed at a tile (what QGIS Deepness needs) or dynamic (export_onnx.py --dynamic_shape). Each metadata value is JSON
+text (Deepness decodes them with json.loads).
+
+`OnnxModel` offers what demo_deploy.Deployer uses of model.Model (scale, device, tile_plan, inference_fn), so deploy's
+tiling, nodata, GeoTIFF and manifest pipeline runs unchanged, with an onnxruntime session call as the forward
+function:
+- `--onnx FILE` runs that file. Its metadata gives the model, scale, bands and white level (no checkpoint is read);
+  a graph fixed at a tile runs every tile at that size, smaller images padded to it (like TransENet's tile plan).
+- Without --onnx, the checkpoint is exported on the fly into a temporary folder: one graph with a dynamic size where
+  the network exports one that onnxruntime runs exactly at two other sizes, else one graph per input size met
+  (BICUBIC: its resize matrices are constants of the size). The tile plan is the PyTorch backend's.
+"""
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import torch
+
+import tiling
+from errors import UserError
+from model import forward_x8, network_module
+
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+# What deploy adopts from an export's metadata unless the command line gives it.
+FILE_SETTINGS = ("model", "scale", "n_colors", "bands", "data_range")
+
+
+# ----------------------------------------------------------------------------------------------- sessions, metadata
+def open_session(graph, cpu=True):
+    """An onnxruntime session on `graph` (a path, or the bytes of a model) with every graph optimisation, as QGIS
+    Deepness opens its models; CUDA when onnxruntime has it and `cpu` is False."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 4  # fatal only: errors are raised as exceptions, which callers report in one line
+    providers = ["CPUExecutionProvider"]
+    if not cpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), sess_options=options,
+                                providers=providers)
+
+
+def add_metadata(proto, values):
+    """Set `values` ({key: JSON-serialisable value}) as the model's metadata_props, each value as JSON text."""
+    existing = {prop.key: prop for prop in proto.metadata_props}
+    for key, value in values.items():
+        prop = existing.get(key) or proto.metadata_props.add()
+        prop.key, prop.value = key, json.dumps(value)
+
+
+def decode_metadata(raw):
+    """{key: value} of a metadata map whose values are JSON text (a value that is not JSON stays a string)."""
+    decoded = {}
+    for key, text in raw.items():
+        try:
+            decoded[key] = json.loads(text)
+        except ValueError:
+            decoded[key] = text
+    return decoded
+
+
+def read_graph(path):
+    """The ModelProto of an .onnx file; a missing or foreign file is a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--onnx {path}: no such file; export one with export_onnx.py")
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # protobuf decode errors come in several types
+        raise UserError(f"--onnx {path}: not an ONNX model ({type(err).__name__}); give a file written by "
+                        f"export_onnx.py") from None
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def static_dims(session):
+    """(input shape, output shape) of a one-input one-output session, symbolic dimensions as None."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UserError(f"the ONNX model has {len(inputs)} inputs and {len(outputs)} outputs; a super-resolution "
+                        f"graph has one of each")
+    shapes = tuple([d if isinstance(d, int) else None for d in node.shape] for node in (inputs[0], outputs[0]))
+    if any(len(shape) != 4 for shape in shapes):
+        raise UserError(f"the ONNX model's input and output are {inputs[0].shape} and {outputs[0].shape}; a "
+                        f"super-resolution graph takes and returns N x C x H x W")
+    return shapes
+
+
+# ------------------------------------------------------------------------------------------- deploy: configuration
+def adopt_file_settings(cfg):
+    """--onnx FILE: the configuration with the model, scale, bands and white level the file records (its metadata);
+    a command-line value that contradicts the file is a one-line error."""
+    if cfg.backend != "onnxruntime":
+        raise UserError("--onnx FILE runs through onnxruntime: add --backend onnxruntime (or drop --onnx)")
+    path = Path(cfg.onnx)
+    meta = decode_metadata({p.key: p.value for p in read_graph(path).metadata_props})
+    changes = {}
+    for key in FILE_SETTINGS:
+        if key not in meta:
+            continue
+        value = meta[key].upper() if key == "model" else meta[key]
+        if cfg.sources.get(key) != "command line":
+            changes[key] = value
+        elif not same_setting(getattr(cfg, key), value):
+            raise UserError(f"--onnx {path} was exported with --{key} {value}, not {getattr(cfg, key)}: drop --{key} "
+                            f"(the file's value is used) or export again")
+    return cfg.replace(**changes)
+
+
+def same_setting(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1.0)
+    return a == b
+
+
+def optional_module(name):
+    """The network module of --model `name`, or None for a model this checkout does not know (its defaults are
+    then the file's)."""
+    try:
+        return network_module(name)
+    except UserError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- deploy: the model
+class OnnxModel:
+    """The network deploy runs through onnxruntime (see the module docstring). `graphs(h, w)` gives the session for an
+    input of h x w LR pixels."""
+
+    def __init__(self, cfg, graphs, plan, device, record):
+        self.scale = cfg.scale
+        self.self_ensemble = cfg.self_ensemble
+        self.graphs = graphs
+        self.tile_plan = plan
+        self.device = device
+        self._record = record
+
+    def eval(self):
+        return self  # model.Model's interface: there is nothing to switch
+
+    def record(self):
+        """The manifest's record of the backend and the ONNX graph(s)."""
+        return {"backend": "onnxruntime", "onnx": self._record()}
+
+    def inference_fn(self, self_ensemble=None, radiometry=None):
+        """A function from an LR batch in [0, 1] to its float32 SR on the CPU; the x8 ensemble when `self_ensemble`
+        (default: --self_ensemble). `radiometry` is model.Model's interface: a graph does its own pre-upsampling."""
+        ensemble = self.self_ensemble if self_ensemble is None else self_ensemble
+
+        def run(t):
+            return forward_x8(t, self.forward) if ensemble else self.forward(t)
+        return run
+
+    def forward(self, x):
+        array = x.detach().float().cpu().contiguous().numpy()
+        height, width = array.shape[2:]
+        try:
+            out = self.graphs(height, width).run([OUTPUT_NAME], {INPUT_NAME: array})[0]
+        except UserError:
+            raise
+        except Exception as err:  # onnxruntime's errors derive from Exception only
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise UserError(f"onnxruntime failed on a {height}x{width} input: {reason}") from None
+        if out.shape[-2:] != (height * self.scale, width * self.scale):
+            raise UserError(f"the ONNX graph returned {out.shape[-2]}x{out.shape[-1]} for a {height}x{width} input, "
+                            f"not x{self.scale}: pass the --scale it was exported for")
+        return torch.from_numpy(out)
+
+
+def deploy_model(cfg, torch_model=None):
+    """The OnnxModel for `cfg`: the --onnx file, or `torch_model` (a model.Model that never ran) exported on the fly."""
+    if cfg.onnx:
+        return from_file(cfg)
+    return exported(cfg, torch_model)
+
+
+def from_file(cfg):
+    path = Path(cfg.onnx).resolve()
+    session = open_session(path, cfg.cpu)
+    meta = decode_metadata(session.get_modelmeta().custom_metadata_map)
+    (n, c, h, w), (_, _, out_h, _) = static_dims(session)
+    if c is not None and c != cfg.n_colors:
+        raise UserError(f"--onnx {path} takes {c} bands, not {cfg.n_colors} (--n_colors)")
+    if h is None and w is None:
+        plan, shape = dynamic_file_plan(cfg, meta), "dynamic"
+    else:
+        plan, shape = fixed_file_plan(cfg, path, meta, h, w, out_h), f"fixed {h}x{w}"
+    record = {"file": str(path), "sha256": sha256_of(path), "input_size": shape,
+              "batch": "dynamic" if n is None else n, "model": meta.get("model"),
+              "checkpoint_sha256": meta.get("checkpoint_sha256"), "providers": session.get_providers()}
+    return OnnxModel(cfg, lambda height, width: session, plan, session_device(session), lambda: record)
+
+
+def file_overlap(cfg, meta):
+    """--tile_overlap, else deploy's overlap recorded at export (None: the network's default)."""
+    return cfg.tile_overlap if cfg.tile_overlap is not None else meta.get("tile_overlap_px")
+
+
+def dynamic_file_plan(cfg, meta):
+    """Deploy's plan for a graph of any size: --tile, else the deploy tile recorded at export, in multiples of the
+    network's window."""
+    tile = cfg.tile if cfg.tile is not None else meta.get("deploy_tile")
+    return tiling.plan_for(optional_module(cfg.model), tile, file_overlap(cfg, meta),
+                           multiple=int(meta.get("tile_multiple", 1)), model_name=cfg.model)
+
+
+def fixed_file_plan(cfg, path, meta, h, w, out_h):
+    """A graph of one input size runs every tile at that size (smaller images padded to it, as TransENet's plan)."""
+    if h != w:
+        raise UserError(f"--onnx {path} takes {h}x{w} inputs; deploy tiles are square: export with a square --tile or "
+                        f"with --dynamic_shape")
+    if out_h is not None and out_h != h * cfg.scale:
+        raise UserError(f"--onnx {path} is a x{out_h // h} graph, not x{cfg.scale}: drop --scale or export again")
+    if cfg.tile not in (None, h):
+        raise UserError(f"--tile {cfg.tile}: --onnx {path} takes inputs of exactly {h}x{h} LR pixels (it was exported "
+                        f"at that tile); drop --tile, or export with --tile {cfg.tile} or --dynamic_shape")
+    return tiling.plan_for(optional_module(cfg.model), h, file_overlap(cfg, meta), fixed_size=h, model_name=cfg.model)
+
+
+def session_device(session):
+    return torch.device("cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu")
+
+
+class ExportedGraphs:
+    """The checkpoint's network exported into a temporary folder: one dynamic-size graph when the network gives a
+    correct one, else one graph per input size, exported when that size first comes."""
+
+    def __init__(self, exporter, opset, cpu, fixed_size=None):
+        self.exporter, self.opset, self.cpu = exporter, opset, cpu
+        self.folder = tempfile.TemporaryDirectory(prefix="rssr-onnx-")  # removed with this object, or at exit
+        self.sessions = {}  # (h, w) -> session; key None: the dynamic graph
+        self.digests = {}
+        if fixed_size:
+            self.mode = f"fixed {fixed_size}x{fixed_size}"
+            self._add((fixed_size, fixed_size), exporter.export((fixed_size, fixed_size), opset))
+        else:
+            graph = exporter.export(None, opset)
+            dynamic = exporter.runs_at_other_sizes(graph)
+            self.mode = "dynamic" if dynamic else "per input size"
+            if dynamic:
+                self._add(None, graph)
+
+    def _add(self, key, graph):
+        name = "dynamic" if key is None else f"{key[0]}x{key[1]}"
+        path = Path(self.folder.name) / f"{name}.onnx"
+        path.write_bytes(graph)
+        self.digests[name] = hashlib.sha256(graph).hexdigest()
+        self.sessions[key] = open_session(path, self.cpu)
+        return self.sessions[key]
+
+    def __call__(self, height, width):
+        if None in self.sessions:
+            return self.sessions[None]
+        session = self.sessions.get((height, width))
+        if session is None:
+            if self.mode.startswith("fixed"):
+                raise UserError(f"internal: a {height}x{width} tile for a graph of {self.mode} size")
+            session = self._add((height, width), self.exporter.export((height, width), self.opset))
+        return session
+
+    def device(self):
+        return session_device(next(iter(self.sessions.values()))) if self.sessions else torch.device("cpu")
+
+    def record(self):
+        return {"file": None, "exported_on_the_fly": True, "input_size": self.mode, "opset": self.opset,
+                "attention": self.exporter.attention, "graphs_sha256": dict(self.digests)}
+
+
+def exported(cfg, torch_model):
+    import export_onnx  # torch.onnx: only needed for exporting
+
+    exporter = export_onnx.Exporter(cfg, torch_model)
+    plan = torch_model.tile_plan
+    graphs = ExportedGraphs(exporter, cfg.opset, cfg.cpu, fixed_size=plan.tile if plan.fixed else None)
+    return OnnxModel(cfg, graphs, plan, graphs.device(), graphs.record)
