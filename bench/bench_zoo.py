@@ -13,10 +13,8 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,13 +33,10 @@ def parameter_count(model):
 
 
 def median_seconds(fn, runs):
+    from export_onnx import median_seconds as median_of
+
     fn()  # warm-up (oneDNN primitive creation, caches)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_of(fn, runs)
 
 
 def measure(name, steps):

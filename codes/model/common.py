@@ -98,6 +98,25 @@ class Upsampler(nn.Sequential):
         super().__init__(*layers)
 
 
+class MeanShiftedResidualNet(nn.Module):
+    """The EDSR skeleton (also RCAN's): mean shift, a 3x3 head conv, a body of blocks and a conv with a global
+    residual, the sub-pixel upsampler and a conv back to the bands, mean shift back. `blocks` are the body's blocks;
+    the official key names (sub_mean, head, body, tail, add_mean) are kept."""
+
+    def __init__(self, scale, n_colors, rgb_range, n_feats, band_mean, blocks, conv=default_conv):
+        super().__init__()
+        self.sub_mean = MeanShift(rgb_range, band_mean)
+        self.head = nn.Sequential(conv(n_colors, n_feats, 3))
+        self.body = nn.Sequential(*blocks, conv(n_feats, n_feats, 3))
+        self.tail = nn.Sequential(Upsampler(conv, scale, n_feats), conv(n_feats, n_colors, 3))
+        self.add_mean = MeanShift(rgb_range, band_mean, sign=1)
+
+    def forward(self, x):
+        x = self.head(self.sub_mean(x))
+        x = self.body(x) + x
+        return self.add_mean(self.tail(x))
+
+
 def band_mean_for(n_colors, data_mean, rgb_mean):
     """The per-band mean a mean shift removes: `data_mean` if given, else the network's `rgb_mean` for 3 bands,
     else zeros (the official mean shifts are RGB only)."""

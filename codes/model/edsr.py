@@ -19,7 +19,6 @@ them apart from an official file's weight shapes.
 
 The official mean shift is RGB only; other band counts use `--data_mean` or no mean (zeros), as in HSENet.
 """
-from torch import nn
 
 from model import common
 
@@ -33,26 +32,15 @@ DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 96
 
 
-class EDSR(nn.Module):
-    """EDSR; input (B, n_colors, H, W) in [0, rgb_range], output (B, n_colors, H*scale, W*scale)."""
+class EDSR(common.MeanShiftedResidualNet):
+    """EDSR; input (B, n_colors, H, W) in [0, rgb_range], output (B, n_colors, H*scale, W*scale). The body is
+    n_resblocks EDSR residual blocks (no batch norm, residual scaling res_scale)."""
 
     def __init__(self, scale=4, n_colors=3, rgb_range=1.0, n_resblocks=32, n_feats=256, res_scale=0.1,
                  data_mean=None):
-        super().__init__()
-        conv = common.default_conv
-        band_mean = common.band_mean_for(n_colors, data_mean, common.DIV2K_RGB_MEAN)
-        self.sub_mean = common.MeanShift(rgb_range, band_mean)
-        self.head = nn.Sequential(conv(n_colors, n_feats, 3))
-        self.body = nn.Sequential(
-            *[common.ResBlock(conv, n_feats, 3, res_scale=res_scale) for _ in range(n_resblocks)],
-            conv(n_feats, n_feats, 3))
-        self.tail = nn.Sequential(common.Upsampler(conv, scale, n_feats), conv(n_feats, n_colors, 3))
-        self.add_mean = common.MeanShift(rgb_range, band_mean, sign=1)
-
-    def forward(self, x):
-        x = self.head(self.sub_mean(x))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x))
+        blocks = [common.ResBlock(common.default_conv, n_feats, 3, res_scale=res_scale) for _ in range(n_resblocks)]
+        super().__init__(scale, n_colors, rgb_range, n_feats,
+                         common.band_mean_for(n_colors, data_mean, common.DIV2K_RGB_MEAN), blocks)
 
 
 def make_model(cfg):

@@ -58,26 +58,15 @@ class ResidualGroup(nn.Module):
         return self.body(x) + x
 
 
-class RCAN(nn.Module):
-    """RCAN; input (B, n_colors, H, W) in [0, rgb_range], output (B, n_colors, H*scale, W*scale)."""
+class RCAN(common.MeanShiftedResidualNet):
+    """RCAN; input (B, n_colors, H, W) in [0, rgb_range], output (B, n_colors, H*scale, W*scale). EDSR's skeleton
+    with n_resgroups residual groups as the body (residual in residual)."""
 
     def __init__(self, scale=4, n_colors=3, rgb_range=1.0, n_resgroups=10, n_resblocks=20, n_feats=64, reduction=16,
                  data_mean=None):
-        super().__init__()
-        conv = common.default_conv
-        band_mean = common.band_mean_for(n_colors, data_mean, common.DIV2K_RGB_MEAN)
-        self.sub_mean = common.MeanShift(rgb_range, band_mean)
-        self.head = nn.Sequential(conv(n_colors, n_feats, 3))
-        self.body = nn.Sequential(
-            *[ResidualGroup(conv, n_feats, reduction, n_resblocks) for _ in range(n_resgroups)],
-            conv(n_feats, n_feats, 3))
-        self.tail = nn.Sequential(common.Upsampler(conv, scale, n_feats), conv(n_feats, n_colors, 3))
-        self.add_mean = common.MeanShift(rgb_range, band_mean, sign=1)
-
-    def forward(self, x):
-        x = self.head(self.sub_mean(x))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(x))
+        blocks = [ResidualGroup(common.default_conv, n_feats, reduction, n_resblocks) for _ in range(n_resgroups)]
+        super().__init__(scale, n_colors, rgb_range, n_feats,
+                         common.band_mean_for(n_colors, data_mean, common.DIV2K_RGB_MEAN), blocks)
 
 
 def make_model(cfg):
