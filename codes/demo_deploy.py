@@ -364,8 +364,7 @@ def deploy(cfg, ctx):
     note = precision_note(cfg, model)
     if note and ctx.main:
         print(note)
-    lock, written = distributed.agree(ctx, claim_outputs if ctx.main else lambda *_: (None, None), out_dir, source,
-                                      files)
+    lock, written = distributed.on_main(ctx, claim_outputs, out_dir, source, files, default=(None, None))
     try:
         start = time.perf_counter()
         records, skipped = run_all(Deployer(cfg, model, out_dir), source, distributed.shard(ctx, files))

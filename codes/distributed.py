@@ -10,7 +10,7 @@ Without torchrun's environment (WORLD_SIZE unset or 1) everything runs in one pr
   itself stops the others as soon as one process exits with an error).
 - `agree(step)` runs a step on every rank and shares the outcome: a UserError raised on any rank is raised on all of
   them, with that rank's one-line message, so no rank waits for a collective that will never come. Only rank 0
-  prints it (errors.run_cli).
+  prints it (errors.run_cli). `on_main(step)` is the same for a step that rank 0 alone takes (writing files).
 - `gather(items)`: the concatenation of every rank's list, in rank order (rank 0 gets it, and so do the others).
 """
 import datetime
@@ -84,6 +84,12 @@ def agree(ctx, step, *args, **kwargs):
     elif problem:
         raise UserError(problem)
     return result
+
+
+def on_main(ctx, step, *args, default=None, **kwargs):
+    """step(*args, **kwargs) on rank 0 alone (the others get `default` once it is done); a UserError there is raised
+    on every rank."""
+    return agree(ctx, step if ctx.main else (lambda *_, **__: default), *args, **kwargs)
 
 
 def gather(ctx, items):

@@ -114,7 +114,7 @@ class Trainer:
 
     def save(self, is_best):
         """Rank 0 writes; every rank learns whether it could (a full disk stops all of them in one line)."""
-        distributed.agree(self.ctx, self.write_checkpoints if self.ctx.main else (lambda _: None), is_best)
+        distributed.on_main(self.ctx, self.write_checkpoints, is_best)
 
     def write_checkpoints(self, is_best):
         latest = self.run.target("model", checkpoint.LATEST)
