@@ -3,6 +3,7 @@ traps, concurrent writers, memory bombs, hostile pixels; each case either succee
 non-zero exit, and nothing the user owns is overwritten or deleted."""
 import csv
 import errno
+import json
 import os
 import shutil
 import signal
@@ -314,6 +315,8 @@ def test_deploy_never_overwrites_its_input_file_or_the_ground_truth(tmp_path):
     before = scene.read_bytes()
     with pytest.raises(UserError, match="would overwrite the input"):
         demo_deploy.main(["--model=BICUBIC", f"--dir_data={scene}", f"--dir_out={scene.parent}", *isolated(tmp_path)])
+    demo_deploy.main(["--model=BICUBIC", f"--dir_data={scene}", f"--dir_out={tmp_path / 'sr'}", *isolated(tmp_path)])
+    assert json.loads((tmp_path / "sr" / "manifest.json").read_text())["source"] == str(scene.resolve())  # the file
     (tmp_path / "link").symlink_to(scene.parent)
     with pytest.raises(UserError, match="would overwrite the input"):
         demo_deploy.main(["--model=BICUBIC", f"--dir_data={scene}", f"--dir_out={tmp_path / 'link'}",

@@ -85,6 +85,11 @@ def test_missing_gt_folder(tmp_path):
     assert_one_line_error(proc, "GT folder", "nope")
 
 
+@pytest.mark.parametrize("flag", ["--data_range=0", "--data_range=-1", "--max_pixels=0"])
+def test_numeric_flags_are_checked(tmp_path, flag):
+    assert_one_line_error(run_script(SCRIPT, flag, "--dir_experiment", tmp_path), flag.split("=")[0])
+
+
 def test_no_results_yet(tmp_path):
     proc = run_script(SCRIPT, "--dir_experiment", tmp_path)
     assert_one_line_error(proc, "no results", "demo_deploy.py")

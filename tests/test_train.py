@@ -31,7 +31,7 @@ def test_run_folder_holds_everything(tmp_path):
     # the same column names as calculate_PSNR_SSIM.py's CSV, and one column per loss term
     assert {"loss", "loss_L1", "psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "psnr_chmean", "lr"} <= set(rows[0])
     assert all(5 < float(r["psnr_rgb"]) < 60 and 0 < float(r["ssim_rgb"]) <= 1 for r in rows)
-    for plot in ("loss.png", "psnr.png", "ssim.png"):
+    for plot in ("loss.png", "psnr.png", "ssim.png", "summary.png"):
         image = iio.imread(run / plot)
         assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0
     ckpt = weights(tmp_path, "run")

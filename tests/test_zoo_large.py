@@ -303,3 +303,30 @@ def test_default_tile_overlaps_cover_finite_receptive_fields():
     assert tiling.plan_for(edsr, tile=512, overlap=4 * (2 * 32 + 4)) == tiling.TilePlan(512, 272)
     assert swinir.DEFAULT_TILE % 8 == 0 and swinir.DEFAULT_TILE_OVERLAP % 8 == 0
     assert transenet.DEFAULT_TILE == 48 and rcan.DEFAULT_TILE > rcan.DEFAULT_TILE_OVERLAP
+
+
+def test_a_full_size_official_edsr_baseline_file_deploys_with_no_size_flags(tmp_path):
+    """EDSR's official baseline release (16 blocks x 64 features, res_scale 1) as the official code saves it: the
+    shapes tell its size, so `demo_deploy.py --model=EDSR --pre_train FILE` needs no flag, and gives what the network
+    built with the explicit flags gives."""
+    import demo_deploy
+    import image_io
+    from helpers import SAMPLE, isolated
+
+    torch.manual_seed(0)
+    explicit = ["--model=EDSR", "--scale=2", "--cpu", "--n_resblocks=16", "--n_feats=64", "--res_scale=1"]
+    net = Model(parse_args(explicit, purpose="none")).model
+    path = tmp_path / "EDSR_baseline_x2.pt"
+    torch.save(net.state_dict(), path)  # official key names are ours
+    lr_dir = SAMPLE / "test" / "LR_x2"
+    cfg = parse_args(["--model=EDSR", "--scale=2", "--cpu", f"--pre_train={path}"], purpose="deploy")
+    assert (cfg.n_resblocks, cfg.n_feats, cfg.res_scale) == (16, 64, 1.0) and cfg.sources["n_feats"] == "checkpoint"
+    out = tmp_path / "sr"
+    demo_deploy.main(["--model=EDSR", "--scale=2", "--cpu", f"--pre_train={path}", f"--dir_data={lr_dir}",
+                      f"--dir_out={out}", *isolated(tmp_path)])
+    name = image_io.list_images(lr_dir)[0]
+    lr = torch.from_numpy(image_io.read_image(name).transpose(2, 0, 1).astype("float32") / 255)[None]
+    with torch.no_grad():
+        expected = (net.eval()(lr)[0].clamp(0, 1) * 255).round().byte().numpy().transpose(1, 2, 0)
+    got = image_io.read_image(out / name.name)
+    assert abs(got.astype(int) - expected.astype(int)).max() <= 1
