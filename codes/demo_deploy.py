@@ -281,13 +281,6 @@ def run_all(deployer, source, files):
     return records, skipped
 
 
-def precision_note(cfg, model):
-    """--precision only applies on CUDA; say so once instead of failing on the CPU."""
-    if cfg.precision != "fp32" and model.device.type != "cuda":
-        return f"note: --precision {cfg.precision} applies on CUDA only; the CPU runs fp32"
-    return None
-
-
 def main(argv=None):
     cfg = option.parse_args(argv, purpose="deploy")
     check_compare_dir(cfg)
@@ -296,9 +289,8 @@ def main(argv=None):
     check_outputs(cfg, source, files, out_dir)
     model = Model(cfg)
     model.eval()
-    note = precision_note(cfg, model)
-    if note:
-        print(note)
+    if model.precision_note:
+        print(model.precision_note)
     lock = runs.FolderLock(out_dir, "deploy").acquire()
     try:
         written = runs.WrittenFiles(out_dir)

@@ -38,6 +38,8 @@ def main(argv=None):
         n_params = sum(p.numel() for p in model.parameters())
         run.log(f"{cfg.model} x{cfg.scale} on {cfg.dataset} ({dataset_root(cfg)}), {n_params / 1e6:.3f} M "
                 f"parameters, {device}, run folder {run.dir}")
+        if model.precision_note:
+            run.log(model.precision_note)
         if testing:
             trainer.test()
         else:
