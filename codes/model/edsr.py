@@ -50,9 +50,10 @@ class EDSR(nn.Module):
         self.add_mean = common.MeanShift(rgb_range, band_mean, sign=1)
 
     def forward(self, x):
-        x = self.head(self.sub_mean(x))
+        # Under autocast (--precision bf16) the head and the tail stay fp32 (see common.in_fp32).
+        x = common.in_fp32(lambda t: self.head(self.sub_mean(t)), x)
         x = self.body(x) + x
-        return self.add_mean(self.tail(x))
+        return common.in_fp32(lambda t: self.add_mean(self.tail(t)), x)
 
 
 def make_model(cfg):
