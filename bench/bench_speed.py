@@ -432,7 +432,8 @@ def training_table(results):
         if not train:
             continue
         cells = [name, str(result["scale"]), f"{train['batch']} × {train['patch']}²", fmt(train["gflop"], ".0f"),
-                 fmt(train["fp32"]), fmt(train.get("bf16")), fmt(ratio(train["fp32"], train.get("bf16") or np.nan), suffix="×"), train["note"]]
+                 fmt(train["fp32"]), fmt(train.get("bf16")),
+                 fmt(ratio(train["fp32"], train.get("bf16") or np.nan), suffix="×"), train["note"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
