@@ -17,6 +17,11 @@ lives in common.py, shared with SwinIR. Module and parameter names follow the of
 load after `convert_official_state_dict` (which only drops the derived buffers `relative_position_index` and
 `attn_mask`; both are recomputed here). The official network reproduces the reference fixtures exactly with
 `attention='naive'` (the official q @ k^T path) and to ~2e-7 with `attention='fast'` (scaled_dot_product_attention).
+
+The network runs channels-last: features then share the memory layout of the token sequences, so moving between the
+two paths costs no copy. Under --precision bf16 (autocast) the RAG blocks and the RCGs run in bf16; the shallow
+conv, the reconstruction, the FFMs, each RAG's closing conv and the conv after it, and the CAM stay fp32, and the
+attention's softmax statistics are fp32.
 """
 import torch
 import torch.nn.functional as F

@@ -24,6 +24,10 @@ same result up to float rounding through the fused, memory-efficient
 ``torch.nn.functional.scaled_dot_product_attention`` and runs the network channels-last (faster CPU convs,
 and the attention inputs become views). Fusing the three 1x1 projections into one conv was measured and
 gave nothing on CPU, so it is not done.
+
+Under --precision bf16 (autocast) the convolutions of the basic modules run in bf16, and these stay fp32: the head,
+the global residual and the tail, each basic module's last conv block (it writes into the trunk), and the non-local
+blocks' projections and products (their logits have no temperature, so bf16 rounding would move them by whole units).
 """
 import torch
 import torch.nn.functional as F
