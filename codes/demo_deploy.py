@@ -294,9 +294,12 @@ def run_all(deployer, source, files):
 
 
 def precision_note(cfg, model):
-    """--precision only applies on CUDA; say so once instead of failing on the CPU."""
-    if cfg.precision != "fp32" and model.device.type != "cuda":
-        return f"note: --precision {cfg.precision} applies on CUDA only; the CPU runs fp32"
+    """One line when --precision cannot apply (a CPU without bf16, fp16 on the CPU, the onnxruntime backend), so it
+    is said once instead of failing."""
+    if cfg.backend == "torch":
+        return model.precision_note
+    if cfg.precision != "fp32":
+        return f"note: --precision {cfg.precision} applies to the torch backend only; onnxruntime runs fp32"
     return None
 
 

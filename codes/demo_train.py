@@ -63,6 +63,8 @@ def run_training(cfg, ctx, testing):
         ranks = f" x {ctx.world} processes" if ctx.active else ""
         run.log(f"{cfg.model} x{cfg.scale} on {cfg.dataset} ({dataset_root(cfg)}), {n_params / 1e6:.3f} M "
                 f"parameters, {device}{ranks}, run folder {run.dir}")
+        if model.precision_note:
+            run.log(model.precision_note)
         if testing:
             trainer.test()
         else:

@@ -103,7 +103,8 @@ def build_parser():
         help="deprecated: launch one process per GPU with torchrun --nproc_per_node N instead")
     add("--seed", type=nonneg_int, default=1, help="random seed: the same seed reproduces a run")
     add("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "half"],
-        help="autocast precision on CUDA (fp16 and half are the same); the CPU runs fp32")
+        help="mixed precision: bf16 on CUDA or on a CPU with bf16 instructions (avx512_bf16, AMX), fp16/half on "
+        "CUDA; elsewhere a note and fp32")
     # data
     add("--dir_data", default=None, help="dataset root holding <split>/HR and <split>/LR_x<scale> "
         "(default: datasets/<dataset>); for deploy: an input image or folder, or a dataset root")

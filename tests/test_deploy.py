@@ -16,6 +16,7 @@ import demo_deploy
 import image_io
 import imresize
 import metrics
+import model as model_package
 import option
 from errors import UserError
 from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
@@ -278,13 +279,14 @@ def test_self_ensemble_of_bicubic_is_bicubic_and_changes_a_network(tmp_path):
     assert np.abs(a.astype(int) - b.astype(int)).max() > 10  # a random conv net is not flip-invariant
 
 
-def test_precision_is_a_noted_no_op_on_the_cpu(tmp_path, capsys):
+def test_precision_bf16_is_a_noted_no_op_on_a_cpu_without_bf16(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(model_package, "cpu_supports_bf16", lambda: False)
     flags = ["--model=BICUBIC", "--scale=2", "--dir_data", SAMPLE / "test" / "LR_x4"]
     fp32_dir, _ = deploy(tmp_path, *flags, out="fp32")
     capsys.readouterr()
     bf16_dir, manifest = deploy(tmp_path, *flags, "--precision=bf16", out="bf16")
     notes = [line for line in capsys.readouterr().out.splitlines() if "--precision" in line]
-    assert len(notes) == 1 and "CUDA only" in notes[0] and manifest["precision"] == "bf16"
+    assert len(notes) == 1 and "bf16 instructions" in notes[0] and manifest["precision"] == "bf16"
     for name in manifest["outputs"]:
         np.testing.assert_array_equal(image_io.read_image(bf16_dir / name), image_io.read_image(fp32_dir / name))
 

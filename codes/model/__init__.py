@@ -12,9 +12,14 @@ constructor. A module may also expose:
 - `PRE_UPSAMPLED = True`: the network takes the LR already upsampled to the HR size (SRCNN, VDSR, LGCNet). The Model
   does that upsampling itself, on the image in its file values and dtype as the official pipeline does (OpenCV's
   bicubic with --cubic_input, MATLAB's otherwise), so training, validation, tiles and deploy all see LR inputs.
+
+--precision bf16 runs the network under autocast, on CUDA and on a CPU with native bf16 arithmetic (other CPUs run
+fp32 with a one-line note). Autocast rather than a bf16 copy of the weights: its per-call weight casts measured
+under 1 % of an inference, and training needs the fp32 weights anyway.
 """
 import contextlib
 from importlib import import_module
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -52,11 +57,41 @@ def select_device(cpu):
     return torch.device("cuda")
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+
+
+def cpu_supports_bf16():
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX): without it bf16 is emulated and slower
+    than fp32, so --precision bf16 on the CPU needs it."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    probes = [probe for probe in probes if probe is not None]
+    if probes:
+        return any(probe() for probe in probes)
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
 def autocast_dtype(precision, device):
-    """The autocast dtype for --precision, or None: autocast is used on CUDA only (the CPU runs fp32)."""
-    if device.type != "cuda" or precision == "fp32":
+    """The autocast dtype for --precision on `device`, or None (fp32): bf16 and fp16 on CUDA; bf16 on a CPU with
+    native bf16 arithmetic (cpu_supports_bf16); fp16 never on the CPU."""
+    if precision == "fp32":
         return None
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.bfloat16 if precision == "bf16" and cpu_supports_bf16() else None
+
+
+def precision_note(precision, device):
+    """One line saying that --precision does not apply on this device and fp32 runs instead, or None."""
+    if precision == "fp32" or autocast_dtype(precision, device) is not None:
+        return None
+    if precision == "bf16":
+        return ("note: --precision bf16 needs a CPU with bf16 instructions (avx512_bf16 or AMX) and this one has "
+                "none; running fp32")
+    return f"note: --precision {precision} applies on CUDA only (use bf16 on the CPU); running fp32"
 
 
 def tile_plan(module, cfg):
@@ -76,6 +111,7 @@ class Model(nn.Module):
         self.model = self.module.make_model(cfg).to(self.device)
         self.pre_upsample = pre_upsampler(self.module, cfg)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        self.precision_note = precision_note(cfg.precision, self.device)
         self.self_ensemble = cfg.self_ensemble
         self.tile_plan = tile_plan(self.module, cfg)
         # Validation runs whole images unless --chop asks for tiles, or the network only takes tiles.
@@ -94,9 +130,11 @@ class Model(nn.Module):
         return self.model
 
     def autocast(self):
+        """Mixed precision for --precision bf16/fp16 (see autocast_dtype): the networks keep the parts that need
+        fp32 in fp32 regions (common.in_fp32); the loss is computed in fp32 outside it."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def forward(self, x, plan=None, radiometry=None):
         """Training: the network's output. Evaluation: float32 SR on the CPU, whole or by `plan`. `radiometry` (of the

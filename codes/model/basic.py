@@ -29,6 +29,7 @@ class Basic(nn.Module):
 
     def forward(self, x):
         skip = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        x = self.head(x)
+        # Under autocast (--precision bf16) the head and the tail stay fp32 (see common.in_fp32).
+        x = common.in_fp32(self.head, x)
         x = x + self.body(x)
-        return self.tail(x) + skip
+        return common.in_fp32(self.tail, x) + skip

@@ -14,6 +14,14 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 UC_MERCED_RGB_MEAN = (0.4916, 0.4991, 0.4565)
 
 
+def in_fp32(fn, *tensors):
+    """`fn(*tensors)` in float32 even under autocast (--precision bf16): for the parts whose rounding would reach the
+    output, i.e. the layers next to it, attention logits and sums over many products. Without autocast it is a
+    plain call (float32 tensors pass through unchanged)."""
+    with torch.autocast(tensors[0].device.type, enabled=False):
+        return fn(*(t.float() for t in tensors))
+
+
 def default_conv(in_channels, out_channels, kernel_size, bias=True):
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
@@ -112,9 +120,10 @@ class MeanShiftedResidualNet(nn.Module):
         self.add_mean = MeanShift(rgb_range, band_mean, sign=1)
 
     def forward(self, x):
-        x = self.head(self.sub_mean(x))
+        # Under autocast (--precision bf16) the head and the tail stay fp32 (see in_fp32).
+        x = in_fp32(lambda t: self.head(self.sub_mean(t)), x)
         x = self.body(x) + x
-        return self.add_mean(self.tail(x))
+        return in_fp32(lambda t: self.add_mean(self.tail(t)), x)
 
 
 def band_mean_for(n_colors, data_mean, rgb_mean):
@@ -303,7 +312,7 @@ class WindowAttention(nn.Module):
             q, k, v = qkv.reshape(3, -1, mask.shape[1], n, c // self.num_heads).unbind(0)
             if mask.requires_grad and q.device.type == "cpu":
                 # No fused CPU kernel returns a mask gradient, and SDPA's math fallback is slower than this.
-                out = ((q * self.scale) @ k.transpose(-2, -1) + mask).softmax(dim=-1) @ v
+                out = softmax_fp32((q * self.scale) @ k.transpose(-2, -1) + mask) @ v
             else:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
             out = out.view(b_, self.num_heads, n, -1)
@@ -318,7 +327,13 @@ class WindowAttention(nn.Module):
             n_windows, n = region.shape[0], attn.shape[-1]
             attn = attn.view(-1, n_windows, self.num_heads, n, n) + region.unsqueeze(1).unsqueeze(0)
             attn = attn.view(-1, self.num_heads, n, n)
-        return attn.softmax(dim=-1) @ v
+        return softmax_fp32(attn) @ v
+
+
+def softmax_fp32(logits):
+    """Softmax over the last axis with fp32 statistics (max, exponentials, sum) whatever the logits' dtype, returned
+    in that dtype; the fused attention kernels do the same internally."""
+    return logits.softmax(dim=-1, dtype=torch.float32).to(logits.dtype)
 
 
 def shifted_window_attention(attn, x, shift):

@@ -134,11 +134,15 @@ class SwinIR(nn.Module):
         height, width = x.shape[2:]
         x = common.pad_to_multiple(x, self.window_size)
         x = (x / self.rgb_range - self.mean) * self.img_range
-        shallow = self.conv_first(x)
-        x = self.conv_after_body(self.forward_features(shallow)) + shallow
-        x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        # Under autocast (--precision bf16) the shallow features, the long skip and the reconstruction stay fp32.
+        shallow = common.in_fp32(self.conv_first, x)
+        x = common.in_fp32(self._reconstruct, self.forward_features(shallow), shallow)
         x = (x / self.img_range + self.mean) * self.rgb_range
         return x[:, :, :height * self.scale, :width * self.scale]
+
+    def _reconstruct(self, features, shallow):
+        x = self.conv_after_body(features) + shallow
+        return self.conv_last(self.upsample(self.conv_before_upsample(x)))
 
 
 def convert_official_state_dict(state_dict):

@@ -250,7 +250,8 @@ class TransENet(nn.Module):
     def forward(self, x):
         height, width = x.shape[2:]
         x = self.pad_to_input_size(x)
-        x = self.head(self.sub_mean(x))
+        # Under autocast (--precision bf16) the head and the tail stay fp32 (see common.in_fp32).
+        x = common.in_fp32(lambda t: self.head(self.sub_mean(t)), x)
         stage1 = self.feat_extrat_stage1(x)
         stage2 = self.feat_extrat_stage2(stage1)
         stage3 = self.feat_extrat_stage3(stage2)
@@ -263,7 +264,7 @@ class TransENet(nn.Module):
         tokens = self.decoder1(self.decoder2(self.decoder3(tokens, memory3), memory2), memory1)
 
         hr = tokens_to_patches(self.embedding_to_patch(tokens), PATCH, *upsampled.shape[2:])
-        out = self.add_mean(self.tail(self.span_conv1x1(hr)))
+        out = common.in_fp32(lambda t: self.add_mean(self.tail(self.span_conv1x1(t))), hr)
         return out[:, :, :height * self.scale, :width * self.scale]
 
     def pad_to_input_size(self, x):
