@@ -19,12 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import rasterio
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LANDSAT = REPO_ROOT.parent / "shared" / "data" / "registry" / "LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
 sys.path.insert(0, str(REPO_ROOT / "codes"))
+import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
 
 import image_io  # noqa: E402
 

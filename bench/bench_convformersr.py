@@ -14,10 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
+import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
 from model.convformersr import make_model  # noqa: E402
 
 

@@ -18,9 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
+import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
+import torch  # noqa: E402
 
 from model import hsenet
 

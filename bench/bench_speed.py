@@ -37,18 +37,21 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
+import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import model as model_package  # noqa: E402
 import option  # noqa: E402
 from data import Data  # noqa: E402
 from loss import Loss  # noqa: E402
 from model import Model, network_module  # noqa: E402
+from radiometry import Radiometry  # noqa: E402
 
 SCALES = {"HSENET": 4, "CONVFORMERSR": 3}  # the brief's settings; the others run at x4
 ACCURACY_MODELS = ("HSENET", "CONVFORMERSR")
@@ -168,6 +171,11 @@ def model_pair(name, state=None):
     return fp32, bf16
 
 
+def eight_bit(cfg):
+    """The radiometry of 8-bit data: what the pre-upsampled networks (SRCNN, VDSR, LGCNet) upsample the LR in."""
+    return Radiometry.of(np.uint8, None, cfg.rgb_range)
+
+
 def input_sizes(name, cfg, sizes):
     """The LR sides to time: TransENet takes only its fixed size."""
     fixed = getattr(network_module(name), "fixed_input_size", None)
@@ -196,20 +204,22 @@ def onnx_session(net, x, folder, threads):
 # ------------------------------------------------------------------------------------------------------- inference
 def bench_inference(name, cfg, fp32, bf16, sizes, args, folder):
     rows = []
+    radiometry = eight_bit(cfg)
     for side in sizes:
         x = torch.rand(1, cfg.n_colors, side, side) * cfg.rgb_range
+        net_input = fp32.prepare(x, radiometry)  # the LR itself, or its upsampling for a pre-upsampled network
         # The conv probe runs in the same turns, so the percentage of the peak compares like with like under load.
-        functions = {"fp32": lambda x=x: fp32.inference_fn(False)(x), "peak": peak_conv()}
+        functions = {"fp32": lambda x=x: fp32.inference_fn(False, radiometry)(x), "peak": peak_conv()}
         if bf16 is not None:
-            functions["bf16"] = lambda x=x: bf16.inference_fn(False)(x)
+            functions["bf16"] = lambda x=x: bf16.inference_fn(False, radiometry)(x)
         note = ""
         if not args.skip_onnx:
             try:
-                functions["onnx"] = onnx_session(fp32.net, x, folder, torch.get_num_threads())
+                functions["onnx"] = onnx_session(fp32.net, net_input, folder, torch.get_num_threads())
             except Exception as err:  # noqa: BLE001 - an export failure is a result to report, not a crash
                 note = f"onnx export failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}"
         times = interleaved(functions, args.repeats)
-        gflop = count_gflop(fp32.net, x)
+        gflop = count_gflop(fp32.net, net_input)
         rows.append({"side": side, "gflop": gflop, **times, "peak_gflops": PEAK_CONV_FLOP / times.pop("peak") / 1e9,
                      "note": note})
         print(f"  {name} {side}x{side}: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
@@ -226,7 +236,8 @@ def training_batch(name, cfg, max_gflop):
     if fixed:
         patch = fixed(cfg)
     probe = Model(cfg).eval()
-    per_sample = 3 * count_gflop(probe.net, torch.rand(1, cfg.n_colors, patch, patch))
+    lr = torch.rand(1, cfg.n_colors, patch, patch) * cfg.rgb_range
+    per_sample = 3 * count_gflop(probe.net, probe.prepare(lr, eight_bit(cfg)))
     batch = max(1, min(cfg.batch_size, int(max_gflop // per_sample)))
     note = "" if batch == cfg.batch_size else f"batch {batch} of the preset's {cfg.batch_size}"
     return batch, patch, per_sample * batch, note
@@ -241,19 +252,19 @@ def bench_training(name, args):
     for precision in ("fp32", "bf16") if model_package.cpu_supports_bf16() else ("fp32",):
         torch.manual_seed(0)
         wrapper = Model(model_config(name, precision)).train()
-        steps[precision] = training_step(wrapper, Loss(cfg), lr, hr)
+        steps[precision] = training_step(wrapper, Loss(cfg), lr, hr, eight_bit(cfg))
     times = interleaved(steps, args.repeats)
     print(f"  {name} training step, batch {batch}, LR patch {patch}: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()) + f" {note}", flush=True)
     return {"batch": batch, "patch": patch, "gflop": gflop, "note": note, **times}
 
 
-def training_step(wrapper, loss, lr, hr):
+def training_step(wrapper, loss, lr, hr, radiometry=None):
     optimizer = torch.optim.Adam(wrapper.parameters(), lr=1e-4)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss(wrapper(lr), hr).backward()
+        loss(wrapper(lr, radiometry=radiometry), hr).backward()
         optimizer.step()
     return step
 
@@ -527,7 +538,11 @@ def main(argv=None):
                     print(f"  {name} bf16 vs fp32: {accuracy[name]}", flush=True)
         for name in names:
             print(f"{name}: {load_average()}", flush=True)
-            results[name] = bench_model(name, args, folder, states.get(name))
+            try:
+                results[name] = bench_model(name, args, folder, states.get(name))
+            except Exception as err:  # noqa: BLE001 - one network's failure is reported, the others still run
+                print(f"  {name} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}", flush=True)
+                results[name] = {"skipped": f"failed: {type(err).__name__}"}
             if args.profile and name in ACCURACY_MODELS:
                 print_profiles(name, states.get(name), args)
             if args.compile and name in ACCURACY_MODELS:

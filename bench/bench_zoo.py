@@ -19,6 +19,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
+import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
 
 LR_SIZE = 64
 SCALE = 4

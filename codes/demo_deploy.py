@@ -17,6 +17,9 @@ write (the output folder records its files in written_files.json and is locked w
 images over --max_pixels and band mismatches are named and skipped (exit code 2 at the end). A manifest.json records
 the model, checkpoint, radiometry, inputs, outputs and skips; --compare HR_DIR adds LR | bicubic | SR | HR figures.
 """
+import cpu_threads  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
 import json
 import os
 import sys

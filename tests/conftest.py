@@ -2,12 +2,15 @@
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 sys.path.insert(0, str(REPO_ROOT / "codes"))
+import cpu_threads  # noqa: E402, F401  (as the scripts do: OpenMP's spin count, before torch loads)
+
+# isort: split
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(scope="session")

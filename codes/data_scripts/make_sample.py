@@ -14,10 +14,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 # codes/ (the project's modules import top-level) and this folder (prepare_dataset), also when imported by tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
+import numpy as np  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from config import write_dataset_metadata

@@ -22,6 +22,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the project's modules import top-level
+import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+
+# isort: split
 
 from data_scripts.prepare_dataset import check_destination, make_lr, parse_scales
 
