@@ -28,6 +28,7 @@ The load average (uptime) is printed at the start and the end: on a shared machi
 interleaved ratios much less.
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -68,12 +69,16 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: torch's)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 3; quick 1)")
     p.add_argument("--sizes", default=None, help="LR sides for inference (default 64,128; quick 64)")
+    p.add_argument("--max-train-gib", type=float, default=12.0,
+                   help="largest memory a training step may keep for its backward pass (default 12, which keeps the "
+                        "HSENet and ConvFormerSR presets; smaller batches beyond)")
     p.add_argument("--max-train-gflop", type=float, default=None,
                    help="largest training step measured (forward+backward GFLOP); bigger presets use a smaller "
                         "batch (default 4000, which keeps the HSENet and ConvFormerSR presets; quick 300)")
     p.add_argument("--train-steps", type=int, default=None,
                    help="steps of the short accuracy training (default 60; quick 10)")
     p.add_argument("--skip-onnx", action="store_true")
+    p.add_argument("--json", default="", help="also write the results so far to this file after each network")
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     p.add_argument("--profile", action="store_true",
@@ -228,24 +233,40 @@ def bench_inference(name, cfg, fp32, bf16, sizes, args, folder):
 
 
 # -------------------------------------------------------------------------------------------------------- training
-def training_batch(name, cfg, max_gflop):
+def saved_gib_per_sample(net, x):
+    """GiB that autograd keeps for the backward pass of one sample (the bulk of a training step's memory)."""
+    total = 0
+
+    def keep(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        net(x)
+    return total / 2**30
+
+
+def training_batch(name, cfg, max_gflop, max_gib):
     """(batch, patch, note): the preset's batch and LR patch, the batch reduced when a step would exceed max_gflop
-    (forward + backward taken as 3 forwards)."""
+    (forward + backward taken as 3 forwards) or keep more than max_gib for the backward pass (SwinIR's preset
+    batch would take more memory than this machine has)."""
     patch = cfg.patch_size
     fixed = getattr(network_module(name), "fixed_input_size", None)
     if fixed:
         patch = fixed(cfg)
-    probe = Model(cfg).eval()
+    probe = Model(cfg).train()
     lr = torch.rand(1, cfg.n_colors, patch, patch) * cfg.rgb_range
-    per_sample = 3 * count_gflop(probe.net, probe.prepare(lr, eight_bit(cfg)))
-    batch = max(1, min(cfg.batch_size, int(max_gflop // per_sample)))
+    x = probe.prepare(lr, eight_bit(cfg))
+    per_sample = 3 * count_gflop(probe.net, x)
+    gib = saved_gib_per_sample(probe.net, x)
+    batch = max(1, min(cfg.batch_size, int(max_gflop // per_sample), int(max_gib // gib)))
     note = "" if batch == cfg.batch_size else f"batch {batch} of the preset's {cfg.batch_size}"
     return batch, patch, per_sample * batch, note
 
 
 def bench_training(name, args):
     cfg = model_config(name)
-    batch, patch, gflop, note = training_batch(name, cfg, args.max_train_gflop)
+    batch, patch, gflop, note = training_batch(name, cfg, args.max_train_gflop, args.max_train_gib)
     lr = torch.rand(batch, cfg.n_colors, patch, patch) * cfg.rgb_range
     hr = torch.rand(batch, cfg.n_colors, patch * cfg.scale, patch * cfg.scale) * cfg.rgb_range
     steps = {}
@@ -354,7 +375,7 @@ def print_profiles(name, state, args):
     if bf16 is not None:
         steps["bf16 inference 64x64"] = lambda: bf16.inference_fn(False)(x)
         cfg = model_config(name)
-        batch, patch, _, _ = training_batch(name, cfg, args.max_train_gflop)
+        batch, patch, _, _ = training_batch(name, cfg, args.max_train_gflop, args.max_train_gib)
         wrapper = Model(model_config(name, "bf16")).train()
         lr, hr = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, patch * cfg.scale, patch * cfg.scale)
         steps[f"bf16 training step, batch {batch}, patch {patch}"] = training_step(wrapper, Loss(cfg), lr, hr)
@@ -391,7 +412,7 @@ def bench_compile(name, state, args):
           f"{eager_scene:.0f} s, compiled {compiled_scene:.0f} s", flush=True)
     inductor_config.freezing = False  # freezing is for inference graphs
     cfg = model_config(name)
-    batch, patch, _, _ = training_batch(name, cfg, args.max_train_gflop)
+    batch, patch, _, _ = training_batch(name, cfg, args.max_train_gflop, args.max_train_gib)
     lr, hr = torch.rand(batch, 3, patch, patch), torch.rand(batch, 3, patch * cfg.scale, patch * cfg.scale)
     eager, compiled_model = Model(cfg).train(), Model(cfg).train()
     torch._dynamo.reset()
@@ -543,6 +564,8 @@ def main(argv=None):
             except Exception as err:  # noqa: BLE001 - one network's failure is reported, the others still run
                 print(f"  {name} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}", flush=True)
                 results[name] = {"skipped": f"failed: {type(err).__name__}"}
+            if args.json:  # a run killed later (out of memory) keeps what it measured
+                Path(args.json).write_text(json.dumps({"peak": peak, "accuracy": accuracy, "results": results}))
             if args.profile and name in ACCURACY_MODELS:
                 print_profiles(name, states.get(name), args)
             if args.compile and name in ACCURACY_MODELS:
