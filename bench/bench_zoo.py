@@ -5,7 +5,8 @@
 For each network at its full published size (its model preset, as on UC Merced): parameters (with the mean-shift
 values, as the official code counts them), GFLOPs of one 64x64 forward (torch's FlopCounterMode: convolutions and
 matrix products), inference seconds (median of 3 after a warm-up), peak RAM of the process, and the seconds of one
-training step (forward, backward, Adam) at the preset's batch and LR patch. Each network runs in a process of its own,
+training step (forward, backward, Adam) at the preset's batch and LR patch (a smaller batch, said so, where the preset's
+would not fit in half the memory). Each network runs in a process of its own,
 so the peak RAM is its own (importing torch alone takes about 0.5 GB of it). Random weights: speed does not depend
 on them. Timing is not asserted anywhere; the numbers are what this machine measured in this run.
 """
@@ -42,6 +43,16 @@ def median_seconds(fn, runs):
     return median_of(fn, runs)
 
 
+def batch_that_fits(model, batch, lr, radiometry):
+    """The preset's batch, or the largest whose backward pass keeps at most half of this machine's memory (SwinIR's
+    preset batch of 32 would need about 31 GiB)."""
+    from bench_speed import saved_gib_per_sample
+
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    per_sample = saved_gib_per_sample(model.net.train(), model.prepare(lr, radiometry))
+    return max(1, min(batch, int(memory_gib / 2 // per_sample)))
+
+
 def measure(name, steps):
     """One network's row (run in a child process)."""
     import numpy as np
@@ -65,7 +76,8 @@ def measure(name, steps):
            "gflop": counter.get_total_flops() / 1e9, "infer_s": median_seconds(lambda: forward(x), runs=3)}
     trainable = [p for p in model.parameters() if p.requires_grad]
     if trainable:
-        batch, patch = cfg.batch_size, cfg.patch_size
+        patch = cfg.patch_size
+        batch = batch_that_fits(model, cfg.batch_size, torch.rand(1, cfg.n_colors, patch, patch), radiometry)
         lr_batch = torch.rand(batch, cfg.n_colors, patch, patch)
         hr_batch = torch.rand(batch, cfg.n_colors, patch * SCALE, patch * SCALE)
         optimizer = torch.optim.Adam(trainable, lr=1e-4)
@@ -75,7 +87,7 @@ def measure(name, steps):
             optimizer.zero_grad(set_to_none=True)
             torch.nn.functional.l1_loss(model(lr_batch, radiometry=radiometry), hr_batch).backward()
             optimizer.step()
-        row.update(train_s=median_seconds(step, runs=steps), batch=batch, patch=patch)
+        row.update(train_s=median_seconds(step, runs=steps), batch=batch, preset_batch=cfg.batch_size, patch=patch)
     row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
 
@@ -109,8 +121,10 @@ def main():
             continue
         r = json.loads(rows[0][4:])
         train = f"{r['train_s']:9.2f}{r['batch']:7d}{r['patch']:7d}" if "train_s" in r else f"{'-':>9}{'-':>7}{'-':>7}"
+        reduced = f"  (batch {r['batch']} of the preset's {r['preset_batch']}: memory)" if r.get(
+            "preset_batch", r.get("batch")) != r.get("batch") else ""
         print(f"{r['model']:<13}{r['params']:>12,}{r['gflop']:9.1f}{r['infer_s']:9.3f}{train}"
-              f"{r['peak_rss_gib']:8.2f} GiB", flush=True)
+              f"{r['peak_rss_gib']:8.2f} GiB{reduced}", flush=True)
 
 
 if __name__ == "__main__":
