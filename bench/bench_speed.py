@@ -79,6 +79,8 @@ def parse_args(argv=None):
                    help="steps of the short accuracy training (default 60; quick 10)")
     p.add_argument("--skip-onnx", action="store_true")
     p.add_argument("--json", default="", help="also write the results so far to this file after each network")
+    p.add_argument("--report", nargs="+", default=None, metavar="JSON",
+                   help="measure nothing: print the tables of --json files (runs that ended early, joined)")
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     p.add_argument("--profile", action="store_true",
@@ -536,6 +538,8 @@ def bench_model(name, args, folder, state=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.report:
+        return report(args.report)
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n.strip().upper() for n in args.models.split(",") if n.strip()] or model_package.known_models()
@@ -574,6 +578,17 @@ def main(argv=None):
                 except Exception as err:  # noqa: BLE001 - a compiler failure is a result to report
                     print(f"  {name} torch.compile failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
     print(f"\nend: {load_average()}\n")
+    print_report(results, accuracy)
+    for name, c in compiled.items():
+        pays = "pays off" if c["compiled_scene"] < c["eager_scene"] else "does not pay off"
+        print(f"- torch.compile {name}: {SCENE_SIDE}x{SCENE_SIDE} LR scene in {c['tiles']} tiles of {c['tile']}: eager "
+              f"{c['eager_scene']:.0f} s, compiled {c['compiled_scene']:.0f} s (compile {c['compile_s']:.0f} s): "
+              f"{pays}; training: compile {c['train_compile_s']:.0f} s, step {c['train']['eager']:.2f} -> "
+              f"{c['train']['compiled']:.2f} s, pays off after {c['break_even']}")
+    return 0
+
+
+def print_report(results, accuracy):
     print(inference_table(results))
     print("* of the fp32 3x3-conv probe timed in the same interleaved turns as the network\n")
     print(training_table(results), "\n")
@@ -581,12 +596,17 @@ def main(argv=None):
         print(accuracy_table(accuracy), "\n")
     for line in target_lines(results, accuracy):
         print("- " + line)
-    for name, c in compiled.items():
-        pays = "pays off" if c["compiled_scene"] < c["eager_scene"] else "does not pay off"
-        print(f"- torch.compile {name}: {SCENE_SIDE}x{SCENE_SIDE} LR scene in {c['tiles']} tiles of {c['tile']}: eager "
-              f"{c['eager_scene']:.0f} s, compiled {c['compiled_scene']:.0f} s (compile {c['compile_s']:.0f} s): "
-              f"{pays}; training: compile {c['train_compile_s']:.0f} s, step {c['train']['eager']:.2f} -> "
-              f"{c['train']['compiled']:.2f} s, pays off after {c['break_even']}")
+
+
+def report(paths):
+    """The tables of saved runs, joined in order (a later file's network replaces an earlier one's)."""
+    results, accuracy = {}, {}
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        results.update({k: v for k, v in saved["results"].items() if "skipped" not in v or k not in results})
+        accuracy.update(saved["accuracy"])
+        print(f"{path}: peak GFLOP/s " + "; ".join(f"{k} conv {v['conv']:.0f}" for k, v in saved["peak"].items()))
+    print_report(results, accuracy)
     return 0
 
 

@@ -6,7 +6,7 @@ For each network at its full published size (its model preset, as on UC Merced):
 values, as the official code counts them), GFLOPs of one 64x64 forward (torch's FlopCounterMode: convolutions and
 matrix products), inference seconds (median of 3 after a warm-up), peak RAM of the process, and the seconds of one
 training step (forward, backward, Adam) at the preset's batch and LR patch (a smaller batch, said so, where the preset's
-would not fit in half the memory). Each network runs in a process of its own,
+would not fit in memory). Each network runs in a process of its own,
 so the peak RAM is its own (importing torch alone takes about 0.5 GB of it). Random weights: speed does not depend
 on them. Timing is not asserted anywhere; the numbers are what this machine measured in this run.
 """
@@ -44,13 +44,13 @@ def median_seconds(fn, runs):
 
 
 def batch_that_fits(model, batch, lr, radiometry):
-    """The preset's batch, or the largest whose backward pass keeps at most half of this machine's memory (SwinIR's
-    preset batch of 32 would need about 31 GiB)."""
+    """The preset's batch, or the largest whose saved tensors take at most a quarter of this machine's memory (SwinIR's
+    preset batch of 32 would need about 31 GiB by that count, and its step takes about twice what it counts)."""
     from bench_speed import saved_gib_per_sample
 
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     per_sample = saved_gib_per_sample(model.net.train(), model.prepare(lr, radiometry))
-    return max(1, min(batch, int(memory_gib / 2 // per_sample)))
+    return max(1, min(batch, int(memory_gib / 4 // per_sample)))
 
 
 def measure(name, steps):
