@@ -22,11 +22,25 @@ TRAIN = TINY_BASIC + ["--scale=2"]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+# A known, unexplained fault: about 1 in 12 two-rank gloo runs on this 2-core machine has one rank abort in C++ with
+# this line and no Python traceback (seen with torch 2.14.1, any OpenMP spin count, GLOO_SOCKET_IFNAME=lo too). The
+# project's scripts are retried once on exactly this line, so it cannot hide any other failure; see the README.
+GLOO_ABORT = "terminate called without an active exception"
+
+
 def torchrun(*args, script=CODES / "demo_train.py", timeout=300):
     """Run `script` under torchrun with 2 CPU processes; returns the CompletedProcess."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "--max_restarts", "0", str(script), *map(str, args)]
-    return subprocess.run(command, cwd=CODES, capture_output=True, text=True, timeout=timeout, env=ONE_THREAD)
+    def launch(extra=()):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   "--max_restarts", "0", str(script), *map(str, args), *extra]
+        return subprocess.run(command, cwd=CODES, capture_output=True, text=True, timeout=timeout, env=ONE_THREAD)
+    proc = launch()
+    if proc.returncode != 0 and GLOO_ABORT in proc.stderr and script.name in ("demo_train.py", "demo_deploy.py"):
+        # The aborted run left its folder: a training starts again with --reset (which deletes only what that run
+        # wrote), a --resume continues from its last checkpoint, a deploy replaces its own outputs.
+        fresh_training = script.name == "demo_train.py" and "--resume" not in args
+        proc = launch(["--reset"] if fresh_training else [])
+    return proc
 
 
 def one_process(*args, script=CODES / "demo_train.py"):
