@@ -74,6 +74,7 @@ def run_training(cfg, ctx, testing):
             trainer.train()
             run.log(f"done: best {run.path('model', 'model_best.pt')}, curves in {run.dir}/*.png")
     finally:
+        model.unwrap_training()  # even when an error is on its way up, holding this frame (and the model) alive
         run.close()
 
 

@@ -150,6 +150,10 @@ class Model(nn.Module):
         share of the validation images needs no collective. Not a registered submodule: the parameters are shared."""
         object.__setattr__(self, "train_net", wrapper(self.model))
 
+    def unwrap_training(self):
+        """Drop the training wrapper (DDP holds the process group, which distributed.teardown must be able to free)."""
+        object.__setattr__(self, "train_net", self.model)
+
     @contextlib.contextmanager
     def swapped(self, net):
         """Evaluate with another network of the same architecture (the EMA weights) for the duration."""
