@@ -48,6 +48,7 @@ RCG_RES_SCALE = 0.2
 UPSAMPLE_FEATURES = 64
 # Deploy: window attention and convolutions are local, so memory grows with the tile area only; the overlap is a
 # multiple of the window and hides the (small) differences at tile borders.
+OWN_MEMORY_LAYOUT = True  # channels-last weights and inputs, set in ConvFormerSR itself
 DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 32
 

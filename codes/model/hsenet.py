@@ -40,6 +40,7 @@ UC_MERCED_RGB_MEAN = common.UC_MERCED_RGB_MEAN
 ATTENTION_MODES = ("fast", "naive")
 # Deploy: the non-local attention is global within a tile, so tiles never equal the whole image exactly and cost
 # grows with the square of the tile area; 128 keeps UC Merced x2 (LR 128) whole and bounds the cost of scenes.
+OWN_MEMORY_LAYOUT = True  # channels-last only with the fast attention, which is written for it (see HSENet)
 DEFAULT_TILE = 128
 DEFAULT_TILE_OVERLAP = 32
 
