@@ -74,7 +74,8 @@ def run_training(cfg, ctx, testing):
             trainer.train()
             run.log(f"done: best {run.path('model', 'model_best.pt')}, curves in {run.dir}/*.png")
     finally:
-        model.unwrap_training()  # even when an error is on its way up, holding this frame (and the model) alive
+        # drop DDP's hold on the process group here: an error's traceback keeps this frame, and the model, alive
+        model.unwrap_training()
         run.close()
 
 
