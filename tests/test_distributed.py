@@ -23,11 +23,11 @@ TRAIN = TINY_BASIC + ["--scale=2"]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def torchrun(*args, script=CODES / "demo_train.py", timeout=300):
+def torchrun(*args, script=CODES / "demo_train.py", timeout=300, env=ONE_THREAD):
     """Run `script` under torchrun with 2 CPU processes; returns the CompletedProcess."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "--max_restarts", "0", str(script), *map(str, args)]
-    return subprocess.run(command, cwd=CODES, capture_output=True, text=True, timeout=timeout, env=ONE_THREAD)
+    return subprocess.run(command, cwd=CODES, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def one_process(*args, script=CODES / "demo_train.py"):
@@ -177,7 +177,7 @@ COUNT_THREADS = textwrap.dedent('''
     sys.path.insert(0, sys.argv[1])
     import demo_deploy, demo_train, trainer
     from errors import UserError, run_cli
-    script, flags = sys.argv[2], sys.argv[3:]
+    entry, flags = sys.argv[2], sys.argv[3:]
     if os.environ.get("FAIL_IN_TRAINING"):
         def train_epoch(self, loader, lr):
             raise UserError("a problem found during training")
@@ -188,25 +188,23 @@ COUNT_THREADS = textwrap.dedent('''
 
     before = threads()
     try:
-        run_cli({"train": demo_train.main, "deploy": demo_deploy.main}[script], flags)
+        run_cli({"train": demo_train.main, "deploy": demo_deploy.main}[entry], flags)
     finally:
         print(f"rank {os.environ['RANK']}: {before} threads before, {threads()} after", flush=True)
 ''')
 
 
-@pytest.mark.parametrize("script, fail", [("train", False), ("train", True), ("deploy", False)])
-def test_gloo_threads_end_with_the_script_not_at_interpreter_shutdown(tmp_path, script, fail):
+@pytest.mark.parametrize("entry, fail", [("train", False), ("train", True), ("deploy", False)])
+def test_gloo_threads_end_with_the_script_not_at_interpreter_shutdown(tmp_path, entry, fail):
     driver = tmp_path / "driver.py"
     driver.write_text(COUNT_THREADS)
-    if script == "train":
+    if entry == "train":
         flags = [*TRAIN, "--epochs=1", *isolated(tmp_path)]
     else:
         flags = ["--model=BICUBIC", "--scale=2", "--cpu", *isolated(tmp_path), f"--dir_out={tmp_path / 'out'}",
                  f"--dir_data={SAMPLE / 'test' / 'LR_x2'}"]
     env = {**ONE_THREAD, **({"FAIL_IN_TRAINING": "1"} if fail else {})}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "--max_restarts", "0", str(driver), str(CODES), script, *flags]
-    proc = subprocess.run(command, cwd=CODES, capture_output=True, text=True, timeout=300, env=env)
+    proc = torchrun(CODES, entry, *flags, script=driver, env=env)
     assert (proc.returncode != 0) == fail, proc.stderr[-3000:]
     if fail:
         assert "error: a problem found during training" in proc.stderr
