@@ -100,8 +100,7 @@ def use_channels_last(module, device):
     """Whether the Model keeps the network's weights and inputs channels-last: on the CPU, where oneDNN's
     convolutions run faster in that layout (measured at 64x64 with bench/bench_speed.py's helpers: inference 1.1-1.4x
     for BASIC, DCM, EDSR, FSRCNN, RCAN, SRCNN and SwinIR, training steps 1.08-1.20x), unless the network picks its
-    own layout.
-    CUDA keeps PyTorch's default layout (not measured here)."""
+    own layout. CUDA keeps PyTorch's default layout (not measured here)."""
     return device.type == "cpu" and not getattr(module, "OWN_MEMORY_LAYOUT", False) and \
         not getattr(module, "PARAMETER_FREE", False)
 
