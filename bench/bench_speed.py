@@ -12,6 +12,9 @@ hits both alike, medians of --repeats runs after a warm-up run:
 
 - the peak: a 2048^2 matmul and a 3x3 64-channel channels-last conv (fp32 and bf16), the roofline the networks are
   held against (their GFLOP/s as a percentage of the conv's);
+- the kernels the networks spend their time in, alone at the networks' shapes (HSENet's non-local attention, 3x3
+  convs of 32 to 256 channels, ConvFormerSR's MLP linear, LGCNet's 5x5 conv): torch fp32, torch bf16 and
+  onnxruntime fp32 GFLOP/s, which tells a kernel's gap from a whole graph's (skipped with --skip-onnx);
 - per network (HSENet x4, ConvFormerSR x3, the others x4, their preset sizes): inference of one 64x64 and one
   128x128 LR image in fp32 and in bf16 (--precision bf16: autocast with the networks' fp32 regions), its GFLOP
   (counted by torch's FlopCounterMode, attention included), and onnxruntime on the same graph (torch.onnx.export of
@@ -28,6 +31,7 @@ The load average (uptime) is printed at the start and the end: on a shared machi
 interleaved ratios much less.
 """
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -144,6 +148,55 @@ def measure_peak(repeats):
     return peak
 
 
+# --------------------------------------------------------------------------------------------------------- kernels
+class Attention(torch.nn.Module):
+    """HSENet's non-local product as one module, so that onnxruntime runs it too: softmax(q k^T) v, scale 1."""
+
+    def forward(self, q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+def kernel_cases():
+    """(label, module, inputs): the operators the networks spend their time in, at the shapes they run them."""
+    def conv(cin, cout, k, side):
+        return torch.nn.Conv2d(cin, cout, k, padding=k // 2), (torch.randn(1, cin, side, side),)
+    seq = torch.randn(1, 1, 64 * 64, 32)
+    return [
+        ("HSENet non-local attention, 64² LR (4096 positions × 32)", Attention(), (seq, seq.clone(), seq.clone())),
+        ("HSENet, RCAN 3×3 conv 64→64 on 64²", *conv(64, 64, 3, 64)),
+        ("EDSR 3×3 conv 256→256 on 64²", *conv(256, 256, 3, 64)),
+        ("ConvFormerSR 3×3 conv 96→96 on 64²", *conv(96, 96, 3, 64)),
+        ("ConvFormerSR conv branch 3×3 96→32 on 64²", *conv(96, 32, 3, 64)),
+        ("ConvFormerSR MLP linear 96→384, 4096 tokens", torch.nn.Linear(96, 384), (torch.randn(1, 4096, 96),)),
+        ("LGCNet 3×3 conv 32→32 on 256² (x4 of 64²)", *conv(32, 32, 3, 256)),
+        ("LGCNet 5×5 conv 96→64 on 256²", *conv(96, 64, 5, 256)),
+    ]
+
+
+def bench_kernels(repeats, folder, threads):
+    """GFLOP/s of each kernel case in torch fp32 (convs channels-last, as the networks run them), torch bf16, and
+    onnxruntime fp32, interleaved: where the networks' gaps to the peak and to onnxruntime come from."""
+    rows = []
+    for label, module, inputs in kernel_cases():
+        module.eval()
+        gflop = count_gflop(lambda args, m=module: m(*args), inputs)
+        is_conv = isinstance(module, torch.nn.Conv2d)
+        layout = torch.channels_last if is_conv else torch.contiguous_format
+        fp32_in = tuple(t.contiguous(memory_format=layout) for t in inputs)
+        fp32_module = copy.deepcopy(module).to(memory_format=layout) if is_conv else module
+        bf16_module = copy.deepcopy(fp32_module).to(torch.bfloat16)
+        bf16_in = tuple(t.to(torch.bfloat16) for t in fp32_in)
+        functions = {"fp32": lambda m=fp32_module, a=fp32_in: m(*a)}
+        if model_package.cpu_supports_bf16():
+            functions["bf16"] = lambda m=bf16_module, a=bf16_in: m(*a)
+        functions["onnx"] = onnx_session(module, inputs, folder, threads)
+        with torch.no_grad():
+            times = interleaved(functions, max(repeats, 5))
+        rows.append({"kernel": label, "gflop": gflop, **{k: gflop / v for k, v in times.items()}})
+        print(f"  {label}: " + ", ".join(f"{k} {gflop / v:.0f} GFLOP/s" for k, v in times.items()), flush=True)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------------------- models
 def flash_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs):
     """FLOPs of the CPU flash-attention kernel (torch's counter misses it): Q K^T and P V."""
@@ -195,16 +248,17 @@ def onnx_session(net, x, folder, threads):
     the cores from the interleaved torch runs)."""
     import onnxruntime as ort
 
-    path = Path(folder) / f"net_{x.shape[-1]}.onnx"
+    inputs = x if isinstance(x, tuple) else (x,)
+    path = Path(folder) / f"{type(net).__name__}_{'x'.join(map(str, inputs[0].shape))}.onnx"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=18)
+        torch.onnx.export(net, inputs, str(path), dynamo=False, opset_version=18)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.numpy()}
+    feed = {node.name: t.numpy() for node, t in zip(session.get_inputs(), inputs)}
     return lambda: session.run(None, feed)
 
 
@@ -440,6 +494,18 @@ def fmt(value, spec=".2f", missing="–", suffix=""):
     return format(value, spec) + suffix
 
 
+def kernel_table(kernels):
+    head = ["kernel (where it runs)", "GFLOP", "torch fp32 GFLOP/s", "torch bf16 GFLOP/s", "bf16 speed-up",
+            "ORT fp32 GFLOP/s", "torch vs ORT"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in kernels:
+        cells = [row["kernel"], fmt(row["gflop"], ".2f"), fmt(row["fp32"], ".0f"), fmt(row.get("bf16"), ".0f"),
+                 fmt(ratio(row.get("bf16") or np.nan, row["fp32"]), suffix="×"), fmt(row["onnx"], ".0f"),
+                 fmt(ratio(row["fp32"], row["onnx"]), suffix="×")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def inference_table(results):
     head = ["model", "x", "LR", "GFLOP", "fp32 s", "bf16 s", "bf16 speed-up", "fp32 GFLOP/s", "% of conv peak*",
             "ORT s", "torch vs ORT"]
@@ -549,8 +615,11 @@ def main(argv=None):
     peak = measure_peak(args.repeats)
     print("peak GFLOP/s: " + "; ".join(f"{k} matmul {v['matmul']:.0f}, 3x3 conv {v['conv']:.0f}"
                                        for k, v in peak.items()), flush=True)
-    results, accuracy, compiled, states = {}, {}, {}, {}
+    results, accuracy, compiled, states, kernels = {}, {}, {}, {}, []
     with tempfile.TemporaryDirectory() as folder:
+        if not args.skip_onnx:
+            print("kernels, at the networks' shapes:", flush=True)
+            kernels = bench_kernels(args.repeats, folder, torch.get_num_threads())
         root = None if args.skip_accuracy else prepare_uc_merced(folder)
         if root is None and not args.skip_accuracy:
             print(f"accuracy skipped: {UC_MERCED_DEV} is absent")
@@ -569,7 +638,8 @@ def main(argv=None):
                 print(f"  {name} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}", flush=True)
                 results[name] = {"skipped": f"failed: {type(err).__name__}"}
             if args.json:  # a run killed later (out of memory) keeps what it measured
-                Path(args.json).write_text(json.dumps({"peak": peak, "accuracy": accuracy, "results": results}))
+                Path(args.json).write_text(json.dumps({"peak": peak, "kernels": kernels, "accuracy": accuracy,
+                                                       "results": results}))
             if args.profile and name in ACCURACY_MODELS:
                 print_profiles(name, states.get(name), args)
             if args.compile and name in ACCURACY_MODELS:
@@ -578,7 +648,7 @@ def main(argv=None):
                 except Exception as err:  # noqa: BLE001 - a compiler failure is a result to report
                     print(f"  {name} torch.compile failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}")
     print(f"\nend: {load_average()}\n")
-    print_report(results, accuracy)
+    print_report(results, accuracy, kernels)
     for name, c in compiled.items():
         pays = "pays off" if c["compiled_scene"] < c["eager_scene"] else "does not pay off"
         print(f"- torch.compile {name}: {SCENE_SIDE}x{SCENE_SIDE} LR scene in {c['tiles']} tiles of {c['tile']}: eager "
@@ -588,7 +658,9 @@ def main(argv=None):
     return 0
 
 
-def print_report(results, accuracy):
+def print_report(results, accuracy, kernels=()):
+    if kernels:
+        print(kernel_table(kernels), "\n")
     print(inference_table(results))
     print("* of the fp32 3x3-conv probe timed in the same interleaved turns as the network\n")
     print(training_table(results), "\n")
@@ -600,13 +672,14 @@ def print_report(results, accuracy):
 
 def report(paths):
     """The tables of saved runs, joined in order (a later file's network replaces an earlier one's)."""
-    results, accuracy = {}, {}
+    results, accuracy, kernels = {}, {}, []
     for path in paths:
         saved = json.loads(Path(path).read_text())
         results.update({k: v for k, v in saved["results"].items() if "skipped" not in v or k not in results})
         accuracy.update(saved["accuracy"])
+        kernels = saved.get("kernels") or kernels
         print(f"{path}: peak GFLOP/s " + "; ".join(f"{k} conv {v['conv']:.0f}" for k, v in saved["peak"].items()))
-    print_report(results, accuracy)
+    print_report(results, accuracy, kernels)
     return 0
 
 

@@ -3,12 +3,12 @@
     python bench/bench_zoo.py [--models EDSR,RCAN] [--steps 2] [--threads 2]
 
 For each network at its full published size (its model preset, as on UC Merced): parameters (with the mean-shift
-values, as the official code counts them), GFLOPs of one 64x64 forward (torch's FlopCounterMode: convolutions and
-matrix products), inference seconds (median of 3 after a warm-up), peak RAM of the process, and the seconds of one
-training step (forward, backward, Adam) at the preset's batch and LR patch (a smaller batch, said so, where the preset's
-would not fit in memory). Each network runs in a process of its own,
-so the peak RAM is its own (importing torch alone takes about 0.5 GB of it). Random weights: speed does not depend
-on them. Timing is not asserted anywhere; the numbers are what this machine measured in this run.
+values, as the official code counts them), GFLOPs of one 64x64 forward (bench_speed's counter: convolutions, matrix
+products and the fused attention kernels), inference seconds (median of 3 after a warm-up), peak RAM of the
+process, and the seconds of one training step (forward, backward, Adam) at the preset's batch and LR patch (a smaller
+batch, said so, where the preset's would not fit in memory). Each network runs in a process of its own, so the peak
+RAM is its own (importing torch alone takes about 0.5 GB of it). Random weights: speed does not depend on them.
+Timing is not asserted anywhere; the numbers are what this machine measured in this run.
 """
 import argparse
 import json
@@ -57,7 +57,7 @@ def measure(name, steps):
     """One network's row (run in a child process)."""
     import numpy as np
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from bench_speed import count_gflop
 
     from model import Model
     from option import parse_args
@@ -70,10 +70,8 @@ def measure(name, steps):
     size = model.tile_plan.tile if model.tile_plan.fixed else LR_SIZE  # TransENet takes its fixed size only
     x = torch.rand(1, cfg.n_colors, size, size)
     forward = model.inference_fn(radiometry=radiometry)
-    with FlopCounterMode(display=False) as counter:
-        forward(x)
     row = {"model": name, "params": parameter_count(model.model), "lr_size": size,
-           "gflop": counter.get_total_flops() / 1e9, "infer_s": median_seconds(lambda: forward(x), runs=3)}
+           "gflop": count_gflop(forward, x), "infer_s": median_seconds(lambda: forward(x), runs=3)}
     trainable = [p for p in model.parameters() if p.requires_grad]
     if trainable:
         patch = cfg.patch_size
