@@ -13,7 +13,7 @@ hits both alike, medians of --repeats runs after a warm-up run:
 - the peak: a 2048^2 matmul and a 3x3 64-channel channels-last conv (fp32 and bf16), the roofline the networks are
   held against (their GFLOP/s as a percentage of the conv's);
 - the kernels the networks spend their time in, alone at the networks' shapes (HSENet's non-local attention, 3x3
-  convs of 32 to 256 channels, ConvFormerSR's MLP linear, LGCNet's 5x5 conv): torch fp32, torch bf16 and
+  convs of 32 to 256 channels, ConvFormerSR's and SwinIR's linears, LGCNet's 5x5 conv): torch fp32, torch bf16 and
   onnxruntime fp32 GFLOP/s, which tells a kernel's gap from a whole graph's (skipped with --skip-onnx);
 - per network (HSENet x4, ConvFormerSR x3, the others x4, their preset sizes): inference of one 64x64 and one
   128x128 LR image in fp32 and in bf16 (--precision bf16: autocast with the networks' fp32 regions), its GFLOP
@@ -55,7 +55,7 @@ import model as model_package  # noqa: E402
 import option  # noqa: E402
 from data import Data  # noqa: E402
 from loss import Loss  # noqa: E402
-from model import Model, network_module  # noqa: E402
+from model import Model, common, network_module  # noqa: E402
 from radiometry import Radiometry  # noqa: E402
 
 SCALES = {"HSENET": 4, "CONVFORMERSR": 3}  # the brief's settings; the others run at x4
@@ -167,7 +167,8 @@ def kernel_cases():
         ("EDSR 3×3 conv 256→256 on 64²", *conv(256, 256, 3, 64)),
         ("ConvFormerSR 3×3 conv 96→96 on 64²", *conv(96, 96, 3, 64)),
         ("ConvFormerSR conv branch 3×3 96→32 on 64²", *conv(96, 32, 3, 64)),
-        ("ConvFormerSR MLP linear 96→384, 4096 tokens", torch.nn.Linear(96, 384), (torch.randn(1, 4096, 96),)),
+        ("ConvFormerSR MLP linear 96→384, 4096 tokens", common.Linear(96, 384), (torch.randn(1, 4096, 96),)),
+        ("SwinIR attention qkv linear 180→540, 4096 tokens", common.Linear(180, 540), (torch.randn(1, 4096, 180),)),
         ("LGCNet 3×3 conv 32→32 on 256² (x4 of 64²)", *conv(32, 32, 3, 256)),
         ("LGCNet 5×5 conv 96→64 on 256²", *conv(96, 64, 5, 256)),
     ]

@@ -1,13 +1,17 @@
 """The larger baselines (TransENet, EDSR, RCAN, SwinIR): official-output fixtures, parameter counts of the published
-sizes, settings implied by official state_dicts, band counts, fixed-size tiling (TransENet), flags and presets."""
+sizes, settings implied by official state_dicts, band counts, fixed-size tiling (TransENet), flags and presets, and
+the oneDNN linear of their inference on the CPU."""
 import argparse
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+import image_io
 import tiling
 from errors import UserError
+from helpers import SAMPLE
 from model import Model, common, edsr, network_module, rcan, swinir, transenet
 from option import parse_args
 
@@ -330,3 +334,36 @@ def test_a_full_size_official_edsr_baseline_file_deploys_with_no_size_flags(tmp_
         expected = (net.eval()(lr)[0].clamp(0, 1) * 255).round().byte().numpy().transpose(1, 2, 0)
     got = image_io.read_image(out / name.name)
     assert abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# oneDNN linear (common.Linear): the fp32 CPU inference path of the transformers' linear layers
+
+@pytest.mark.skipif(not common.ONEDNN_LINEAR, reason="this torch build has no oneDNN linear")
+@pytest.mark.parametrize("name", ["SWINIR", "TRANSENET"])
+def test_onednn_linear_serves_inference_only_and_gives_nn_linear_output(name, monkeypatch):
+    torch.manual_seed(0)
+    net = network_module(name).make_model(argparse.Namespace(scale=2, n_colors=3, rgb_range=1.0, **SMALL[name]))
+    tile = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x2")[0])[:32, :32]
+    x = torch.from_numpy(tile.astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
+    decisions = []
+    decide = common.Linear._onednn_applies
+
+    def recorded(self, t):
+        decisions.append(decide(self, t))
+        return decisions[-1]
+    monkeypatch.setattr(common.Linear, "_onednn_applies", recorded)
+
+    with torch.inference_mode():
+        fast = net(x)
+    assert decisions and all(decisions)
+    with torch.inference_mode(), monkeypatch.context() as m:
+        m.setattr(common, "ONEDNN_LINEAR", False)
+        plain = net(x)
+    assert (fast - plain).abs().max().item() < 1e-5
+
+    decisions.clear()
+    net(x).mean().backward()  # training: autograd needs nn.Linear's own path
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x)  # autocast casts nn.Linear's inputs to bf16; the oneDNN call would run fp32
+    assert decisions and not any(decisions)

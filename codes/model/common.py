@@ -80,7 +80,8 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x):
-        return x + self.body(x) * self.res_scale
+        # One pass over memory instead of a multiply and an add (and none wasted on res_scale 1, RCAN's).
+        return torch.add(x, self.body(x), alpha=self.res_scale)
 
 
 class Upsampler(nn.Sequential):
@@ -259,8 +260,8 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         # Derived from the window size, so not saved: official files' copies are dropped on conversion.
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3)
+        self.proj = Linear(dim, dim)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self._shift_cache = (None, None)
         self._mask_cache = (None, None)
@@ -358,14 +359,37 @@ def set_attention(network, mode):
             module.attention = mode
 
 
+# oneDNN's linear, the kernel torch.compile's CPU backend calls; a private operator, so its presence is checked.
+ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+class Linear(nn.Linear):
+    """nn.Linear (the same parameters, keys and initialisation) whose fp32 inference on the CPU runs oneDNN's
+    linear, which adds the bias inside the matrix product; aten's addmm first copies the broadcast bias into the
+    output (about 15 % of its time on 4096 tokens). At SwinIR's widths (180 to 540) the linear runs 1.2-1.4x faster
+    and the whole network about 1.08x (TransENet 1.08x too; ConvFormerSR's 96-wide layers gain nothing overall).
+    Training, autocast, ONNX export, torch.compile and other devices take nn.Linear's path."""
+
+    def forward(self, x):
+        if self._onednn_applies(x):
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return super().forward(x)
+
+    def _onednn_applies(self, x):
+        return (ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == self.weight.dtype == torch.float32
+                and x.is_contiguous() and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and not torch.onnx.is_in_onnx_export())
+
+
 class Mlp(nn.Module):
     """Transformer feed-forward: Linear, GELU, Linear."""
 
     def __init__(self, dim, hidden):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x):
         return self.fc2(self.act(self.fc1(x)))

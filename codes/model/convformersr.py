@@ -104,7 +104,7 @@ class EnhancedAttentionBlock(nn.Module):
         x = self.norm1(x).view(b, height, width, c)
         conv_x = self.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, height * width, c)
         attended = common.shifted_window_attention(self.attn, x, self.shift_size)
-        x = shortcut + self.drop_path(attended) + conv_x * CONV_BRANCH_WEIGHT
+        x = torch.add(shortcut + self.drop_path(attended), conv_x, alpha=CONV_BRANCH_WEIGHT)  # one pass fewer
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -149,7 +149,7 @@ class ResidualBlockNoBN(nn.Module):
         self.act = nn.LeakyReLU(0.2)
 
     def forward(self, x):
-        return x + self.conv2(self.act(self.conv1(x))) * RCG_RES_SCALE
+        return torch.add(x, self.conv2(self.act(self.conv1(x))), alpha=RCG_RES_SCALE)  # scale and add in one pass
 
 
 class RCG(nn.Sequential):

@@ -94,7 +94,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim, hidden, dropout=0.0):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
+        self.net = nn.Sequential(common.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), common.Linear(hidden, dim),
                                  nn.Dropout(dropout))
 
     def forward(self, x):
@@ -122,8 +122,8 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.scale = dim ** -0.5
-        self.to_qkv = nn.Linear(dim, heads * dim_head * 3, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(heads * dim_head, dim), nn.Dropout(dropout))
+        self.to_qkv = common.Linear(dim, heads * dim_head * 3, bias=False)
+        self.to_out = nn.Sequential(common.Linear(heads * dim_head, dim), nn.Dropout(dropout))
 
     def forward(self, x):
         q, k, v = (split_heads(t, self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
@@ -137,10 +137,10 @@ class MixedAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.scale = dim ** -0.5
-        self.to_q = nn.Linear(dim, heads * dim_head, bias=False)
-        self.to_k = nn.Linear(dim, heads * dim_head, bias=False)
-        self.to_v = nn.Linear(dim, heads * dim_head, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(heads * dim_head, dim), nn.Dropout(dropout))
+        self.to_q = common.Linear(dim, heads * dim_head, bias=False)
+        self.to_k = common.Linear(dim, heads * dim_head, bias=False)
+        self.to_v = common.Linear(dim, heads * dim_head, bias=False)
+        self.to_out = nn.Sequential(common.Linear(heads * dim_head, dim), nn.Dropout(dropout))
 
     def forward(self, x, m):
         q = split_heads(self.to_q(x), self.heads)
@@ -236,11 +236,11 @@ class TransENet(nn.Module):
         self.tail = conv(n_feats, n_colors, 3)
         self.add_mean = common.MeanShift(rgb_range, band_mean, sign=1)
 
-        self.patch_to_embedding_low1 = nn.Linear(patch_dim, TOKEN_DIM)
-        self.patch_to_embedding_low2 = nn.Linear(patch_dim, TOKEN_DIM)
-        self.patch_to_embedding_low3 = nn.Linear(patch_dim, TOKEN_DIM)
-        self.patch_to_embedding_high = nn.Linear(patch_dim, TOKEN_DIM)
-        self.embedding_to_patch = nn.Linear(TOKEN_DIM, patch_dim)
+        self.patch_to_embedding_low1 = common.Linear(patch_dim, TOKEN_DIM)
+        self.patch_to_embedding_low2 = common.Linear(patch_dim, TOKEN_DIM)
+        self.patch_to_embedding_low3 = common.Linear(patch_dim, TOKEN_DIM)
+        self.patch_to_embedding_high = common.Linear(patch_dim, TOKEN_DIM)
+        self.embedding_to_patch = common.Linear(TOKEN_DIM, patch_dim)
         self.encoder_stage1 = TransformerEncoder(TOKEN_DIM, en_depth, HEADS, HEAD_DIM, MLP_DIM)
         self.encoder_stage2 = TransformerEncoder(TOKEN_DIM, en_depth, HEADS, HEAD_DIM, MLP_DIM)
         self.encoder_stage3 = TransformerEncoder(TOKEN_DIM, en_depth, HEADS, HEAD_DIM, MLP_DIM)
