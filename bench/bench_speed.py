@@ -205,8 +205,14 @@ def flash_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs):
     return 2 * int(np.prod(batch)) * q_len * key_shape[-2] * (depth + value_shape[-1])
 
 
+def onednn_linear_flops(input_shape, weight_shape, *args, **kwargs):
+    """FLOPs of oneDNN's linear (common.Linear's inference path, which torch's counter does not know)."""
+    return 2 * int(np.prod(input_shape[:-1])) * weight_shape[0] * weight_shape[1]
+
+
 def count_gflop(forward, x):
-    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: flash_attention_flops}
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: flash_attention_flops,
+               torch.ops.mkldnn._linear_pointwise: onednn_linear_flops}
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
         forward(x)
     return counter.get_total_flops() / 1e9
