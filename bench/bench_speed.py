@@ -211,8 +211,9 @@ def onednn_linear_flops(input_shape, weight_shape, *args, **kwargs):
 
 
 def count_gflop(forward, x):
-    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: flash_attention_flops,
-               torch.ops.mkldnn._linear_pointwise: onednn_linear_flops}
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: flash_attention_flops}
+    if common.ONEDNN_LINEAR:
+        mapping[torch.ops.mkldnn._linear_pointwise] = onednn_linear_flops
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
         forward(x)
     return counter.get_total_flops() / 1e9
