@@ -13,6 +13,7 @@ import option
 from helpers import SAMPLE
 from loss import Loss
 from model import Model
+from radiometry import Radiometry
 
 needs_bf16 = pytest.mark.skipif(not model_package.cpu_supports_bf16(),
                                 reason="this CPU has no native bf16 arithmetic (avx512_bf16 or AMX)")
@@ -34,7 +35,7 @@ def sample_pairs(split):
     for hr_path in image_io.list_images(SAMPLE / split / "HR"):
         lr = image_io.read_image(SAMPLE / split / f"LR_x{SCALE}" / Path(hr_path).name)
         hr = image_io.read_image(hr_path)[:lr.shape[0] * SCALE, :lr.shape[1] * SCALE]
-        pairs.append(tuple(torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1) for a in (lr, hr)))
+        pairs.append(tuple(Radiometry.of(a.dtype, None, 1.0).to_network(a) for a in (lr, hr)))
     return pairs
 
 

@@ -3,7 +3,6 @@ sizes, settings implied by official state_dicts, band counts, fixed-size tiling 
 the oneDNN linear of their inference on the CPU."""
 import argparse
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,6 +13,7 @@ from errors import UserError
 from helpers import SAMPLE
 from model import Model, common, edsr, network_module, rcan, swinir, transenet
 from option import parse_args
+from radiometry import Radiometry
 
 SCALES = (2, 3, 4)
 # The official counts. EDSR, RCAN and TransENet count their two 3-band mean shifts (2 x (9 + 3) = 24 values): the
@@ -345,7 +345,7 @@ def test_onednn_linear_serves_inference_only_and_gives_nn_linear_output(name, mo
     torch.manual_seed(0)
     net = network_module(name).make_model(argparse.Namespace(scale=2, n_colors=3, rgb_range=1.0, **SMALL[name]))
     tile = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x2")[0])[:32, :32]
-    x = torch.from_numpy(tile.astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
+    x = Radiometry.of(tile.dtype, None, 1.0).to_network(tile)[None]
     decisions = []
     decide = common.Linear._onednn_applies
 
