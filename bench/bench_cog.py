@@ -22,7 +22,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LANDSAT = REPO_ROOT.parent / "shared" / "data" / "registry" / "LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
 sys.path.insert(0, str(REPO_ROOT / "codes"))
-import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 import numpy as np  # noqa: E402

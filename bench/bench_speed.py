@@ -44,7 +44,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
-import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: E402  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 import numpy as np  # noqa: E402
@@ -619,7 +619,8 @@ def main(argv=None):
     names = [n.strip().upper() for n in args.models.split(",") if n.strip()] or model_package.known_models()
     bf16 = model_package.cpu_supports_bf16()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16}; {load_average()}", flush=True)
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {bf16}, glibc heap kept for reuse: "
+          f"{cpu_runtime.HEAP_KEPT}; {load_average()}", flush=True)
     peak = measure_peak(args.repeats)
     print("peak GFLOP/s: " + "; ".join(f"{k} matmul {v['matmul']:.0f}, 3x3 conv {v['conv']:.0f}"
                                        for k, v in peak.items()), flush=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "codes"))
-import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 

@@ -17,7 +17,7 @@ write (the output folder records its files in written_files.json and is locked w
 images over --max_pixels and band mismatches are named and skipped (exit code 2 at the end). A manifest.json records
 the model, checkpoint, radiometry, inputs, outputs and skips; --compare HR_DIR adds LR | bicubic | SR | HR figures.
 """
-import cpu_threads  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 import json

@@ -10,7 +10,7 @@ Everything is checked (flags, checkpoint, data) before the run folder is touched
 typo. Under torchrun each step is agreed by all ranks (distributed.agree): an error on one rank stops all of them
 with its one-line message, and rank 0 alone owns the run folder.
 """
-import cpu_threads  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 import torch

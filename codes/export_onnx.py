@@ -44,7 +44,7 @@ Export path: torch.onnx's TorchScript exporter (the dynamo exporter needs onnxsc
 network that never ran, so no cache of an earlier input size is baked into the trace. Fused attention
 (scaled_dot_product_attention) exports from opset 14; below that the network is rebuilt with --attention naive.
 """
-import cpu_threads  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 import contextlib

@@ -10,7 +10,7 @@
 Each step is the same code as the used-by commands (demo_train.py, demo_deploy.py, calculate_PSNR_SSIM.py). A model
 already trained by an earlier quickstart is reused (--reset trains it again).
 """
-import cpu_threads  # noqa: F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 import argparse

@@ -5,7 +5,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 sys.path.insert(0, str(REPO_ROOT / "codes"))
-import cpu_threads  # noqa: E402, F401  (as the scripts do: OpenMP's spin count, before torch loads)
+import cpu_runtime  # noqa: E402, F401  (as the scripts do: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 

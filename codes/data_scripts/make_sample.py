@@ -16,7 +16,7 @@ from pathlib import Path
 
 # codes/ (the project's modules import top-level) and this folder (prepare_dataset), also when imported by tests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 import numpy as np  # noqa: E402

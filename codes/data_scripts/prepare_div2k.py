@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the project's modules import top-level
-import cpu_threads  # noqa: E402, F401  (first: sets OpenMP's spin count before torch loads)
+import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
 
