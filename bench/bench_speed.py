@@ -6,6 +6,7 @@ Run from the repository root:
     python bench/bench_speed.py                 # everything (tens of minutes on 2 idle cores)
     python bench/bench_speed.py --quick         # 64x64 only, 1 repeat, small training batches, 10 training steps
     python bench/bench_speed.py --models HSENET,CONVFORMERSR --compile
+    python bench/bench_speed.py --deploy-tile --skip-training --skip-accuracy   # inference at the deploy tiles
 
 What it measures, in one process, each comparison interleaved (A, B, A, B, ...) so that load from other processes
 hits both alike, medians of --repeats runs after a warm-up run:
@@ -81,6 +82,9 @@ def parse_args(argv=None):
                         "batch (default 4000, which keeps the HSENet and ConvFormerSR presets; quick 300)")
     p.add_argument("--train-steps", type=int, default=None,
                    help="steps of the short accuracy training (default 60; quick 10)")
+    p.add_argument("--deploy-tile", action="store_true",
+                   help="time inference at each network's default deploy tile instead of --sizes")
+    p.add_argument("--skip-training", action="store_true")
     p.add_argument("--skip-onnx", action="store_true")
     p.add_argument("--json", default="", help="also write the results so far to this file after each network")
     p.add_argument("--report", nargs="+", default=None, metavar="JSON",
@@ -244,10 +248,13 @@ def eight_bit(cfg):
     return Radiometry.of(np.uint8, None, cfg.rgb_range)
 
 
-def input_sizes(name, cfg, sizes):
-    """The LR sides to time: TransENet takes only its fixed size."""
-    fixed = getattr(network_module(name), "fixed_input_size", None)
-    return ([fixed(cfg)], f"fixed input {fixed(cfg)}") if fixed else (sizes, "")
+def input_sizes(name, cfg, sizes, deploy_tile=False):
+    """The LR sides to time: `sizes`, or the network's default deploy tile; TransENet takes only its fixed size."""
+    module = network_module(name)
+    fixed = getattr(module, "fixed_input_size", None)
+    if fixed:
+        return [fixed(cfg)], f"fixed input {fixed(cfg)}"
+    return ([module.DEFAULT_TILE], f"deploy tile {module.DEFAULT_TILE}") if deploy_tile else (sizes, "")
 
 
 # ------------------------------------------------------------------------------------------------------------ onnx
@@ -543,7 +550,7 @@ def training_table(results):
                  fmt(train["fp32"]), fmt(train.get("bf16")),
                  fmt(ratio(train["fp32"], train.get("bf16") or np.nan), suffix="×"), train["note"]]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else "(no training step measured)"
 
 
 def accuracy_table(accuracy):
@@ -601,12 +608,12 @@ def bench_model(name, args, folder, state=None):
         return {"skipped": "parameter-free: nothing to compare"}
     cfg = model_config(name)
     fp32, bf16 = model_pair(name, state)
-    sizes, note = input_sizes(name, cfg, args.sizes)
+    sizes, note = input_sizes(name, cfg, args.sizes, args.deploy_tile)
     if note:
         print(f"  {name}: {note}")
     result = {"scale": cfg.scale, "inference": bench_inference(name, cfg, fp32, bf16, sizes, args, folder)}
     del fp32, bf16
-    result["training"] = bench_training(name, args)
+    result["training"] = None if args.skip_training else bench_training(name, args)
     return result
 
 
