@@ -1,12 +1,17 @@
-"""Benchmark demo_deploy.py on a whole scene: peak memory (RSS) and speed, tiled and whole-image.
+"""Benchmark demo_deploy.py on a whole scene: peak memory (RSS) and speed, tiled and whole-image, per backend.
 
-Run from the repository root:  python bench/bench_deploy.py [--size 2000] [--scale 4] [--whole auto|yes|no]
+Run from the repository root:
+
+    python bench/bench_deploy.py [--size 2000] [--scale 4] [--whole auto|yes|no]
+    python bench/bench_deploy.py --model LGCNET --size 512 --backends torch,onnxruntime --whole no --rounds 2
 
 Writes a size x size 16-bit RGB GeoTIFF (a crop of the real Landsat-8 scene in ../shared/data/registry, bands
 reordered blue,green,red -> red,green,blue and mirror-padded to the size; a synthetic scene when ../shared is absent),
-saves a randomly initialised BASIC (--n_feats 16 --n_resblocks 2) as a checkpoint, and runs
-`demo_deploy.py --cpu` on the scene in a fresh subprocess per setting. Prints, per setting, the wall time, the peak RSS
-of the subprocess (torch itself included) and the output megapixels per second.
+saves a randomly initialised network as a checkpoint (BASIC --n_feats 16 --n_resblocks 2 by default; another --model
+at its published preset), and runs `demo_deploy.py --cpu` on the scene in a fresh subprocess per setting: tiled with
+each --backends (onnxruntime exports the checkpoint in the run, which is timed too), --rounds times in turns, then
+whole-image. Prints, per setting, the wall time, the peak RSS of the subprocess (torch itself included) and the
+output megapixels per second.
 """
 import argparse
 import os
@@ -30,7 +35,7 @@ import image_io  # noqa: E402
 import option  # noqa: E402
 from model import Model  # noqa: E402
 
-MODEL_FLAGS = ["--model=BASIC", "--n_feats=16", "--n_resblocks=2", "--cpu"]
+BASIC_FLAGS = ["--n_feats=16", "--n_resblocks=2"]
 # Rough peak bytes of a whole-image BASIC x4 forward per LR pixel (n_feats 16): the 64-channel conv outputs at 2x and
 # the 16-channel pixel-shuffled map at 4x, alive together, in float32.
 WHOLE_BYTES_PER_LR_PIXEL = 4 * (4 * 64 + 16 * 16 + 16 * 4 + 3 * 16)
@@ -39,11 +44,15 @@ WHOLE_BYTES_PER_LR_PIXEL = 4 * (4 * 64 + 16 * 16 + 16 * 4 + 3 * 16)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=2000, help="LR scene side in pixels")
+    parser.add_argument("--model", default="BASIC", help="network (BASIC: a small one; others: their preset)")
+    parser.add_argument("--backends", default="torch", help="comma list of deploy --backend values to time, tiled")
+    parser.add_argument("--rounds", type=int, default=1, help="tiled runs per backend, in turns")
     parser.add_argument("--scale", type=int, default=4, choices=[2, 3, 4])
     parser.add_argument("--tile", type=int, default=-1, help="LR tile (-1: the model's default)")
     parser.add_argument("--tile_overlap", type=int, default=-1, help="LR overlap (-1: the model's default)")
     parser.add_argument("--whole", default="auto", choices=["auto", "yes", "no"],
-                        help="also run --tile 0 (auto: only when the estimated peak fits in half the free memory)")
+                        help="also run --tile 0 (auto: BASIC only, when its estimated peak fits in half the free "
+                             "memory)")
     parser.add_argument("--workdir", default=None,
                         help="keep the scene, outputs and logs here (default: a temp folder, deleted at the end)")
     return parser.parse_args(argv)
@@ -77,11 +86,16 @@ def write_scene(workdir, size):
     return path
 
 
-def write_checkpoint(workdir, scale):
-    """A random-init BASIC state_dict: deploy speed and memory do not depend on the weights."""
+def model_flags(model):
+    """The flags that select the network: BASIC small, any other at its published preset (not the Sample's)."""
+    return [f"--model={model}", "--cpu", *(BASIC_FLAGS if model == "BASIC" else ["--dataset=UCMerced"])]
+
+
+def write_checkpoint(workdir, model, scale):
+    """A random-init state_dict: deploy speed and memory do not depend on the weights."""
     torch.manual_seed(0)
-    args = option.parse_args(MODEL_FLAGS + [f"--scale={scale}"])
-    path = workdir / f"basic_x{scale}.pt"
+    args = option.parse_args(model_flags(model) + [f"--scale={scale}"])
+    path = workdir / f"{model.lower()}_x{scale}.pt"
     torch.save(Model(args).net.state_dict(), path)
     return path
 
@@ -133,18 +147,29 @@ def main(argv=None):
 
 def run_benchmark(args, workdir):
     scene = write_scene(workdir, args.size)
-    checkpoint = write_checkpoint(workdir, args.scale)
-    common = MODEL_FLAGS + [f"--scale={args.scale}", "--pre_train", str(checkpoint), "--dir_data", str(scene),
-                            "--dir_experiment", str(workdir / "experiment")]
+    model = args.model.upper()
+    checkpoint = write_checkpoint(workdir, model, args.scale)
+    common = model_flags(model) + [f"--scale={args.scale}", "--pre_train", str(checkpoint), "--dir_data",
+                                   str(scene), "--dir_experiment", str(workdir / "experiment")]
     out_megapixels = (args.size * args.scale) ** 2 / 1e6
-    print(f"threads: {torch.get_num_threads()}, output {args.size * args.scale}x{args.size * args.scale} "
-          f"({out_megapixels:.0f} MP)")
-    tiled = run_deploy(f"tiled (--tile {args.tile} --tile_overlap {args.tile_overlap}; -1: model default)",
-                       common + ["--dir_out", str(workdir / "tiled"), f"--tile={args.tile}",
-                                 f"--tile_overlap={args.tile_overlap}"], workdir / "tiled.log")
-    report("tiled", tiled, out_megapixels)
+    side = args.size * args.scale
+    print(f"{model} x{args.scale}, threads: {torch.get_num_threads()}, output {side}x{side} ({out_megapixels:.0f} MP)")
+    tiling = [f"--{flag}={value}" for flag, value in (("tile", args.tile), ("tile_overlap", args.tile_overlap))
+              if value >= 0]  # -1: the model's default, which deploy takes when the flag is absent
+    for round_ in range(args.rounds):
+        for backend in args.backends.split(","):
+            name = f"tiled_{backend}_{round_}"
+            tiled = run_deploy(f"{model} tiled, --backend {backend} (--tile {args.tile} --tile_overlap "
+                               f"{args.tile_overlap}; -1: model default)",
+                               common + ["--dir_out", str(workdir / name), f"--backend={backend}", *tiling],
+                               workdir / f"{name}.log")
+            report("tiled", tiled, out_megapixels)
     fits, estimate = whole_image_fits(args.size, args.scale)
-    if args.whole == "yes" or (args.whole == "auto" and fits):
+    if args.whole == "no":
+        print("whole image (--tile 0): skipped (--whole no)")
+    elif args.whole == "auto" and model != "BASIC":
+        print("whole image (--tile 0): skipped, the memory estimate is BASIC's (--whole yes forces it)")
+    elif args.whole == "yes" or (args.whole == "auto" and fits):
         whole = run_deploy("whole image (--tile 0)", common + ["--dir_out", str(workdir / "whole"), "--tile=0"],
                            workdir / "whole.log")
         report("whole", whole, out_megapixels)
