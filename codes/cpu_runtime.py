@@ -14,12 +14,12 @@ once, when torch's library loads, so this must run before `import torch`.
 **glibc's heap.** torch allocates every tensor with malloc, and glibc maps each block above 32 MB (sooner, before its
 threshold adapts) straight from the kernel and unmaps it when freed; the next tensor of that size then faults in and
 zeroes every 4 KiB page again. A super-resolution network at deploy tiles and training batches makes such blocks in
-every layer: one VDSR tile of 256x256 LR pixels took 1.26 million page faults and 2.65 s of kernel time per
-inference. So glibc is asked to serve every block from its heap and to keep freed memory for reuse instead of giving
-it back to the kernel, as onnxruntime's arena and torch's CUDA cache do. The price is memory: the heap keeps what it
-once held, and its holes. `python bench/bench_heap.py` measures both settings (see the README's "Speed on the CPU").
-Other C libraries, a preloaded allocator (jemalloc, tcmalloc) and any MALLOC_* setting of the user's own are left
-alone; MALLOC_MMAP_MAX_=65536 (glibc's default) restores glibc's behaviour.
+every layer: one VDSR tile of 256x256 LR pixels took 1.27 million page faults per inference (about 2.6 s of kernel
+time in a probe). So glibc is asked to serve every block from its heap and to keep freed memory for reuse instead
+of giving it back to the kernel, as onnxruntime's arena and torch's CUDA cache do. The price is memory: the heap
+keeps what it once held, and its holes. `python bench/bench_heap.py` measures both settings (see the README's
+"Speed on the CPU"). Other C libraries, a preloaded allocator (jemalloc, tcmalloc) and any MALLOC_* setting of the
+user's own are left alone; MALLOC_MMAP_MAX_=65536 (glibc's default) restores glibc's behaviour.
 """
 import ctypes
 import os
