@@ -30,7 +30,7 @@ import bench_speed  # noqa: E402
 import torch  # noqa: E402
 
 from loss import Loss  # noqa: E402
-from model import network_module  # noqa: E402
+from model import Model  # noqa: E402
 
 GLIBC_DEFAULT = {"MALLOC_MMAP_MAX_": "65536"}  # glibc's own value: cpu_runtime leaves a user's MALLOC_* setting alone
 TRAIN_GIB = 4.0
@@ -48,18 +48,17 @@ def parse_args(argv=None):
 def task_function(task, name):
     """(what, function) of one deploy-tile inference or one training step of `name`."""
     cfg = bench_speed.model_config(name)
-    fp32, _ = bench_speed.model_pair(name)
+    torch.manual_seed(0)
+    net = Model(cfg)  # fp32 only: a bf16 twin (bench_speed.model_pair) would only add to the peak memory
     radiometry = bench_speed.eight_bit(cfg)
     if task == "infer":
-        fixed = getattr(network_module(name), "fixed_input_size", None)
-        side = fixed(cfg) if fixed else network_module(name).DEFAULT_TILE
+        (side,), _ = bench_speed.input_sizes(name, cfg, (), deploy_tile=True)
         x = torch.rand(1, cfg.n_colors, side, side) * cfg.rgb_range
-        run = fp32.inference_fn(False, radiometry)
+        run = net.eval().inference_fn(False, radiometry)
         return f"inference, tile {side}", lambda: run(x)
     batch, patch, _, _ = bench_speed.training_batch(name, cfg, float(2**40), TRAIN_GIB)
-    lr = torch.rand(batch, cfg.n_colors, patch, patch) * cfg.rgb_range
-    hr = torch.rand(batch, cfg.n_colors, patch * cfg.scale, patch * cfg.scale) * cfg.rgb_range
-    return f"training step, {batch} x {patch}²", bench_speed.training_step(fp32.train(), Loss(cfg), lr, hr, radiometry)
+    lr, hr = bench_speed.synthetic_batch(cfg, batch, patch)
+    return f"training step, {batch} x {patch}²", bench_speed.training_step(net.train(), Loss(cfg), lr, hr, radiometry)
 
 
 def child(task, name, repeats):

@@ -338,8 +338,7 @@ def training_batch(name, cfg, max_gflop, max_gib):
 def bench_training(name, args):
     cfg = model_config(name)
     batch, patch, gflop, note = training_batch(name, cfg, args.max_train_gflop, args.max_train_gib)
-    lr = torch.rand(batch, cfg.n_colors, patch, patch) * cfg.rgb_range
-    hr = torch.rand(batch, cfg.n_colors, patch * cfg.scale, patch * cfg.scale) * cfg.rgb_range
+    lr, hr = synthetic_batch(cfg, batch, patch)
     steps = {}
     for precision in ("fp32", "bf16") if model_package.cpu_supports_bf16() else ("fp32",):
         torch.manual_seed(0)
@@ -349,6 +348,13 @@ def bench_training(name, args):
     print(f"  {name} training step, batch {batch}, LR patch {patch}: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()) + f" {note}", flush=True)
     return {"batch": batch, "patch": patch, "gflop": gflop, "note": note, **times}
+
+
+def synthetic_batch(cfg, batch, patch):
+    """(LR, HR) of random pixels: a training step's speed does not depend on them."""
+    lr = torch.rand(batch, cfg.n_colors, patch, patch) * cfg.rgb_range
+    hr = torch.rand(batch, cfg.n_colors, patch * cfg.scale, patch * cfg.scale) * cfg.rgb_range
+    return lr, hr
 
 
 def training_step(wrapper, loss, lr, hr, radiometry=None):
