@@ -22,6 +22,14 @@ def in_fp32(fn, *tensors):
         return fn(*(t.float() for t in tensors))
 
 
+def in_autocast_dtype(x):
+    """`x` cast to the autocast dtype when autocast is on for its device, else unchanged. The next matrix product
+    would cast it anyway; casting once where one normalised tensor feeds several products, or is shuffled first
+    (window partition, cyclic shift), saves the repeated casts and moves half the bytes."""
+    device = x.device.type
+    return x.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else x
+
+
 def default_conv(in_channels, out_channels, kernel_size, bias=True):
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
@@ -247,8 +255,9 @@ class WindowAttention(nn.Module):
 
     `attention='naive'` is the official computation (q*scale @ k^T + bias + mask, softmax, @ v). 'fast' pre-adds the
     bias and the shift mask into one additive mask, cached per (input size, device, dtype) whenever the bias table
-    cannot change under it, and hands it to scaled_dot_product_attention; only when that mask needs a gradient on the
-    CPU (training) does it use one explicit matmul-add-softmax-matmul instead.
+    cannot change under it, and hands it to scaled_dot_product_attention (in fp32 on the CPU, even under autocast);
+    only when that mask needs a gradient on the CPU (training) does it use one explicit matmul-add-softmax-matmul
+    instead.
     """
 
     def __init__(self, dim, window_size, num_heads, attention="fast"):
@@ -308,12 +317,19 @@ class WindowAttention(nn.Module):
         if self.attention == "naive":
             out = self.naive_attention(qkv, height, width, shift)
         else:
-            mask = self.combined_mask(height, width, shift, qkv.dtype)
+            on_cpu = qkv.device.type == "cpu"
+            # No fused CPU kernel returns a mask gradient, and SDPA's math fallback is slower than an explicit
+            # product. The fused kernel runs fp32 on the CPU even under autocast: at a window's 64 tokens and 16-30
+            # wide heads it is slower in bf16 (2.4 against 1.6 ms for a ConvFormerSR block at 64²).
+            explicit = on_cpu and torch.is_grad_enabled() and self.relative_position_bias_table.requires_grad
+            fused_fp32 = on_cpu and not explicit
+            mask = self.combined_mask(height, width, shift, torch.float32 if fused_fp32 else qkv.dtype)
             # Group (window, head) pairs so the mask broadcasts over the batch alone: no per-batch copy of it.
             q, k, v = qkv.reshape(3, -1, mask.shape[1], n, c // self.num_heads).unbind(0)
-            if mask.requires_grad and q.device.type == "cpu":
-                # No fused CPU kernel returns a mask gradient, and SDPA's math fallback is slower than this.
+            if explicit:
                 out = softmax_fp32((q * self.scale) @ k.transpose(-2, -1) + mask) @ v
+            elif fused_fp32:
+                out = in_fp32(lambda *qkvm: F.scaled_dot_product_attention(*qkvm, scale=self.scale), q, k, v, mask)
             else:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
             out = out.view(b_, self.num_heads, n, -1)
@@ -341,6 +357,7 @@ def shifted_window_attention(attn, x, shift):
     """(Shifted-)window attention over a normalised (B, H, W, C) image: cyclic shift by -shift, attention per window,
     shift back; returns (B, H*W, C) tokens."""
     b, height, width, c = x.shape
+    x = in_autocast_dtype(x)
     if shift:
         x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
     windows = attn(window_partition(x, attn.window_size), height, width, shift)

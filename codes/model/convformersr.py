@@ -64,11 +64,13 @@ class CAM(nn.Module):
         b, c, h, w = x.shape
         # The Gram matrix sums H*W products: it overflows fp16 and bf16 rounding scrambles its softmax, so fp32.
         with torch.autocast(x.device.type, enabled=False):
-            flat = x.float().reshape(b, c, h * w)
-            energy = torch.bmm(flat, flat.transpose(1, 2))
-            energy = energy.amax(dim=-1, keepdim=True) - energy
-            out = torch.bmm(energy.softmax(dim=-1), flat).view(b, c, h, w)
-        return self.gamma * out + x
+            # As (B, H*W, C) tokens, a view of the channels-last features: the re-weighted channels come out in the
+            # same layout, so the residual sum reads and writes one layout and the caller's tokens are a view.
+            tokens = x.float().permute(0, 2, 3, 1).reshape(b, h * w, c)
+            energy = torch.bmm(tokens.transpose(1, 2), tokens)
+            attention = (energy.amax(dim=-1, keepdim=True) - energy).softmax(dim=-1)
+            out = torch.addcmul(tokens, self.gamma, torch.bmm(tokens, attention.transpose(1, 2)))
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class ConvBranch(nn.Module):
@@ -101,7 +103,7 @@ class EnhancedAttentionBlock(nn.Module):
     def forward(self, x, height, width):
         b, _, c = x.shape
         shortcut = x
-        x = self.norm1(x).view(b, height, width, c)
+        x = common.in_autocast_dtype(self.norm1(x)).view(b, height, width, c)  # read by both branches
         conv_x = self.conv_block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, height * width, c)
         attended = common.shifted_window_attention(self.attn, x, self.shift_size)
         x = torch.add(shortcut + self.drop_path(attended), conv_x, alpha=CONV_BRANCH_WEIGHT)  # one pass fewer
