@@ -290,6 +290,10 @@ class WindowAttention(nn.Module):
             self._shift_cache = (key, shifted_window_mask(height, width, self.window_size, shift, device))
         return self._shift_cache[1]
 
+    def bias_takes_gradients(self):
+        """Whether this call trains the bias table: then the mask is rebuilt and needs a gradient."""
+        return torch.is_grad_enabled() and self.relative_position_bias_table.requires_grad
+
     def combined_mask(self, height, width, shift, dtype):
         """Bias plus shift mask as one additive mask: (1, nH, N, N) unshifted, (1, nW * nH, N, N) shifted.
 
@@ -297,7 +301,7 @@ class WindowAttention(nn.Module):
         version so that loading weights or an optimizer step invalidates it.
         """
         table = self.relative_position_bias_table
-        reusable = not (torch.is_grad_enabled() and table.requires_grad)
+        reusable = not self.bias_takes_gradients()
         key = (height, width, shift, table.device, dtype, table._version, table.data_ptr())
         if reusable and self._mask_cache[0] == key:
             return self._mask_cache[1]
@@ -321,7 +325,7 @@ class WindowAttention(nn.Module):
             # No fused CPU kernel returns a mask gradient, and SDPA's math fallback is slower than an explicit
             # product. The fused kernel runs fp32 on the CPU even under autocast: at a window's 64 tokens and 16-30
             # wide heads it is slower in bf16 (2.4 against 1.6 ms for a ConvFormerSR block at 64²).
-            explicit = on_cpu and torch.is_grad_enabled() and self.relative_position_bias_table.requires_grad
+            explicit = on_cpu and self.bias_takes_gradients()
             fused_fp32 = on_cpu and not explicit
             mask = self.combined_mask(height, width, shift, torch.float32 if fused_fp32 else qkv.dtype)
             # Group (window, head) pairs so the mask broadcasts over the batch alone: no per-batch copy of it.
