@@ -116,12 +116,17 @@ def page_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def interleaved(functions, repeats):
+def interleaved(functions, repeats, warm=()):
     """{name: median seconds} of each function, run in turns after warm-up rounds.
 
     Warm-up rounds go on (up to MAX_WARM_UP_ROUNDS) while a round still faults in fresh pages: with onnxruntime's
     arena and PyTorch's tensors in one glibc heap, deploy-tile sizes took two or three rounds to stop (a process
-    running one backend does not meet this), and the timed runs are of the settled state."""
+    running one backend does not meet this), and the timed runs are of the settled state.
+
+    `warm`: the names whose timed call follows an untimed one, so that it finds its operands in the cache, as an
+    operator inside a network finds what the one before it has just written. A single operator timed in turns with
+    others otherwise reloads them from memory: a 96->96 3x3 conv at 64x64 ran at 217-224 GFLOP/s back to back and
+    at 189-201 in turns with onnxruntime or with a 64 MB multiply, in a probe."""
     for _ in range(MAX_WARM_UP_ROUNDS):
         before = page_faults()
         for fn in functions.values():
@@ -131,6 +136,8 @@ def interleaved(functions, repeats):
     times = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
+            if name in warm:
+                fn()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -164,7 +171,8 @@ def measure_peak(repeats):
     with torch.no_grad():
         for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             am = a.to(dtype)
-            times = interleaved({"matmul": lambda am=am: am @ am, "conv": peak_conv(dtype)}, max(repeats, 5))
+            probes = {"matmul": lambda am=am: am @ am, "conv": peak_conv(dtype)}
+            times = interleaved(probes, max(repeats, 5), warm=probes)
             peak[label] = {"matmul": matmul_flop / times["matmul"] / 1e9, "conv": PEAK_CONV_FLOP / times["conv"] / 1e9}
     return peak
 
@@ -192,12 +200,14 @@ def kernel_cases():
         ("SwinIR attention qkv linear 180→540, 4096 tokens", common.Linear(180, 540), (torch.randn(1, 4096, 180),)),
         ("LGCNet 3×3 conv 32→32 on 256² (x4 of 64²)", *conv(32, 32, 3, 256)),
         ("LGCNet 5×5 conv 96→64 on 256²", *conv(96, 64, 5, 256)),
+        ("SRCNN 5×5 conv 64→32 on 256²", *conv(64, 32, 5, 256)),
     ]
 
 
 def bench_kernels(repeats, folder, threads):
     """GFLOP/s of each kernel case in torch fp32 (convs channels-last, as the networks run them), torch bf16, and
-    onnxruntime fp32, interleaved: where the networks' gaps to the peak and to onnxruntime come from."""
+    onnxruntime fp32 (the graph of the op, and its nodes alone), interleaved, operands in cache: where the networks'
+    gaps to the peak and to onnxruntime come from."""
     rows = []
     for label, module, inputs in kernel_cases():
         module.eval()
@@ -211,9 +221,13 @@ def bench_kernels(repeats, folder, threads):
         functions = {"fp32": lambda m=fp32_module, a=fp32_in: m(*a)}
         if model_package.cpu_supports_bf16():
             functions["bf16"] = lambda m=bf16_module, a=bf16_in: m(*a)
-        functions["onnx"] = onnx_session(module, inputs, folder, threads)
+        functions["onnx"] = OnnxRun(module, inputs, folder, threads)
+        profiled = functions["onnx_kernel"] = OnnxRun(module, inputs, folder, threads, profile=True)
+        turns = max(repeats, 5)
         with torch.no_grad():
-            times = interleaved(functions, max(repeats, 5))
+            times = interleaved(functions, turns, warm=functions)
+        # The runs end with the turns' pairs of an untimed and a timed call: the median of the timed ones.
+        times["onnx_kernel"] = statistics.median(profiled.kernel_seconds()[-2 * turns:][1::2])
         rows.append({"kernel": label, "gflop": gflop, **{k: gflop / v for k, v in times.items()}})
         print(f"  {label}: " + ", ".join(f"{k} {gflop / v:.0f} GFLOP/s" for k, v in times.items()), flush=True)
     return rows
@@ -275,23 +289,46 @@ def input_sizes(name, cfg, sizes, deploy_tile=False):
 
 
 # ------------------------------------------------------------------------------------------------------------ onnx
-def onnx_session(net, x, folder, threads):
-    """An onnxruntime CPU session of the exported fp32 graph at x's shape (no spinning threads, which would steal
-    the cores from the interleaved torch runs)."""
-    import onnxruntime as ort
+# onnxruntime's conversions to and from its blocked NCHWc layout. A network's graph pays them where it enters and
+# leaves that layout (once for LGCNet, at each transformer boundary for ConvFormerSR), a graph of one conv at each
+# call: without them its node time is the conv kernel's as it runs inside a network.
+LAYOUT_REORDERS = ("ReorderInput", "ReorderOutput")
 
-    inputs = x if isinstance(x, tuple) else (x,)
-    path = Path(folder) / f"{type(net).__name__}_{'x'.join(map(str, inputs[0].shape))}.onnx"
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, inputs, str(path), dynamo=False, opset_version=18)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {node.name: t.numpy() for node, t in zip(session.get_inputs(), inputs)}
-    return lambda: session.run(None, feed)
+
+class OnnxRun:
+    """An onnxruntime CPU session of the exported fp32 graph at x's shape, called like the torch functions (no
+    spinning threads, which would steal the cores from the interleaved torch runs). With `profile`, onnxruntime
+    records each node's time, for `kernel_seconds`."""
+
+    def __init__(self, net, x, folder, threads, profile=False):
+        import onnxruntime as ort
+
+        inputs = x if isinstance(x, tuple) else (x,)
+        # The name may be reused by the next export: a session has read its graph by then.
+        path = Path(folder) / f"{type(net).__name__}_{'x'.join(map(str, inputs[0].shape))}.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, inputs, str(path), dynamo=False, opset_version=18)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = str(path.with_name(path.stem + "_profile"))
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.feed = {node.name: t.numpy() for node, t in zip(self.session.get_inputs(), inputs)}
+
+    def __call__(self):
+        return self.session.run(None, self.feed)
+
+    def kernel_seconds(self):
+        """Seconds each run so far spent in the graph's nodes but the layout reorders, in order (ends profiling)."""
+        events = json.loads(Path(self.session.end_profiling()).read_text())
+        runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+        nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+                 and e.get("args", {}).get("op_name") not in LAYOUT_REORDERS]
+        return [sum(n["dur"] for n in nodes if r["ts"] <= n["ts"] <= r["ts"] + r["dur"]) / 1e6 for r in runs]
 
 
 # ------------------------------------------------------------------------------------------------------- inference
@@ -308,10 +345,10 @@ def bench_inference(name, cfg, fp32, bf16, sizes, args, folder):
         note = ""
         if not args.skip_onnx:
             try:
-                functions["onnx"] = onnx_session(fp32.net, net_input, folder, torch.get_num_threads())
+                functions["onnx"] = OnnxRun(fp32.net, net_input, folder, torch.get_num_threads())
             except Exception as err:  # noqa: BLE001 - an export failure is a result to report, not a crash
                 note = f"onnx export failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}"
-        times = interleaved(functions, args.repeats)
+        times = interleaved(functions, args.repeats, warm=("peak",))  # the peak: the probe's best, operands in cache
         gflop = count_gflop(fp32.net, net_input)
         rows.append({"side": side, "gflop": gflop, **times, "peak_gflops": PEAK_CONV_FLOP / times.pop("peak") / 1e9,
                      "note": note})
@@ -534,12 +571,13 @@ def fmt(value, spec=".2f", missing="–", suffix=""):
 
 def kernel_table(kernels):
     head = ["kernel (where it runs)", "GFLOP", "torch fp32 GFLOP/s", "torch bf16 GFLOP/s", "bf16 speed-up",
-            "ORT fp32 GFLOP/s", "torch vs ORT"]
+            "ORT fp32 GFLOP/s, graph of the op", "ORT fp32 GFLOP/s, its nodes**", "torch vs ORT nodes"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for row in kernels:
+        kernel = row.get("onnx_kernel", np.nan)  # absent from the JSON of runs before it was measured
         cells = [row["kernel"], fmt(row["gflop"], ".2f"), fmt(row["fp32"], ".0f"), fmt(row.get("bf16"), ".0f"),
                  fmt(ratio(row.get("bf16") or np.nan, row["fp32"]), suffix="×"), fmt(row["onnx"], ".0f"),
-                 fmt(ratio(row["fp32"], row["onnx"]), suffix="×")]
+                 fmt(kernel, ".0f"), fmt(ratio(row["fp32"], kernel), suffix="×")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -699,9 +737,11 @@ def main(argv=None):
 
 def print_report(results, accuracy, kernels=()):
     if kernels:
-        print(kernel_table(kernels), "\n")
+        print(kernel_table(kernels))
+        print("** onnxruntime's own profile of the same runs: the time in the graph's nodes without its layout "
+              "reorders, as the op runs inside a network's graph\n")
     print(inference_table(results))
-    print("* of the fp32 3x3-conv probe timed in the same interleaved turns as the network\n")
+    print("* of the fp32 3x3-conv probe timed in the same interleaved turns as the network, its operands in cache\n")
     print(training_table(results), "\n")
     if accuracy:
         print(accuracy_table(accuracy), "\n")
