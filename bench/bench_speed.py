@@ -108,8 +108,10 @@ def load_average():
     return f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
 
 
-MAX_WARM_UP_ROUNDS = 5
+MAX_WARM_UP_ROUNDS = 6
 SETTLED_PAGE_FAULTS = 1024  # 4 MiB of fresh pages in a whole round: the heap has stopped growing
+# One quiet round did not always do: a run timed LGCNet's deploy tile at 3.56 s, settled it takes 2.09-2.10 s.
+QUIET_ROUNDS = 2
 
 
 def page_faults():
@@ -119,28 +121,37 @@ def page_faults():
 def interleaved(functions, repeats, warm=()):
     """{name: median seconds} of each function, run in turns after warm-up rounds.
 
-    Warm-up rounds go on (up to MAX_WARM_UP_ROUNDS) while a round still faults in fresh pages: with onnxruntime's
-    arena and PyTorch's tensors in one glibc heap, deploy-tile sizes took two or three rounds to stop (a process
-    running one backend does not meet this), and the timed runs are of the settled state.
+    Warm-up rounds go on (up to MAX_WARM_UP_ROUNDS) until QUIET_ROUNDS rounds in a row fault in few fresh pages:
+    with onnxruntime's arena and PyTorch's tensors in one glibc heap, deploy-tile sizes took two or three rounds to
+    stop (a process running one backend does not meet this), and the timed runs are of the settled state. A function
+    that still faults in its timed runs is named in a printed note.
 
     `warm`: the names whose timed call follows an untimed one, so that it finds its operands in the cache, as an
     operator inside a network finds what the one before it has just written. A single operator timed in turns with
     others otherwise reloads them from memory: a 96->96 3x3 conv at 64x64 ran at 217-224 GFLOP/s back to back and
     at 189-201 in turns with onnxruntime or with a 64 MB multiply, in a probe."""
+    quiet = 0
     for _ in range(MAX_WARM_UP_ROUNDS):
         before = page_faults()
         for fn in functions.values():
             fn()
-        if page_faults() - before <= SETTLED_PAGE_FAULTS:
+        quiet = quiet + 1 if page_faults() - before <= SETTLED_PAGE_FAULTS else 0
+        if quiet == QUIET_ROUNDS:
             break
     times = {name: [] for name in functions}
+    faults = dict.fromkeys(functions, 0)
     for _ in range(repeats):
         for name, fn in functions.items():
             if name in warm:
                 fn()
+            before = page_faults()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
+            faults[name] += page_faults() - before
+    for name, count in faults.items():
+        if count > SETTLED_PAGE_FAULTS:
+            print(f"  note: {name} faulted in {count} fresh pages during its timed runs", flush=True)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
