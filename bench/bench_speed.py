@@ -232,8 +232,9 @@ def bench_kernels(repeats, folder, threads):
         functions = {"fp32": lambda m=fp32_module, a=fp32_in: m(*a)}
         if model_package.cpu_supports_bf16():
             functions["bf16"] = lambda m=bf16_module, a=bf16_in: m(*a)
-        functions["onnx"] = OnnxRun(module, inputs, folder, threads)
-        profiled = functions["onnx_kernel"] = OnnxRun(module, inputs, folder, threads, profile=True)
+        graph = export_graph(module, inputs, folder)
+        functions["onnx"] = OnnxRun(graph, threads)
+        profiled = functions["onnx_kernel"] = OnnxRun(graph, threads, profile=True)
         turns = max(repeats, 5)
         with torch.no_grad():
             times = interleaved(functions, turns, warm=functions)
@@ -306,20 +307,26 @@ def input_sizes(name, cfg, sizes, deploy_tile=False):
 LAYOUT_REORDERS = ("ReorderInput", "ReorderOutput")
 
 
+def export_graph(net, x, folder):
+    """(path, inputs): net exported as an fp32 ONNX graph at x's shape (x a tensor or a tuple of them) into folder.
+    The name may be reused by the next export: a session has read its graph by then."""
+    inputs = x if isinstance(x, tuple) else (x,)
+    path = Path(folder) / f"{type(net).__name__}_{'x'.join(map(str, inputs[0].shape))}.onnx"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, inputs, str(path), dynamo=False, opset_version=18)
+    return path, inputs
+
+
 class OnnxRun:
-    """An onnxruntime CPU session of the exported fp32 graph at x's shape, called like the torch functions (no
+    """An onnxruntime CPU session of an exported graph (`export_graph`), called like the torch functions (no
     spinning threads, which would steal the cores from the interleaved torch runs). With `profile`, onnxruntime
     records each node's time, for `kernel_seconds`."""
 
-    def __init__(self, net, x, folder, threads, profile=False):
+    def __init__(self, graph, threads, profile=False):
         import onnxruntime as ort
 
-        inputs = x if isinstance(x, tuple) else (x,)
-        # The name may be reused by the next export: a session has read its graph by then.
-        path = Path(folder) / f"{type(net).__name__}_{'x'.join(map(str, inputs[0].shape))}.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, inputs, str(path), dynamo=False, opset_version=18)
+        path, inputs = graph
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -356,7 +363,7 @@ def bench_inference(name, cfg, fp32, bf16, sizes, args, folder):
         note = ""
         if not args.skip_onnx:
             try:
-                functions["onnx"] = OnnxRun(fp32.net, net_input, folder, torch.get_num_threads())
+                functions["onnx"] = OnnxRun(export_graph(fp32.net, net_input, folder), torch.get_num_threads())
             except Exception as err:  # noqa: BLE001 - an export failure is a result to report, not a crash
                 note = f"onnx export failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}"
         times = interleaved(functions, args.repeats, warm=("peak",))  # the peak: the probe's best, operands in cache
