@@ -25,7 +25,7 @@ from option import parse_args  # noqa: E402
 
 def epoch_seconds(root, mode, cache_dir, epochs):
     args = parse_args(["--dir_data", str(root), "--ext", mode, "--dir_cache", str(cache_dir), "--scale", "4",
-                       "--batch_size", "16", "--patch_size", "24", "--cpu"])
+                       "--batch_size", "16", "--patch_size", "96", "--cpu"])
     start = time.perf_counter()
     data = Data(args)
     loader = data.loader("train", train=True)

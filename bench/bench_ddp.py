@@ -39,7 +39,7 @@ def worker(args):
 
     with tempfile.TemporaryDirectory() as tmp:
         flags = [f"--model={args.model}", "--scale=4", f"--batch_size={args.batch_size}",
-                 f"--patch_size={args.patch_size}", "--dir_experiment", f"{tmp}/experiment", "--dir_cache",
+                 f"--patch_size={args.patch_size * 4}", "--dir_experiment", f"{tmp}/experiment", "--dir_cache",
                  f"{tmp}/cache", *(["--cpu"] if args.cpu else [])]
         cfg = parse_args(flags, purpose="none")
         ctx = distributed.setup(cfg.cpu)

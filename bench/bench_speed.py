@@ -393,7 +393,7 @@ def training_batch(name, cfg, max_gflop, max_gib):
     """(batch, patch, note): the preset's batch and LR patch, the batch reduced when a step would exceed max_gflop
     (forward + backward taken as 3 forwards) or keep more than max_gib for the backward pass (SwinIR's preset
     batch would take more memory than this machine has)."""
-    patch = cfg.patch_size
+    patch = cfg.patch_size // cfg.scale  # the LR patch (--patch_size is the HR patch)
     fixed = getattr(network_module(name), "fixed_input_size", None)
     if fixed:
         patch = fixed(cfg)
@@ -455,7 +455,7 @@ def short_training(name, root, folder, steps, log_every):
     """fp32 weights after `steps` Adam steps (lr 5e-4, LR patch 32, batch 4) on the prepared tiles, through the
     project's training loader (augmentation included)."""
     cfg = option.parse_args([f"--model={name}", f"--scale={SCALES[name]}", "--cpu", "--dataset=UCMercedDev",
-                             f"--dir_data={root}", "--ext=img", "--patch_size=32", "--batch_size=4",
+                             f"--dir_data={root}", "--ext=img", f"--patch_size={32 * SCALES[name]}", "--batch_size=4",
                              f"--dir_cache={folder}/cache"], purpose="none")
     torch.manual_seed(0)
     wrapper = Model(cfg).train()

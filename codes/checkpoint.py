@@ -10,7 +10,9 @@
 - `save(path, payload)`: atomic, with a sha256 checksum of every value in the payload.
 
 Our checkpoints are one dict: model (state_dict), config (the resolved settings), radiometry, and for --resume the
-optimizer, scheduler, scaler, epoch, best, best_epoch, history (one row per epoch), RNG states and the checksum.
+optimizer, scheduler, scaler, epoch, best, best_epoch, history (one row per epoch), RNG states, the format version and
+the checksum. Format 1 (no `format` key) recorded `patch_size` in LR pixels; format 2 records the HR patch, EDSR's
+meaning, and `recorded` converts older files, so they resume exactly.
 """
 import hashlib
 import os
@@ -24,6 +26,9 @@ from errors import UserError
 LATEST = "model_latest.pt"
 BEST = "model_best.pt"
 CHECKSUM_KEY = "checksum"
+FORMAT_KEY = "format"
+# 2: --patch_size is the HR patch (EDSR's meaning); 1 (no key): it was the LR patch.
+FORMAT_VERSION = 2
 # The options that shape a network: a checkpoint of ours records them, and loading it adopts them.
 ARCHITECTURE_FLAGS = ("n_colors", "rgb_range", "n_feats", "n_resblocks", "res_scale", "n_basic_modules", "data_mean",
                       "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "num_block", "img_size",
@@ -111,7 +116,14 @@ class Checkpoint:
         if recorded is not None and not isinstance(recorded, dict):
             raise UserError(f"{self.path}: its recorded settings are not a dict; the file was not written by this "
                             f"toolbox")
-        return dict(recorded or {})
+        return upgrade_settings(dict(recorded or {}), self.format_version())
+
+    def format_version(self):
+        version = self.payload.get(FORMAT_KEY, 1)
+        if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+            raise UserError(f"{self.path}: unknown checkpoint format {version!r} (this toolbox reads 1 to "
+                            f"{FORMAT_VERSION}); it was written by a newer toolbox or is damaged")
+        return version
 
     def settings(self, purpose, module, known_flags):
         """{flag: value} this checkpoint fixes for `purpose` (the checkpoint layer of config.resolve); `known_flags`
@@ -142,6 +154,14 @@ class Checkpoint:
             if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise UserError(f"{self.path}: weight {key} holds NaN or Inf values (the training diverged); use "
                                 f"an earlier checkpoint or train again with a lower --lr")
+
+
+def upgrade_settings(recorded, version):
+    """Recorded settings of an older format in today's meanings: format 1's LR `patch_size` becomes the HR patch."""
+    patch, scale = recorded.get("patch_size"), recorded.get("scale")
+    if version < 2 and type(patch) is int and type(scale) is int:
+        recorded["patch_size"] = patch * scale
+    return recorded
 
 
 _last_read = (None, None)  # (key, Checkpoint): config.resolve and Model read the same file; keep it once
@@ -243,7 +263,8 @@ def _feed(digest, value):
 
 def save(path, payload):
     """Write `payload` plus its checksum atomically; a full disk or a read-only folder is one line naming the path."""
-    payload = {**payload, CHECKSUM_KEY: payload_checksum(payload)}
+    payload = {**payload, FORMAT_KEY: FORMAT_VERSION}
+    payload[CHECKSUM_KEY] = payload_checksum(payload)
     with atomic.atomic_target(path) as tmp, open(tmp, "wb") as f:
         torch.save(payload, f)  # a file object: a full disk surfaces as the OSError itself (atomic_target names it)
         f.flush()

@@ -1,6 +1,7 @@
 """The run configuration: resolved once, in a stated order of precedence, then frozen.
 
-    built-in defaults < model preset < dataset metadata < Sample preset < --template < checkpoint < command line
+    built-in defaults < model preset < dataset metadata < Sample preset < --template < official defaults
+        < chosen run < checkpoint < command line
 
 - The model and the dataset are decided first (command line > checkpoint > template > default), so the presets are
   chosen from the model and dataset the run really uses (a template that sets --model brings that model's preset).
@@ -9,6 +10,14 @@
   scale, plus the radiometry for evaluation and deploy, or every training setting on --resume) or implies (an
   official state_dict's shapes). A command-line value that contradicts the architecture a checkpoint was trained
   with is an error, since such a run could only fail to load or compute garbage.
+- Official defaults: an official state_dict fixes what its shapes imply (checkpoint layer); every other
+  architecture flag takes the official code's default (the model preset, else the built-in default), never a Sample
+  preset, so the authors' files load as they are whatever --dataset is.
+- Chosen run: --test_only, deploy and export without --pre_train load a run's model_best.pt. --save names it;
+  else --dataset names the default run <MODEL>x<scale>_<dataset>; else the newest run of that model and scale is
+  taken, with the dataset it was trained on (its test split), and the first line of output says which.
+- Presets state the LR training patch (`lr_patch`); `--patch_size` is the HR patch (EDSR's meaning), so presets
+  become flags at the run's scale (template.at_scale).
 - Nothing changes the configuration afterwards (setting an attribute raises); `describe()` says where each value
   came from, e.g. `n_feats = 16  (checkpoint)`, for config.txt.
 """
@@ -20,6 +29,7 @@ from pathlib import Path
 
 import atomic
 import checkpoint
+import image_io
 import runs
 import template
 from errors import UserError
@@ -123,16 +133,21 @@ def resolve(parser, argv, purpose):
     cli = normalise({k: getattr(parsed, k) for k in explicit_flags(parser, argv)})
     check_usage(cli)
     purpose = effective_purpose(purpose, cli)
-    templates = [(f"template {name}", checked_layer(actions, f"--template {name}", preset))
-                 for name, preset in template.named(cli.get("template", defaults["template"]))]
-    pick = Picker(cli, templates, defaults)
-    ckpt, ckpt_layer, module = checkpoint_layer(purpose, pick, actions)
-    model, dataset = pick("model", ckpt_layer), pick("dataset", ckpt_layer)
-    dataset_root = pick("dir_data", ckpt_layer) or DATASETS_DIR / dataset
-    layers = [("model preset", template.MODEL_PRESETS.get(model, {})),
+    named = [(f"template {name}", preset) for name, preset in template.named(cli.get("template", defaults["template"]))]
+    pick = Picker(cli, named, defaults)
+    ckpt, ckpt_layer, module, chosen_run = checkpoint_layer(purpose, pick, actions)
+    picked = {**chosen_run, **ckpt_layer}
+    model, dataset, scale = pick("model", picked), pick("dataset", picked), pick("scale", picked)
+    dataset_root = pick("dir_data", picked) or DATASETS_DIR / dataset
+    templates = [(label, checked_layer(actions, f"--{label}", template.at_scale(preset, scale)))
+                 for label, preset in named]
+    official = official_defaults(module, model, scale, defaults) if ckpt is not None and not ckpt.ours else {}
+    layers = [("model preset", template.at_scale(template.MODEL_PRESETS.get(model, {}), scale)),
               ("dataset metadata", metadata_flags(read_dataset_metadata(dataset_root))),
-              ("sample preset", template.SAMPLE_PRESETS.get((model, dataset), {})),
+              ("sample preset", template.at_scale(template.SAMPLE_PRESETS.get((model, dataset), {}), scale)),
               *templates,
+              ("official defaults", official),
+              ("chosen run", chosen_run),
               ("checkpoint", ckpt_layer),
               ("command line", cli)]
     values, sources = merge(defaults, layers)
@@ -141,6 +156,9 @@ def resolve(parser, argv, purpose):
         sources["save"] = "derived"
     values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "")
     sources.update(purpose="derived", checkpoint_path="derived")
+    check_patch(values)
+    if purpose == "train" and sources["patch_size"] not in ("command line", "checkpoint"):
+        fit_patch_to_data(values, sources, module, dataset_root)
     if ckpt is not None:
         check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(module))
     check_combination(values)
@@ -154,6 +172,10 @@ class Picker:
     def __init__(self, cli, templates, defaults):
         self.cli, self.templates, self.defaults = cli, templates, defaults
 
+    def given(self, key):
+        """Whether the command line or a template sets `key`."""
+        return key in self.cli or any(key in preset for _, preset in self.templates)
+
     def __call__(self, key, checkpoint_layer=None):
         if key in self.cli:
             return self.cli[key]
@@ -166,22 +188,73 @@ class Picker:
 
 
 def checkpoint_layer(purpose, pick, actions):
-    """(checkpoint or None, its layer of settings, the network module of the model the run uses)."""
+    """(checkpoint or None, its layer of settings, the network module of the model the run uses, the chosen-run
+    layer: the run folder and data of a run chosen as the newest, else {})."""
     model = pick("model")
     module = network_module(model)
     if purpose == "none":
-        return None, {}, module
-    run_dir = runs.run_dir(pick("save") or runs.run_name(model, pick("scale"), pick("dataset")),
-                           pick("dir_experiment"))
-    path = checkpoint.locate(purpose, pick("pre_train"), run_dir,
-                             needs_weights=not getattr(module, "PARAMETER_FREE", False),
-                             train_flags=f"--model={model} --scale={pick('scale')}")
+        return None, {}, module, {}
+    needs_weights = not getattr(module, "PARAMETER_FREE", False)
+    chosen_run = {}
+    if purpose in ("test", "deploy", "export") and needs_weights and not pick("pre_train"):
+        chosen_run = choose_run(pick, model, actions)
+    save = chosen_run.get("save") or pick("save") or runs.run_name(model, pick("scale"), pick("dataset"))
+    path = checkpoint.locate(purpose, pick("pre_train"), runs.run_dir(save, pick("dir_experiment")),
+                             needs_weights=needs_weights, train_flags=f"--model={model} --scale={pick('scale')}")
     if path is None:
-        return None, {}, module
+        return None, {}, module, chosen_run
     ckpt = checkpoint.read(path)
     layer = checked_layer(actions, str(ckpt.path), normalise(ckpt.settings(purpose, module, set(actions))),
                           hint="; the checkpoint was not written by this toolbox or is damaged")
-    return ckpt, layer, network_module(pick("model", layer))
+    return ckpt, layer, network_module(pick("model", layer)), chosen_run
+
+
+def choose_run(pick, model, actions):
+    """The run --test_only, deploy and export load when no --pre_train is given, as a layer ({} when --save or
+    --dataset names it). Otherwise the newest run of this model and scale (by its model_best.pt), with the dataset
+    it was trained on; the choice is printed, naming the others and the flag that picks one."""
+    if pick.given("save") or pick.given("dataset"):
+        return {}
+    scale, experiment = pick("scale"), Path(pick("dir_experiment"))
+    candidates = sorted(runs_of(experiment, model, scale), key=lambda run: run[0])
+    if not candidates:
+        return {}
+    _, folder, recorded = candidates[-1]
+    layer = {"save": folder.name, "dataset": recorded["dataset"]}
+    if recorded.get("dir_data"):
+        layer["dir_data"] = recorded["dir_data"]
+    layer = checked_layer(actions, str(folder / "model" / checkpoint.BEST), layer)
+    others = ", ".join(f"--save {other.name}" for _, other, _ in reversed(candidates[:-1]))
+    print(f"run: {folder} (the newest {model} x{scale} run{f'; others: {others}' if others else ''}), on its "
+          f"dataset {layer['dataset']}" + (f" ({layer['dir_data']})" if "dir_data" in layer else ""))
+    return layer
+
+
+def runs_of(experiment, model, scale):
+    """[(mtime, run folder, recorded settings)] of the runs in `experiment` whose model_best.pt records `model` at
+    `scale` and a dataset; a checkpoint that cannot be read is passed over with a note naming it."""
+    found = []
+    folders = sorted(experiment.iterdir()) if experiment.is_dir() else []
+    for folder in folders:
+        best = folder / "model" / checkpoint.BEST
+        if folder.name in ("results", "cache", "onnx") or not best.is_file():
+            continue
+        try:
+            recorded = checkpoint.read(best).recorded
+        except UserError as err:
+            print(f"note: passed over while looking for the newest run: {err}")
+            continue
+        if (str(recorded.get("model", "")).upper() == model and recorded.get("scale") == scale
+                and isinstance(recorded.get("dataset"), str)):
+            found.append((best.stat().st_mtime, folder, recorded))
+    return found
+
+
+def official_defaults(module, model, scale, defaults):
+    """The architecture an official state_dict has where its shapes are silent: the official code's defaults (the
+    model preset, else the built-in default) for every architecture flag of `module`."""
+    preset = template.at_scale(template.MODEL_PRESETS.get(model, {}), scale)
+    return {key: preset.get(key, defaults[key]) for key in checkpoint.architecture_flags(module) if key in defaults}
 
 
 def checked_layer(actions, where, layer, hint=""):
@@ -286,6 +359,49 @@ def check_against_checkpoint(cli, ckpt, ckpt_layer, architecture):
             shown = ",".join(map(str, wanted)) if isinstance(wanted, list) else wanted
             raise UserError(f"{ckpt.path} was trained with --{key} {shown}, not {cli[key]}: drop --{key} (the "
                             f"checkpoint's value is used) or pass another checkpoint")
+
+
+def check_patch(values):
+    """--patch_size is the HR patch (EDSR's meaning): it must hold a whole number of LR pixels."""
+    patch, scale = values["patch_size"], values["scale"]
+    if patch % scale:
+        lower = max(patch // scale, 1) * scale
+        raise UserError(f"--patch_size {patch} is the HR training patch (as in EDSR and HSENet: 192 at x4 means 48 LR "
+                        f"pixels); at x{scale} it must be a multiple of {scale}, e.g. {lower} or {lower + scale}")
+
+
+def fit_patch_to_data(values, sources, module, dataset_root):
+    """A preset's (or the default) training patch that no training image holds is clamped to the largest that the
+    largest image holds (a multiple of the attention window where the network has one), with a note. A patch given
+    on the command line is left as it is (the loader then says what fits); a fixed input size is architecture."""
+    if "patch_size" in checkpoint.architecture_flags(module):
+        return
+    scale = values["scale"]
+    sides = largest_training_lr_side(Path(dataset_root), values["data_train"], scale)
+    lr_patch = values["patch_size"] // scale
+    if sides is None or sides >= lr_patch:
+        return
+    multiple = module.tile_multiple(argparse.Namespace(**values)) if hasattr(module, "tile_multiple") else 1
+    fitted = sides - sides % multiple
+    if fitted < 1:
+        return
+    origin = sources["patch_size"]
+    values["patch_size"], sources["patch_size"] = fitted * scale, f"fitted to the data (the {origin} gave {lr_patch})"
+    print(f"note: the {origin}'s --patch_size {lr_patch * scale} ({lr_patch} LR pixels) is larger than every "
+          f"{values['data_train']} image of {dataset_root}; using --patch_size {fitted * scale} ({fitted} LR pixels), "
+          f"the largest they hold")
+
+
+def largest_training_lr_side(root, split, scale):
+    """The largest short side, in LR pixels, among the training images (header reads only); None without them."""
+    lr_dir, hr_dir = root / split / f"LR_x{scale}", root / split / "HR"
+    if lr_dir.is_dir():
+        headers = [image_io.image_header(path) for path in image_io.list_images(lr_dir)]
+        return max((min(h[:2]) for h in headers), default=None)
+    if hr_dir.is_dir():
+        headers = [image_io.image_header(path) for path in image_io.list_images(hr_dir)]
+        return max((min(h[:2]) // scale for h in headers), default=None)
+    return None
 
 
 def check_combination(values):

@@ -118,7 +118,9 @@ def build_parser():
     add("--ext", default="sep", choices=["img", "sep", "sep_reset", "ram"],
         help="img: decode files each time; sep: binary .npy cache; sep_reset: rebuild it; ram: keep in memory")
     add("--scale", type=int, default=4, choices=[2, 3, 4], help="super-resolution factor")
-    add("--patch_size", type=positive_int, default=48, help="LR training patch size in pixels (HR = x scale)")
+    add("--patch_size", type=positive_int, default=192,
+        help="HR training patch in pixels, as in EDSR and HSENet: the LR patch is patch_size / scale (192 at x4 is 48 "
+        "LR pixels; the HSENet README's 96/144/192 at x2/x3/x4); a multiple of --scale (default: the model's preset)")
     add("--rgb_range", type=positive_float, default=1.0, help="the networks see full white as this value")
     add("--data_range", type=positive_float, default=None,
         help="file value of full white (default: from the dtype, 255 or 65535); e.g. 10000 for reflectance")

@@ -158,7 +158,7 @@ def plan_for(module, tile=None, overlap=None, fixed_size=None, multiple=1, model
     if fixed_size:
         if tile not in (None, fixed_size):
             raise UserError(f"--tile {tile}: {model_name} takes inputs of exactly {fixed_size}x{fixed_size} LR pixels "
-                            f"(its --patch_size); drop --tile or pass --tile {fixed_size}")
+                            f"(--patch_size / --scale); drop --tile or pass --tile {fixed_size}")
         tile = fixed_size
     elif tile is None:
         tile = getattr(module, "DEFAULT_TILE", 0)

@@ -34,6 +34,7 @@ import image_io
 import metrics
 import plots
 import progress
+import template
 from compare import Comparison
 from errors import UserError
 from radiometry import bicubic_baseline
@@ -172,6 +173,18 @@ class Trainer:
             self.finish_epoch(lr, losses, scores, time.time() - start)
         if self.ctx.main and self.history:
             self.write_summary(loader_val.dataset)
+            self.warn_below_bicubic()
+
+    def warn_below_bicubic(self):
+        """One line at the end when the best validation score never beat bicubic, with the likely causes."""
+        if self.bicubic is None or self.best > self.bicubic[BEST_KEY]:
+            return
+        sample = (self.cfg.model, self.cfg.dataset) in template.SAMPLE_PRESETS
+        cause = ("the Sample preset is a small network on a short schedule, made to exercise the pipeline"
+                 if sample else "the schedule is short for this network")
+        self.run.log(f"warning: the best val {BEST_KEY} ({self.best:.3f} dB, epoch {self.best_epoch}) is below "
+                     f"bicubic's ({self.bicubic[BEST_KEY]:.3f} dB): {cause}; train longer (--epochs, --test_every: "
+                     f"batches per epoch) or on more data before using this model")
 
     def seed_epoch(self, epoch):
         self.data.set_epoch(epoch)

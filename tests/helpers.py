@@ -11,7 +11,7 @@ SAMPLE_MS = REPO_ROOT / "datasets" / "SampleMS"
 CODES = REPO_ROOT / "codes"
 
 # A tiny BASIC that trains in seconds on 2 cores.
-TINY_BASIC = ["--model=BASIC", "--n_feats=8", "--n_resblocks=1", "--patch_size=12", "--batch_size=4",
+TINY_BASIC = ["--model=BASIC", "--n_feats=8", "--n_resblocks=1", "--patch_size=24", "--batch_size=4",
               "--test_every=2", "--cpu"]
 
 

@@ -97,7 +97,7 @@ def test_test_only_equals_deploy_plus_the_metric_script(trained):
 
 def test_resume_without_repeating_the_size_flags(trained, tmp_path):
     """The bug: --resume of a run trained with --n_feats 8 --n_resblocks 1 died unless those flags were repeated."""
-    flags = ["--model=BASIC", "--scale=2", "--save=run", "--cpu", "--patch_size=12", "--batch_size=4",
+    flags = ["--model=BASIC", "--scale=2", "--save=run", "--cpu", "--patch_size=24", "--batch_size=4",
              "--test_every=2", "--dir_experiment", str(trained / "experiment"), "--dir_cache", str(tmp_path / "c")]
     cfg = parse_args(flags + ["--resume", "--epochs=3"])
     assert (cfg.n_feats, cfg.n_resblocks) == (8, 1) and cfg.sources["n_feats"] == "checkpoint"

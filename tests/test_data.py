@@ -117,7 +117,7 @@ def test_hr_only_dataset_makes_matlab_bicubic_lr(tmp_path):
 
 
 def test_training_patches_are_aligned(tmp_path, small_root):
-    args = make_args(tmp_path, small_root, "--ext", "img", "--patch_size", "10", "--no_augment")
+    args = make_args(tmp_path, small_root, "--ext", "img", "--patch_size", "20", "--no_augment")
     dataset = make_dataset(args, "val", train=True)
     lr_full, hr_full = dataset.load_pair(0)
     torch.manual_seed(3)
@@ -133,7 +133,7 @@ def test_training_patches_are_aligned(tmp_path, small_root):
 
 
 def test_loader_batches(tmp_path, small_root):
-    args = make_args(tmp_path, small_root, "--patch_size", "8", "--batch_size", "2", "--data_train", "val")
+    args = make_args(tmp_path, small_root, "--patch_size", "16", "--batch_size", "2", "--data_train", "val")
     lr, hr, names = next(iter(Data(args).loader("val", train=True)))
     assert lr.shape == (2, 3, 8, 8) and hr.shape == (2, 3, 16, 16) and len(names) == 2
 

@@ -460,10 +460,10 @@ def test_small_images_of_any_shape_train_with_a_note(tmp_path, capsys):
         image_io.write_image(data / "train" / "HR" / f"{name}.png", hr)
         image_io.write_image(data / "train" / "LR_x2" / f"{name}.png", image_io.modcrop(hr, 2)[::2, ::2])
     train(tmp_path, "--dataset=Mine", f"--dir_data={data}", "--epochs=1", "--test_every=0")
-    assert "note: 2 of 6 train images are smaller than --patch_size 12 LR pixels and are skipped" in \
-        capsys.readouterr().out
-    with pytest.raises(UserError, match="every train image of .* is smaller than --patch_size 64"):
-        train(tmp_path, "--dataset=Mine", f"--dir_data={data}", "--epochs=1", "--patch_size=64", "--save=big")
+    assert (f"note: 2 of 6 train images of {data} are smaller than --patch_size 24 (the HR patch, as in EDSR and "
+            f"HSENet: 12 LR pixels at x2) and are skipped") in capsys.readouterr().out
+    with pytest.raises(UserError, match="every train image of .* is smaller than --patch_size 128"):
+        train(tmp_path, "--dataset=Mine", f"--dir_data={data}", "--epochs=1", "--patch_size=128", "--save=big")
 
 
 def test_float_training_data_outside_0_1_needs_the_white_level(tmp_path):

@@ -57,7 +57,7 @@ def test_fine_tune_from_an_official_checkpoint(tmp_path, shared_dir):
     ref = fixture(shared_dir, "hsenet_small_x2")
     path = save_official(tmp_path, ref)
     demo_train.main(config_flags(ref) + isolated(tmp_path) + [
-        f"--pre_train={path}", "--epochs=1", "--batch_size=2", "--patch_size=12", "--test_every=2", "--save=ft"])
+        f"--pre_train={path}", "--epochs=1", "--batch_size=2", "--patch_size=24", "--test_every=2", "--save=ft"])
     tuned = torch.load(tmp_path / "experiment" / "ft" / "model" / "model_latest.pt", weights_only=True)["model"]
     assert set(tuned) == set(ref["state_dict"])
     assert torch.equal(tuned["sub_mean.bias"], ref["state_dict"]["sub_mean.bias"])  # the mean shift is frozen

@@ -361,7 +361,7 @@ def test_bad_export_inputs_are_one_line_errors(files, tmp_path):
     one_line_error(lambda: export_onnx.main([*basic, "--out", str(blocker / "x.onnx")]), "cannot write", "a_file")
     one_line_error(lambda: export_onnx.main([*basic, "--out", str(tmp_path)]), "is a folder")
     transenet = save_checkpoint(tmp_path / "transenet.pt", ["--model=TRANSENET", "--n_feats=8", "--en_depth=1",
-                                                             "--de_depth=1", "--patch_size=32", "--scale=4"])
+                                                             "--de_depth=1", "--patch_size=128", "--scale=4"])
     flags = ["--model=TRANSENET", "--scale=4", "--pre_train", str(transenet), *isolated(tmp_path)]
     one_line_error(lambda: export_onnx.main([*flags, "--tile=48"]), "--tile 48", "exactly 32x32")
     one_line_error(lambda: export_onnx.main([*flags, "--dynamic_shape"]), "exactly 32x32", "drop --dynamic_shape")

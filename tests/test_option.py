@@ -49,7 +49,8 @@ def test_each_layer_overrides_the_one_below(tmp_path, monkeypatch):
 
 def test_presets_fill_only_what_the_user_left_out():
     cfg = parse_args(["--model=HSENET", "--dataset=UCMerced", "--batch_size=2"])
-    assert (cfg.epochs, cfg.lr, cfg.lr_decay, cfg.gamma, cfg.patch_size, cfg.batch_size) == (500, 1e-4, 400, 0.5, 48, 2)
+    settings = (cfg.epochs, cfg.lr, cfg.lr_decay, cfg.gamma, cfg.patch_size, cfg.batch_size)
+    assert settings == (500, 1e-4, 400, 0.5, 192, 2)  # the HR patch: 48 LR pixels at x4
     sample = parse_args(["--model=HSENET"])
     assert sample.epochs < 10 and sample.save == "HSENETx4_Sample"
     ms = parse_args(["--model=CONVFORMERSR", "--dataset=SampleMS", "--scale=3"])

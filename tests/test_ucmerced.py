@@ -30,7 +30,7 @@ def test_prepare_train_deploy_evaluate(tmp_path, shared_dir):
         assert all(sum(n.startswith(c) for n in names) == per_class for c in CLASSES)  # stratified
 
     flags = SMALL_HSENET + ["--scale=3", "--dataset=UCMerced", f"--dir_data={root}", *isolated(tmp_path)]
-    demo_train.main(flags + ["--epochs=1", "--batch_size=2", "--patch_size=16"])
+    demo_train.main(flags + ["--epochs=1", "--batch_size=2", "--patch_size=48"])
     run = tmp_path / "experiment" / "HSENETx3_UCMerced"
     with open(run / "metrics.csv", newline="") as f:
         row = next(csv.DictReader(f))

@@ -40,7 +40,10 @@ def transenet_fixture(shared_dir):
 
 def fixture_network(fixture):
     module = network_module(fixture["model"])
-    net = module.make_model(argparse.Namespace(drop_path_rate=0.0, **fixture["config"])).eval()
+    config = dict(fixture["config"])
+    if "patch_size" in config:  # the fixtures record TransENet's LR input; --patch_size is the HR patch
+        config["patch_size"] *= config["scale"]
+    net = module.make_model(argparse.Namespace(drop_path_rate=0.0, **config)).eval()
     convert = getattr(module, "convert_official_state_dict", lambda state: state)
     net.load_state_dict(convert(fixture["state_dict"]), strict=True)
     return net
@@ -151,12 +154,14 @@ def test_edsr_sizes_and_residual_scaling_from_official_state_dicts():
     with torch.device("meta"):
         paper = edsr.EDSR(scale=2)
         baseline = edsr.EDSR(scale=3, n_resblocks=16, n_feats=64, res_scale=1.0)
-    assert edsr.settings_from_state_dict(paper.state_dict()) == {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1}
-    assert edsr.settings_from_state_dict(baseline.state_dict()) == {"n_resblocks": 16, "n_feats": 64,
+    assert edsr.settings_from_state_dict(paper.state_dict()) == {"n_colors": 3, "n_resblocks": 32, "n_feats": 256,
+                                                                 "res_scale": 0.1}
+    assert edsr.settings_from_state_dict(baseline.state_dict()) == {"n_colors": 3, "n_resblocks": 16, "n_feats": 64,
                                                                      "res_scale": 1.0}
     # any other size: its shapes, no guess at res_scale; a real mean shift also tells the range (official: 255)
     small = edsr.EDSR(scale=4, rgb_range=255.0, n_resblocks=3, n_feats=8, res_scale=0.5)
-    assert edsr.settings_from_state_dict(small.state_dict()) == {"n_resblocks": 3, "n_feats": 8, "rgb_range": 255.0}
+    assert edsr.settings_from_state_dict(small.state_dict()) == {"n_colors": 3, "n_resblocks": 3, "n_feats": 8,
+                                                                 "rgb_range": 255.0}
     assert edsr.settings_from_state_dict({"conv_first.weight": torch.zeros(1)}) == {}
 
 
@@ -165,15 +170,16 @@ def test_rcan_swinir_transenet_sizes_from_state_dicts(shared_dir, transenet_fixt
         rcan_net = rcan.RCAN(scale=2, n_resgroups=3, n_resblocks=5, n_feats=32, reduction=8)
         swinir_net = swinir.SwinIR(scale=2, embed_dim=30, depths=(2, 4, 2), num_heads=(3, 5, 2), window_size=6,
                                    mlp_ratio=3.0)
-    assert rcan.settings_from_state_dict(rcan_net.state_dict()) == {"n_resgroups": 3, "n_resblocks": 5,
+    assert rcan.settings_from_state_dict(rcan_net.state_dict()) == {"n_colors": 3, "n_resgroups": 3, "n_resblocks": 5,
                                                                      "n_feats": 32, "reduction": 8}
     assert swinir.settings_from_state_dict(swinir_net.state_dict()) == {
-        "embed_dim": 30, "depths": [2, 4, 2], "num_heads": [3, 5, 2], "window_size": 6, "mlp_ratio": 3.0}
+        "n_colors": 3, "embed_dim": 30, "depths": [2, 4, 2], "num_heads": [3, 5, 2], "window_size": 6,
+        "mlp_ratio": 3.0}
     official = load_zoo(shared_dir, "swinir_small_x2")["state_dict"]
-    assert swinir.settings_from_state_dict(official) == {"embed_dim": 24, "depths": [2, 2], "num_heads": [2, 2],
-                                                         "window_size": 4, "mlp_ratio": 2.0}
+    assert swinir.settings_from_state_dict(official) == {"n_colors": 3, "embed_dim": 24, "depths": [2, 2],
+                                                         "num_heads": [2, 2], "window_size": 4, "mlp_ratio": 2.0}
     assert transenet.settings_from_state_dict(transenet_fixture["state_dict"]) == {
-        "n_feats": 16, "en_depth": 1, "de_depth": 1, "rgb_range": 1.0}
+        "n_colors": 3, "n_feats": 16, "en_depth": 1, "de_depth": 1, "rgb_range": 1.0}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -183,7 +189,7 @@ SMALL = {
     "EDSR": dict(n_resblocks=2, n_feats=8, res_scale=0.1),
     "RCAN": dict(n_resgroups=2, n_resblocks=1, n_feats=8, reduction=2),
     "SWINIR": dict(embed_dim=12, depths=[2], num_heads=[2], window_size=4, mlp_ratio=2.0, img_size=8),
-    "TRANSENET": dict(n_feats=8, patch_size=32, en_depth=1, de_depth=1),
+    "TRANSENET": dict(n_feats=8, patch_size=64, en_depth=1, de_depth=1),  # 32 LR pixels at x2
 }
 
 
@@ -210,7 +216,8 @@ def test_four_band_mean_shift_is_data_mean_or_zero():
     torch.testing.assert_close(shifted.sub_mean.bias, -255.0 * torch.tensor(means))
     torch.testing.assert_close(shifted.add_mean.bias, 255.0 * torch.tensor(means))
     with pytest.raises(UserError, match="data_mean"):
-        transenet.TransENet(scale=2, n_colors=4, data_mean=(0.5,) * 3, **SMALL["TRANSENET"])
+        transenet.TransENet(scale=2, n_colors=4, data_mean=(0.5,) * 3, n_feats=8, input_size=32, en_depth=1,
+                            de_depth=1)
 
 
 def test_swinir_mean_and_range():
@@ -239,9 +246,9 @@ def test_swinir_training_size_within_a_window_means_one_unshifted_window():
 # ---------------------------------------------------------------------------------------------------------------
 # TransENet's fixed input size
 
-def small_transenet(scale=2, patch_size=32):
+def small_transenet(scale=2, input_size=32):
     torch.manual_seed(0)
-    return transenet.TransENet(scale=scale, n_feats=8, patch_size=patch_size, en_depth=1, de_depth=1).eval()
+    return transenet.TransENet(scale=scale, n_feats=8, input_size=input_size, en_depth=1, de_depth=1).eval()
 
 
 def test_transenet_runs_on_its_fixed_size_pads_smaller_inputs_and_refuses_larger_ones():
@@ -255,15 +262,15 @@ def test_transenet_runs_on_its_fixed_size_pads_smaller_inputs_and_refuses_larger
     with pytest.raises(UserError, match="tile"):
         net(torch.rand(1, 3, 33, 20))
     for bad in (36, 24):  # not a multiple of 8; too few patches (the official limit: more than 12)
-        with pytest.raises(UserError, match="patch_size"):
-            transenet.TransENet(patch_size=bad)
+        with pytest.raises(UserError, match="--patch_size / --scale"):
+            transenet.TransENet(input_size=bad)
 
 
 def test_transenet_tiles_at_its_fixed_size():
     """The Model's default tile is the fixed input size; a larger image runs in tiles of exactly that size, and where
     only the first tile counts the output is that tile's own output."""
     args = parse_args(["--model=TRANSENET", "--scale=2", "--cpu", "--dataset=UCMerced", "--n_feats=8",
-                       "--en_depth=1", "--de_depth=1", "--patch_size=32"])
+                       "--en_depth=1", "--de_depth=1", "--patch_size=64"])
     assert transenet.fixed_input_size(args) == 32 and args.chop  # official: test block by block
     model = Model(args).eval()
     assert model.tile_plan == tiling.TilePlan(32, transenet.DEFAULT_TILE_OVERLAP, fixed=True)
@@ -294,7 +301,7 @@ def test_presets_give_the_published_sizes_and_the_baseline_template():
     swinir_args = parse_args(["--model=SWINIR", "--dataset=UCMerced", "--depths=4,4", "--num_heads=6,6"])
     assert swinir_args.depths == [4, 4] and swinir_args.embed_dim == 180 and swinir_args.mlp_ratio == 2.0
     transenet_args = parse_args(["--model=TRANSENET", "--dataset=UCMerced"])
-    assert (transenet_args.patch_size, transenet_args.en_depth, transenet_args.de_depth) == (48, 8, 1)
+    assert (transenet_args.patch_size, transenet_args.en_depth, transenet_args.de_depth) == (192, 8, 1)  # 48 LR
     for name in OFFICIAL_COUNTS:
         sample = parse_args([f"--model={name}"])  # the embedded Sample: small and quick
         assert sample.test_every == 0 and sample.epochs <= 20, name

@@ -175,7 +175,7 @@ def test_discriminator_is_edsr_s():
 
 
 def gan_term(*extra):
-    cfg = parse_args(["--loss=1*L1+1*GAN", "--patch_size=12", "--scale=2", "--lr=1e-3", *extra])
+    cfg = parse_args(["--loss=1*L1+1*GAN", "--patch_size=24", "--scale=2", "--lr=1e-3", *extra])
     return Loss(cfg), cfg
 
 
@@ -299,7 +299,7 @@ def test_gan_averages_the_discriminator_gradients_over_processes(monkeypatch):
 
 # ---------------------------------------------------------------------------------------------------------- noise
 def noise_args(tmp_path, *extra):
-    return parse_args(["--patch_size=48", "--scale=2", "--ext=img", *isolated(tmp_path), *extra])
+    return parse_args(["--patch_size=96", "--scale=2", "--ext=img", *isolated(tmp_path), *extra])
 
 
 def test_noise_is_seeded_gaussian_in_8bit_levels_on_training_lr_only(tmp_path):
@@ -365,7 +365,7 @@ def test_div2k_converter_and_dataset(tmp_path, fake_div2k):
     hr = image_io.read_image(dst / "test" / "HR" / "0803.png")
     assert np.array_equal(image_io.read_image(dst / "test" / "LR_x3" / "0803.png"), make_lr(hr, 3))  # made here
     for scale in (2, 3, 4):
-        cfg = parse_args(["--dataset=DIV2K", f"--dir_data={dst}", f"--scale={scale}", "--patch_size=12",
+        cfg = parse_args(["--dataset=DIV2K", f"--dir_data={dst}", f"--scale={scale}", f"--patch_size={12 * scale}",
                           *isolated(tmp_path)])
         assert cfg.bands == ["red", "green", "blue"]  # dataset.json
         lr, hr, _ = make_dataset(cfg, "train", train=True)[0]

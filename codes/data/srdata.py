@@ -78,7 +78,8 @@ class SRData(Dataset):
 
     def __init__(self, cfg, root, split, train=False):
         self.scale, self.n_colors, self.split, self.train = cfg.scale, cfg.n_colors, split, train
-        self.patch_size, self.augment, self.seed = cfg.patch_size, not cfg.no_augment, cfg.seed
+        self.patch_size, self.lr_patch = cfg.patch_size, cfg.patch_size // cfg.scale  # HR patch, as in EDSR
+        self.augment, self.seed = not cfg.no_augment, cfg.seed
         self.max_pixels, self.data_range_given = cfg.max_pixels, cfg.data_range is not None
         self.samples_per_epoch = cfg.test_every * cfg.batch_size if train else 0
         self.noise = cfg.noise if train else 0.0  # --noise: training LR only, never validation or test
@@ -171,14 +172,18 @@ class SRData(Dataset):
 
     def usable_indices(self):
         """Training: the images whose LR holds a whole patch; the others are skipped, with a note."""
-        usable = [i for i in range(len(self.hr_files)) if min(self.lr_size(i)) >= self.patch_size]
+        sides = [min(self.lr_size(i)) for i in range(len(self.hr_files))]
+        usable = [i for i, side in enumerate(sides) if side >= self.lr_patch]
         skipped = len(self.hr_files) - len(usable)
+        patch = (f"--patch_size {self.patch_size} (the HR patch, as in EDSR and HSENet: {self.lr_patch} LR pixels "
+                 f"at x{self.scale})")
         if not usable:
-            raise UserError(f"every {self.split} image of {self.root} is smaller than --patch_size "
-                            f"{self.patch_size} (LR pixels): pass a smaller --patch_size")
+            raise UserError(f"every {self.split} image of {self.root} is smaller than {patch}; its largest LR "
+                            f"image is {max(sides)} pixels: pass --patch_size {max(sides) * self.scale} or less "
+                            f"(a multiple of {self.scale})")
         if skipped:
-            print(f"note: {skipped} of {len(self.hr_files)} {self.split} images are smaller than --patch_size "
-                  f"{self.patch_size} LR pixels and are skipped")
+            print(f"note: {skipped} of {len(self.hr_files)} {self.split} images of {self.root} are smaller than "
+                  f"{patch} and are skipped")
         return usable
 
     def lr_size(self, i):
@@ -201,7 +206,7 @@ class SRData(Dataset):
         lr, hr = self.load_pair(i)
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            lr, hr = random_patch(lr, hr, self.patch_size, self.scale, rng)
+            lr, hr = random_patch(lr, hr, self.lr_patch, self.scale, rng)
             if self.augment:
                 lr, hr = augment(lr, hr, rng)
             if self.noise:

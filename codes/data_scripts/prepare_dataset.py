@@ -38,6 +38,9 @@ DEFAULT_SPLIT = "0.8,0.1,0.1"
 # Published splits, per class. UC Merced: 45 train / 5 val / 50 test images of each of the 21 classes, i.e. 945 / 105
 # / 1050 (the HSENet and TransENet protocol; the authors confirmed it in github.com/Shaosifan/TransENet issue #14).
 PROTOCOLS = {"ucmerced": "0.45,0.05,0.5"}
+# What each protocol's source holds when it is complete: (classes, images per class). Public mirrors of UC Merced often
+# hold fewer classes (e.g. 16 of the 21), which changes the test set and so every score on it.
+PROTOCOL_SOURCES = {"ucmerced": (21, 100)}
 
 
 def parse_args(argv):
@@ -110,6 +113,17 @@ def group_by_class(src, images):
         folder = path.parent.relative_to(src).as_posix()
         classes.setdefault("" if folder == "." else folder, []).append(path)
     return classes
+
+
+def warn_incomplete_source(protocol, src, classes):
+    """One line when the source is not the full data set the protocol was published on."""
+    n_classes, per_class = PROTOCOL_SOURCES[protocol]
+    sizes = sorted({len(paths) for paths in classes.values()})
+    if len(classes) != n_classes or sizes != [per_class]:
+        held = "/".join(map(str, sizes))
+        print(f"warning: --protocol {protocol} is defined on {n_classes} classes of {per_class} images; {src} holds "
+              f"{len(classes)} classes of {held} images, so its test split and scores are not the papers' (record "
+              f"the class count beside every score)")
 
 
 def split_counts(n, fractions):
@@ -208,6 +222,8 @@ def main(argv=None):
     check_destination(args.src, args.dst, args.overwrite)
     check_unique_names(images)
     classes = group_by_class(args.src, images)
+    if args.protocol:
+        warn_incomplete_source(args.protocol, args.src, classes)
     splits = split_stratified(classes, fractions, args.seed, split_text)
     bands, gsd = band_names(args.bands, images[0]), ground_sample_distance(images[0])
     with Counter(len(images), "prepare", unit="img") as counter:

@@ -18,8 +18,8 @@ the generator) has still moved the discriminator.
 
 Differences from the official code:
 - the first linear layer's input size is the real size of the last feature map, ceil(HR patch / 16)^2 x 512, where
-  the official `patch_size // 16` only fits HR patches that are multiples of 16 (the same number there; our
-  --patch_size is the LR patch, so the HR patch is --patch_size x --scale);
+  the official `patch_size // 16` only fits HR patches that are multiples of 16 (the same number there; as
+  officially, --patch_size is the HR patch);
 - the discriminator's weights get no gradient from the generator's loss (the official code computed one and
   discarded it at the next discriminator step: same updates, less work);
 - under torchrun the discriminator's gradients are averaged over the processes, so every process keeps the same
@@ -87,12 +87,12 @@ class Adversarial(nn.Module):
         # The trainer owns the optimizer and schedule factories; imported here, at use, so that neither module
         # needs the other at import time.
         from trainer import make_optimizer, make_scheduler
-        self.discriminator = Discriminator(cfg.n_colors, cfg.patch_size * cfg.scale)
+        self.discriminator = Discriminator(cfg.n_colors, cfg.patch_size)
         self.gan_k = cfg.gan_k
         self.optimizer = make_optimizer(cfg, self.discriminator.parameters())
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.discriminator_loss = float("nan")
-        self.patch_flags = f"--patch_size {cfg.patch_size} x --scale {cfg.scale}"
+        self.patch_flags = f"--patch_size {cfg.patch_size}"
 
     def check_size(self, x):
         size = self.discriminator.patch_size

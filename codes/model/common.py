@@ -157,6 +157,18 @@ def rgb_range_from_mean_shift(state, rgb_mean, key="sub_mean.bias"):
     return round(float(ranges.mean()), 3)
 
 
+def bands_of(state, first_conv):
+    """{"n_colors": the input bands of the state_dict's first convolution `first_conv`}, or {} when it is absent."""
+    weight = state.get(first_conv)
+    return {} if weight is None or weight.dim() != 4 else {"n_colors": int(weight.shape[1])}
+
+
+def window_from_bias_table(table):
+    """The attention window of a relative-position bias table, which has (2 * window - 1) ** 2 rows."""
+    side = round(int(table.shape[0]) ** 0.5)
+    return (side + 1) // 2
+
+
 def count_indexed(keys, prefix):
     """How many numbered sub-modules `<prefix><i>.` the state_dict keys name (i = 0, 1, ...)."""
     indices = set()

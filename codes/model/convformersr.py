@@ -281,6 +281,24 @@ def convert_official_state_dict(state_dict):
     return common.drop_derived_swin_buffers(state_dict)
 
 
+def settings_from_state_dict(state):
+    """Flags implied by an official ConvFormerSR state_dict's weights: the band count and embed_dim from its first
+    convolution, num_block from its RAGs, and per stage the depth and heads; window_size and mlp_ratio from the first
+    block (every block shares them)."""
+    first = state.get("conv_first.weight")
+    if first is None:
+        return {}
+    embed_dim = int(first.shape[0])
+    num_block = common.count_indexed(state, "RAG_Layers.")
+    depths = [common.count_indexed(state, f"RAG_Layers.{i}.attn.blocks.") for i in range(num_block)]
+    block = "RAG_Layers.{}.attn.blocks.0."
+    tables = [state[block.format(i) + "attn.relative_position_bias_table"] for i in range(num_block)]
+    hidden = int(state[block.format(0) + "mlp.fc1.weight"].shape[0])
+    return {**common.bands_of(state, "conv_first.weight"), "embed_dim": embed_dim, "num_block": num_block,
+            "depths": depths, "num_heads": [int(t.shape[1]) for t in tables],
+            "window_size": common.window_from_bias_table(tables[0]), "mlp_ratio": hidden / embed_dim}
+
+
 def _as_list(value, name, length):
     values = [value] * length if isinstance(value, int) else list(value)
     if len(values) != length:

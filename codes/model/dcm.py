@@ -69,3 +69,8 @@ class DCM(nn.Module):
         skip = torch.cat((first, last), dim=1)
         branches = torch.cat((self.re_a(skip), self.re_b2(self.re_b1(skip))), dim=1)
         return self.re_r(self.re_u(branches)) + residual
+
+
+def settings_from_state_dict(state):
+    """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
+    return common.bands_of(state, "fe_conv1.0.weight")

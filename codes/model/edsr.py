@@ -59,7 +59,7 @@ def settings_from_state_dict(state):
         return {}
     n_feats = int(head.shape[0])
     n_resblocks = common.count_indexed([k for k in state if k.endswith(".body.0.weight")], "body.")
-    settings = {"n_resblocks": n_resblocks, "n_feats": n_feats}
+    settings = {**common.bands_of(state, "head.0.weight"), "n_resblocks": n_resblocks, "n_feats": n_feats}
     if (n_resblocks, n_feats) in OFFICIAL_RES_SCALE:
         settings["res_scale"] = OFFICIAL_RES_SCALE[n_resblocks, n_feats]
     rgb_range = common.rgb_range_from_mean_shift(state, common.DIV2K_RGB_MEAN)

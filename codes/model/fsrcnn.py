@@ -46,3 +46,8 @@ class FSRCNN(nn.Module):
 
     def forward(self, x):
         return self.last_part(self.mid_part(self.first_part(x)))
+
+
+def settings_from_state_dict(state):
+    """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
+    return common.bands_of(state, "first_part.0.weight")

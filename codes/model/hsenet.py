@@ -216,7 +216,15 @@ class HSENET(nn.Module):
 
 
 def settings_from_state_dict(state):
-    """Flags an official state_dict implies: its mean shift stores -rgb_range * UC Merced mean, so it tells the
-    value range the network was trained on (1 or 255). Empty when the bias is not a multiple of that mean."""
+    """Flags an official state_dict implies: the band count and n_feats from its head, n_basic_modules from its
+    body, and the value range it was trained on (1 or 255) from its mean shift, which stores -rgb_range * UC Merced
+    mean (left out when the bias is not a multiple of that mean)."""
+    head = state.get("head.0.weight")
+    if head is None:
+        return {}
+    settings = {**common.bands_of(state, "head.0.weight"), "n_feats": int(head.shape[0]),
+                "n_basic_modules": common.count_indexed(state, "body_modulist.")}
     rgb_range = common.rgb_range_from_mean_shift(state, UC_MERCED_RGB_MEAN)
-    return {} if rgb_range is None else {"rgb_range": rgb_range}
+    if rgb_range is not None:
+        settings["rgb_range"] = rgb_range
+    return settings

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from errors import UserError
+from model import common
 
 PRE_UPSAMPLED = True
 OUTPUT_BANDS = 3
@@ -55,3 +56,8 @@ class LGCNET(nn.Module):
         f5 = self.relu(self.conv5(f4))
         combined = self.relu(self.conv6(torch.cat((f3, f4, f5), dim=1)))
         return self.conv7(combined) + x
+
+
+def settings_from_state_dict(state):
+    """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
+    return common.bands_of(state, "conv1.weight")

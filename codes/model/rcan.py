@@ -85,6 +85,7 @@ def settings_from_state_dict(state):
         return {}
     n_feats = int(squeeze.shape[1])
     settings = {
+        **common.bands_of(state, "head.0.weight"),
         "n_resgroups": common.count_indexed([k for k in state if k.endswith(".body.0.body.0.weight")], "body."),
         "n_resblocks": common.count_indexed([k for k in state if k.endswith(".conv_du.0.weight")], "body.0.body."),
         "n_feats": n_feats,

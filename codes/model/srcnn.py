@@ -16,6 +16,8 @@ The input is already at the HR size (`PRE_UPSAMPLED`): the official pipeline ups
 """
 from torch import nn
 
+from model import common
+
 PRE_UPSAMPLED = True
 # Receptive-field radius: 4 + 2 + 2 = 8 HR pixels, at most 4 LR pixels (x2), plus 2 LR pixels for the bicubic
 # pre-upsampling: 6 LR pixels, so an overlap of 4 x 6 = 24 makes tiles blend exactly (see tiling.py).
@@ -39,3 +41,8 @@ class SRCNN(nn.Module):
         x = self.relu(self.conv1(x))
         x = self.relu(self.conv2(x))
         return self.conv3(x)
+
+
+def settings_from_state_dict(state):
+    """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
+    return common.bands_of(state, "conv1.weight")

@@ -184,8 +184,8 @@ def make_model(cfg):
 
 
 def settings_from_state_dict(state):
-    """Flags implied by an official SwinIR state_dict's weights: embed_dim, depths, num_heads, window_size,
-    mlp_ratio."""
+    """Flags implied by an official SwinIR state_dict's weights: the band count, embed_dim, depths, num_heads,
+    window_size, mlp_ratio."""
     first = state.get("conv_first.weight")
     if first is None:
         return {}
@@ -194,7 +194,7 @@ def settings_from_state_dict(state):
     depths = [common.count_indexed([k for k in state if k.endswith(".norm1.weight")],
                                    f"layers.{i}.residual_group.blocks.") for i in range(n_layers)]
     tables = [state[f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"] for i in range(n_layers)]
-    table_side = round(int(tables[0].shape[0]) ** 0.5)  # (2 * window - 1) ** 2 entries
     hidden = int(state["layers.0.residual_group.blocks.0.mlp.fc1.weight"].shape[0])
-    return {"embed_dim": embed_dim, "depths": depths, "num_heads": [int(t.shape[1]) for t in tables],
-            "window_size": (table_side + 1) // 2, "mlp_ratio": hidden / embed_dim}
+    return {**common.bands_of(state, "conv_first.weight"), "embed_dim": embed_dim, "depths": depths,
+            "num_heads": [int(t.shape[1]) for t in tables], "window_size": common.window_from_bias_table(tables[0]),
+            "mlp_ratio": hidden / embed_dim}

@@ -27,10 +27,11 @@ temperature of 512 ** -0.5 (the token width, not the head width: the official co
 n_feats 64, en_depth 8, de_depth 1: 37.31 / 37.50 / 37.46 M parameters at x2 / x3 / x4 (mean shift included).
 
 The input size is fixed: the network is trained on (and, officially, only run on) square LR inputs of
-`patch_size` pixels (`fixed_input_size`; the official `--patch_size` is the HR size, patch_size * scale). Larger
-images are tiled at exactly that size by the caller. Smaller inputs are reflect-padded up to it here and the output
-cropped (the official code refuses them; this lets the embedded Sample's 30 x 30 LR at x4 run with patch 32).
-As officially, `patch_size` must be a multiple of 8 and give more than 12 patches (so at least 32).
+`--patch_size / --scale` pixels (`fixed_input_size`; as officially, `--patch_size` is the HR training patch, 192 at x4
+for 48 LR pixels). Larger images are tiled at exactly that size by the caller. Smaller inputs are padded up to it
+here and the output cropped (the official code refuses them; this lets the embedded Sample's 30 x 30 LR at x4 run
+with an input of 32). As officially, the input must be a multiple of 8 and give more than 12 patches (so at least
+32).
 
 The official mean shift is RGB only; other band counts use `--data_mean` or no mean (zeros), as in HSENet.
 
@@ -50,20 +51,20 @@ HEAD_DIM = 32
 MLP_DIM = 512
 REDUCTION = 4  # n_feats -> n_feats // 4 channels before patch embedding
 STAGE_BLOCKS = 5
-# Deploy: the tile must be the network's fixed input size (`fixed_input_size`, the training patch_size; 48 by
+# Deploy: the tile must be the network's fixed input size (`fixed_input_size`, the LR training patch; 48 by
 # default). The transformers see the whole tile, so tiles never equal a larger image exactly; the overlap (a third
 # of the default tile) hides the borders, where the official code pasted tiles edge to edge.
 DEFAULT_TILE = 48
 DEFAULT_TILE_OVERLAP = 16
 
 
-# The fixed input size is part of the architecture: a checkpoint records it, and deploy adopts it.
+# The fixed input size (--patch_size / --scale) is part of the architecture: a checkpoint records it, deploy adopts it.
 EXTRA_ARCHITECTURE_FLAGS = ("patch_size",)
 
 
 def fixed_input_size(cfg):
-    """The one LR input size (square, pixels) the network runs on: the training patch_size."""
-    return int(cfg.patch_size)
+    """The one LR input size (square, pixels) the network runs on: the LR training patch (--patch_size / --scale)."""
+    return int(cfg.patch_size) // int(cfg.scale)
 
 
 class Residual(nn.Module):
@@ -207,17 +208,19 @@ def tokens_to_patches(x, patch, height, width):
 
 
 class TransENet(nn.Module):
-    """TransENet; input (B, n_colors, s, s) in [0, rgb_range] with s = patch_size (smaller inputs are padded)."""
+    """TransENet; input (B, n_colors, s, s) in [0, rgb_range] with s = input_size LR pixels (smaller inputs are
+    padded)."""
 
-    def __init__(self, scale=4, n_colors=3, rgb_range=1.0, n_feats=64, patch_size=48, en_depth=8, de_depth=1,
+    def __init__(self, scale=4, n_colors=3, rgb_range=1.0, n_feats=64, input_size=48, en_depth=8, de_depth=1,
                  data_mean=None):
         super().__init__()
-        if patch_size % PATCH or (patch_size // PATCH) ** 2 <= MIN_PATCHES:
-            raise UserError(f"TransENet cuts its input into {PATCH}x{PATCH} patches, more than {MIN_PATCHES} of "
-                            f"them: --patch_size {patch_size} must be a multiple of {PATCH}, at least 32")
+        if input_size % PATCH or (input_size // PATCH) ** 2 <= MIN_PATCHES:
+            raise UserError(f"TransENet cuts its LR input into {PATCH}x{PATCH} patches, more than {MIN_PATCHES} of "
+                            f"them: its input (--patch_size / --scale = {input_size}) must be a multiple of {PATCH}, "
+                            f"at least 32; at x{scale} give --patch_size {32 * scale} or {48 * scale}")
         conv = common.default_conv
         self.scale = scale
-        self.input_size = patch_size
+        self.input_size = input_size
         band_mean = common.band_mean_for(n_colors, data_mean, common.UC_MERCED_RGB_MEAN)
         squeezed = n_feats // REDUCTION
         patch_dim = squeezed * PATCH * PATCH
@@ -278,16 +281,16 @@ class TransENet(nn.Module):
         height, width = x.shape[2:]
         size = self.input_size
         if height > size or width > size:
-            raise UserError(f"TransENet runs on {size}x{size} LR inputs (its --patch_size), got {height}x{width}: "
-                            f"tile larger images at {size} pixels")
+            raise UserError(f"TransENet runs on {size}x{size} LR inputs (--patch_size / --scale), got "
+                            f"{height}x{width}: tile larger images at {size} pixels")
         return common.pad_bottom_right(x, size - height, size - width)
 
 
 def make_model(cfg):
-    """TransENet from the run configuration (patch_size: the LR training patch, the network's fixed input)."""
+    """TransENet from the run configuration (its fixed input: the LR training patch)."""
     return TransENet(scale=int(cfg.scale), n_colors=int(getattr(cfg, "n_colors", 3)),
                      rgb_range=float(getattr(cfg, "rgb_range", 1.0)), n_feats=int(getattr(cfg, "n_feats", 64)),
-                     patch_size=int(getattr(cfg, "patch_size", 48)), en_depth=int(getattr(cfg, "en_depth", 8)),
+                     input_size=fixed_input_size(cfg), en_depth=int(getattr(cfg, "en_depth", 8)),
                      de_depth=int(getattr(cfg, "de_depth", 1)), data_mean=getattr(cfg, "data_mean", None))
 
 
@@ -297,7 +300,7 @@ def settings_from_state_dict(state):
     head = state.get("head.0.weight")
     if head is None:
         return {}
-    settings = {"n_feats": int(head.shape[0]),
+    settings = {**common.bands_of(state, "head.0.weight"), "n_feats": int(head.shape[0]),
                 "en_depth": common.count_indexed(state, "encoder_stage1.layers."),
                 "de_depth": common.count_indexed(state, "decoder1.layers.")}
     rgb_range = common.rgb_range_from_mean_shift(state, common.UC_MERCED_RGB_MEAN)

@@ -64,3 +64,8 @@ class VDSR(nn.Module):
 
     def forward(self, x):
         return self.tail(self.body(self.head(x))) + x
+
+
+def settings_from_state_dict(state):
+    """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
+    return common.bands_of(state, "head.0.0.weight")
