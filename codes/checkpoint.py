@@ -18,6 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import pretrained
 import torch
 
 import atomic
@@ -45,7 +46,7 @@ def architecture_flags(module):
 RADIOMETRY_FLAGS = ("data_range", "bands")
 # Flags about this machine or this invocation, never adopted from a checkpoint (all others are, on --resume).
 RUNTIME_FLAGS = ("template", "n_threads", "cpu", "n_GPUs", "dir_cache", "dir_experiment", "reset", "resume",
-                 "test_only", "pre_train", "print_every", "save_results", "dir_out", "recursive", "tile",
+                 "time_budget", "test_only", "pre_train", "print_every", "save_results", "dir_out", "recursive", "tile",
                  "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop", "cog", "no_ema", "backend",
                  "onnx", "out", "opset", "dynamic_shape")
 # Where BasicSR/SwinIR-style files keep their weights (params_ema first: the weights such files are meant to be used
@@ -67,10 +68,15 @@ def locate(purpose, pre_train, run_dir, needs_weights=True, train_flags="--model
         return path
     if pre_train:
         path = Path(pre_train)
+        shipped = None if path.exists() else pretrained.find(pre_train)
+        if shipped is not None:  # a shipped model by name (pretrained/index.json), its checksum checked
+            return pretrained.checked_file(shipped).resolve()
         if path.is_dir():
             raise UserError(f"--pre_train {path}: is a folder; give a .pt checkpoint file")
         if not path.is_file():
-            raise UserError(f"--pre_train {path}: no such file")
+            known = ", ".join(pretrained.names()) or "none"
+            raise UserError(f"--pre_train {path}: no such file, and no shipped model of that name (shipped: "
+                            f"{known})")
         return path.resolve()
     if purpose in ("test", "deploy", "export") and needs_weights:
         path = model_dir(run_dir) / BEST

@@ -32,10 +32,9 @@ def main(argv=None):
         raise UserError(f"--model {cfg.model} has no parameters to train: use demo_deploy.py to run it")
     ctx = distributed.setup(cfg.cpu)
     try:
-        run_training(cfg, ctx, testing)
+        return run_training(cfg, ctx, testing)
     finally:
         distributed.teardown(ctx)
-    return 0
 
 
 def open_run(cfg, ctx, testing):
@@ -70,9 +69,11 @@ def run_training(cfg, ctx, testing):
             run.log(model.precision_note)
         if testing:
             trainer.test()
-        else:
-            trainer.train()
+            return 0
+        code = trainer.train()
+        if trainer.epoch >= cfg.epochs and trainer.partial is None:
             run.log(f"done: best {run.path('model', 'model_best.pt')}, curves in {run.dir}/*.png")
+        return code
     finally:
         # drop DDP's hold on the process group here: an error's traceback keeps this frame, and the model, alive
         model.unwrap_training()

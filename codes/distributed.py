@@ -122,6 +122,15 @@ def all_finite(ctx, value):
     return bool(finite.item())
 
 
+def max_over_ranks(ctx, value):
+    """The largest of an integer over the ranks (e.g. a stop request that only some ranks received)."""
+    if not ctx.active:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=ctx.device)  # NCCL reduces CUDA tensors only
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
 def shard(ctx, items):
     """This rank's share of a list: every world-th item, starting at its rank."""
     return list(items)[ctx.rank::ctx.world]

@@ -166,6 +166,9 @@ def build_parser():
     add("--test_only", action="store_true", help="only evaluate the run's model_best.pt (or --pre_train) on "
         "--data_test")
     add("--epochs", type=positive_int, default=300, help="number of epochs")
+    add("--time_budget", type=positive_float, default=None,
+        help="minutes this command may train (from its start): it stops in time with a checkpoint that --resume "
+        "continues exactly (a Slurm time limit, a CI job); SIGTERM, SIGUSR1 and SIGINT stop it the same way")
     add("--batch_size", type=positive_int, default=16, help="training batch size")
     add("--self_ensemble", action="store_true", help="average the x8 flips/transposes at test time")
     add("--chop", action="store_true", help="validate in overlapping tiles (deploy's tile plan) to save memory")

@@ -5,6 +5,12 @@ RNG (stochastic depth) from the same pair, and a checkpoint holds the model, opt
 best score, and the loss terms' own state (the GAN's discriminator and its optimizer). So 2 epochs straight and 1
 epoch + --resume + 1 epoch give the same weights.
 
+Stopping early (stopping.py): a stop signal (SIGTERM, SIGUSR1, SIGINT) or the --time_budget ends training after a
+batch with a checkpoint whose `partial` entry holds the epoch in progress: its batches done, the losses so far, the
+NaN streak and torch's RNG state. --resume continues inside that epoch: the sampler skips the batches done (every
+training sample's patch and noise come from (--seed, epoch, index), not from its position), so a run stopped and
+resumed any number of times ends with the same weights as one that ran straight.
+
 Crash consistency: the metric history lives in the checkpoint, and metrics.csv and the plots are rewritten from it
 (on --resume too, so a kill between the checkpoint and the CSV leaves no gap). A new best is written to
 model_best.pt before model_latest.pt (a byte copy of it), so model_best.pt is never older than the best that
@@ -25,6 +31,7 @@ import time
 import warnings
 
 import numpy as np
+import stopping
 import torch
 
 import atomic
@@ -91,6 +98,8 @@ class Trainer:
         self.history = []  # one row per finished epoch (the source of metrics.csv and the plots)
         self.bicubic = None  # the val split's BICUBIC scores, once per run
         self.nan_streak = 0
+        self.partial = None  # the epoch in progress when training stopped early (see stopping.py)
+        self.step_seconds, self.save_seconds, self.val_seconds = 0.0, None, None  # what the time budget plans with
         self.ema = copy.deepcopy(model.model).eval().requires_grad_(False) if cfg.ema else None
         if cfg.purpose == "resume":
             self.restore(checkpoint.read(cfg.checkpoint_path))
@@ -103,7 +112,8 @@ class Trainer:
         return {"model": self.model.net.state_dict(), "config": plain_settings(self.cfg),
                 "radiometry": self.radiometry.record(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "epoch": self.epoch, "best": self.best,
+                "scaler": self.scaler.state_dict(), "best": self.best,
+                "epoch": self.epoch - 1 if self.partial else self.epoch, "partial": self.partial,
                 "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic,
                 "loss": self.loss.state_for_checkpoint(),  # the GAN's discriminator and its optimizer; {} otherwise
                 **({"model_ema": self.ema.state_dict()} if self.ema is not None else {})}
@@ -118,6 +128,11 @@ class Trainer:
         distributed.on_main(self.ctx, self.write_checkpoints, is_best)
 
     def write_checkpoints(self, is_best):
+        start = time.monotonic()
+        self.write_checkpoint_files(is_best)
+        self.save_seconds = time.monotonic() - start
+
+    def write_checkpoint_files(self, is_best):
         latest = self.run.target("model", checkpoint.LATEST)
         if not is_best:
             checkpoint.save(latest, self.payload())
@@ -146,15 +161,18 @@ class Trainer:
             self.ema.load_state_dict(payload["model_ema"], strict=True)
         self.epoch, self.best = int(payload["epoch"]), float(payload["best"])
         self.best_epoch = int(payload.get("best_epoch", self.epoch))
+        self.partial = checked_partial(payload.get("partial"), self.epoch, ckpt.path)
         self.history = [dict(row) for row in payload.get("history", [])]
         self.bicubic = payload.get("bicubic")
         if self.ctx.main:
             self.write_history()  # fills a metrics.csv left behind by a kill after the checkpoint
-        self.run.log(f"resumed {ckpt.path} at epoch {self.epoch} (best {BEST_KEY} {self.best:.4f} at epoch "
+        inside = f", inside epoch {self.epoch + 1} after batch {self.partial['batches']}" if self.partial else ""
+        self.run.log(f"resumed {ckpt.path} at epoch {self.epoch}{inside} (best {BEST_KEY} {self.best:.4f} at epoch "
                      f"{self.best_epoch})")
 
     # -- training ------------------------------------------------------------------------------------------------
     def train(self):
+        """Train to --epochs; returns the exit code: 0, or 128 + the number of a stop signal."""
         cfg = self.cfg
         loader_train = self.data.loader(cfg.data_train, train=True)
         loader_val = self.data.loader(cfg.data_val)
@@ -164,16 +182,28 @@ class Trainer:
                          f"{self.bicubic['ssim_rgb']:.4f}")
         if self.epoch >= cfg.epochs:
             self.run.log(f"nothing to do: the run is at epoch {self.epoch} of --epochs {cfg.epochs}")
-        while self.epoch < cfg.epochs:
-            self.epoch += 1
-            start = time.time()
-            lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch uses (the scheduler steps after it)
-            losses = self.train_epoch(loader_train, lr)
-            scores = self.evaluate(loader_val, desc=f"val {self.epoch}")
-            self.finish_epoch(lr, losses, scores, time.time() - start)
+        with stopping.Stopper(cfg.time_budget) as stopper:
+            while self.epoch < cfg.epochs:
+                self.epoch += 1
+                start = time.time()
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch uses (the scheduler steps after it)
+                losses = self.train_epoch(loader_train, loader_val, lr, stopper)
+                if losses is None:
+                    return stopper.exit_code(self.stop_reason)
+                validation_start = time.monotonic()
+                scores = self.evaluate(loader_val, desc=f"val {self.epoch}")
+                self.val_seconds = time.monotonic() - validation_start
+                self.finish_epoch(lr, losses, scores, time.time() - start)
+                reason = stopper.reason(self.ctx, self.step_seconds + self.checkpoint_seconds())
+                if reason and self.epoch < cfg.epochs:
+                    self.run.log(f"{reason}: stopped after epoch {self.epoch} of {cfg.epochs}; "
+                                 f"{self.run.path('model', checkpoint.LATEST)} holds the run: continue it with the "
+                                 f"same command and --resume")
+                    return stopper.exit_code(reason)
         if self.ctx.main and self.history:
             self.write_summary(loader_val.dataset)
             self.warn_below_bicubic()
+        return 0
 
     def warn_below_bicubic(self):
         """One line at the end when the best validation score never beat bicubic, with the likely causes."""
@@ -186,26 +216,33 @@ class Trainer:
                      f"bicubic's ({self.bicubic[BEST_KEY]:.3f} dB): {cause}; train longer (--epochs, --test_every: "
                      f"batches per epoch) or on more data before using this model")
 
-    def seed_epoch(self, epoch):
-        self.data.set_epoch(epoch)
+    def seed_epoch(self, epoch, skip_batches=0):
+        self.data.set_epoch(epoch, skip_batches)
         torch.manual_seed(self.cfg.seed * 100003 + epoch)  # stochastic depth and anything else the network draws
 
-    def train_epoch(self, loader, lr):
-        """Mean total loss and mean weighted loss terms over the epoch's finite batches."""
-        self.seed_epoch(self.epoch)
+    def train_epoch(self, loader, loader_val, lr, stopper):
+        """Mean total loss and mean weighted loss terms over the epoch's finite batches; None when a stop request
+        ended training first (the epoch in progress is then saved, see stopping.py)."""
+        done, totals, terms, batches = self.begin_epoch(loader)
         self.model.train()
-        totals, terms = [], []
-        bar = progress.bar(loader, f"epoch {self.epoch}/{self.cfg.epochs} lr {lr:.2e}", unit="batch")
-        for batch, (lr_img, hr_img, _) in enumerate(bar, 1):
+        total = done + len(loader)
+        bar = progress.bar(batches, f"epoch {self.epoch}/{self.cfg.epochs} lr {lr:.2e}", total=len(loader),
+                           unit="batch")
+        for batch, (lr_img, hr_img, _) in enumerate(bar, done + 1):
+            if self.stopped_early(stopper, batch - 1, total, totals, terms, self.step_seconds):
+                return None
+            start = time.monotonic()
             value = self.train_step(lr_img.to(self.device), hr_img.to(self.device))
+            self.step_seconds = time.monotonic() - start
             if value is not None:
                 totals.append(value)
                 terms.append(self.loss.weighted_last())
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{value:.4f}")
             if batch % self.cfg.print_every == 0:
-                self.run.log(f"[epoch {self.epoch} batch {batch}/{len(loader)}] loss {np.mean(totals):.5f}",
-                             echo=False)
+                self.run.log(f"[epoch {self.epoch} batch {batch}/{total}] loss {np.mean(totals):.5f}", echo=False)
+        if self.stopped_early(stopper, total, total, totals, terms, self.validation_estimate(loader_val)):
+            return None
         self.scheduler.step()
         self.loss.end_epoch()  # the discriminator's schedule follows the network's
         if not totals:
@@ -213,6 +250,52 @@ class Trainer:
         means = {"loss": float(np.mean(totals)),
                  **{f"loss_{name}": float(np.mean([t[name] for t in terms])) for name in terms[0]}}
         return distributed.mean_over_ranks(self.ctx, means)  # the global batch's loss, whatever the ranks
+
+    def begin_epoch(self, loader):
+        """(batches done, losses so far, loss terms so far, the batch iterator) of the epoch starting or resumed."""
+        partial = self.partial if self.partial and self.partial["epoch"] == self.epoch else None
+        done = partial["batches"] if partial else 0
+        self.seed_epoch(self.epoch, skip_batches=done)
+        batches = iter(loader)  # before the RNG is restored: creating the iterator draws from torch's RNG
+        self.partial = None
+        if partial is None:
+            return 0, [], [], batches
+        torch.set_rng_state(partial["rng"])
+        self.nan_streak = partial["nan_streak"]
+        return done, list(partial["totals"]), [dict(t) for t in partial["terms"]], batches
+
+    def stopped_early(self, stopper, done, total, totals, terms, seconds_next):
+        """Whether a stop request (or too little time for the next `seconds_next` and a checkpoint) ends training
+        after `done` batches of this epoch; if so the epoch in progress is saved and the stop is logged."""
+        reason = stopper.reason(self.ctx, seconds_next + self.checkpoint_seconds())
+        if reason is None:
+            return False
+        self.partial = {"epoch": self.epoch, "batches": done, "totals": totals, "terms": terms,
+                        "nan_streak": self.nan_streak, "rng": torch.get_rng_state()}
+        self.save(is_best=False)
+        self.stop_reason = reason
+        self.run.log(f"{reason}: stopped at epoch {self.epoch}, batch {done} of {total}; "
+                     f"{self.run.path('model', checkpoint.LATEST)} holds the run: continue it with the same command "
+                     f"and --resume")
+        return True
+
+    def checkpoint_seconds(self):
+        """Seconds to write a checkpoint: the last one's (rank 0 writes them), else the weights and Adam's two
+        moments at 50 MB/s."""
+        if self.save_seconds is not None:
+            return self.save_seconds
+        size = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return 1.0 + 3 * size / 50e6
+
+    def validation_estimate(self, loader_val):
+        """Seconds of a validation: the last one's, else the training step's time scaled by the pixels (a forward
+        is about a third of a training step)."""
+        if self.val_seconds is not None:
+            return self.val_seconds
+        dataset = loader_val.dataset
+        pixels = sum(int(np.prod(dataset.lr_size(i))) for i in range(len(dataset)))
+        step_pixels = self.cfg.batch_size * (self.cfg.patch_size // self.cfg.scale) ** 2
+        return self.step_seconds * pixels / (3 * step_pixels)
 
     def train_step(self, lr_img, hr_img):
         """One optimizer step; a non-finite loss (on any rank) skips the batch, and --max_nan of them in a row stop
@@ -341,3 +424,29 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def checked_partial(partial, epoch, path):
+    """The `partial` entry of a checkpoint (the epoch in progress when training stopped early), checked like a flag:
+    None, or a dict for epoch + 1 with its batches done, losses, loss terms, NaN streak and torch's RNG state."""
+    if partial is None:
+        return None
+    problem = None
+    if not isinstance(partial, dict):
+        problem = "not a dict"
+    elif partial.get("epoch") != epoch + 1:
+        problem = f"its epoch {partial.get('epoch')!r} does not follow the checkpoint's epoch {epoch}"
+    elif type(partial.get("batches")) is not int or partial["batches"] < 0:
+        problem = "its batch count is not a whole number >= 0"
+    elif not (isinstance(partial.get("totals"), list) and all(isinstance(v, float) for v in partial["totals"])):
+        problem = "its losses are not a list of numbers"
+    elif not (isinstance(partial.get("terms"), list) and all(isinstance(t, dict) for t in partial["terms"])):
+        problem = "its loss terms are not a list of dicts"
+    elif type(partial.get("nan_streak")) is not int:
+        problem = "its NaN streak is not a whole number"
+    elif not (torch.is_tensor(partial.get("rng")) and partial["rng"].dtype == torch.uint8):
+        problem = "its RNG state is not a byte tensor"
+    if problem:
+        raise UserError(f"{path}: the saved epoch in progress is damaged ({problem}); resume from an earlier "
+                        f"checkpoint or start the run again")
+    return partial

@@ -108,10 +108,10 @@ KILL_RANK_1 = textwrap.dedent('''
     import demo_train, trainer
     real = trainer.Trainer.train_epoch
 
-    def train_epoch(self, loader, lr):
+    def train_epoch(self, *args):
         if self.epoch == 2 and os.environ["RANK"] == "1":
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, loader, lr)
+        return real(self, *args)
 
     trainer.Trainer.train_epoch = train_epoch
     demo_train.main(sys.argv[2:])
@@ -179,7 +179,7 @@ COUNT_THREADS = textwrap.dedent('''
     from errors import UserError, run_cli
     entry, flags = sys.argv[2], sys.argv[3:]
     if os.environ.get("FAIL_IN_TRAINING"):
-        def train_epoch(self, loader, lr):
+        def train_epoch(self, *args):
             raise UserError("a problem found during training")
         trainer.Trainer.train_epoch = train_epoch
 

@@ -14,6 +14,7 @@ Training samples are shuffled by a DistributedSampler seeded from (--seed, epoch
 each takes every N-th sample of the same permutation, so the union of the ranks' k-th batches is exactly one
 process's k-th batch (--batch_size is the global batch). Validation images are shared the same way, unshuffled.
 """
+import itertools
 from pathlib import Path
 
 import torch
@@ -86,6 +87,19 @@ def make_dataset(cfg, split, train=False):
     return cls(cfg, root, split, train=train)
 
 
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler whose epoch can start after its first `skip` indices: an epoch resumed mid-way (the order
+    is the same; the skipped samples were trained on before the stop)."""
+
+    skip = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self):
+        return max(super().__len__() - self.skip, 0)
+
+
 class Data:
     """Loaders: shuffled training patches (the global --batch_size split over `world` ranks), or whole images at
     batch 1. `set_epoch` must be called before each training epoch (it reseeds the order and the patches)."""
@@ -110,13 +124,15 @@ class Data:
         if not train:  # whole images, batch 1; under torchrun each rank takes every world-th image
             shard = range(self.rank, len(dataset), self.world)
             return DataLoader(dataset, batch_size=1, sampler=shard, num_workers=cfg.n_threads, pin_memory=pin)
-        sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=cfg.seed,
+        sampler = ResumableSampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=cfg.seed,
                                      drop_last=True)
         return DataLoader(dataset, batch_size=cfg.batch_size // self.world, sampler=sampler,
                           num_workers=cfg.n_threads, drop_last=len(dataset) >= cfg.batch_size, pin_memory=pin)
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch, skip_batches=0):
+        """Reseed the training order and patches for `epoch`, starting after its first `skip_batches` batches."""
         for (_, train), loader in self.loaders.items():
             if train:
                 loader.sampler.set_epoch(epoch)
+                loader.sampler.skip = skip_batches * loader.batch_size
                 loader.dataset.set_epoch(epoch)
