@@ -16,6 +16,7 @@ from errors import UserError
 from helpers import CODES, TINY_BASIC, isolated
 
 TRAIN = [*TINY_BASIC, "--scale=2", "--print_every=1"]
+TWO_EPOCHS = ["--epochs=2", "--test_every=60"]
 
 
 def start(tmp_path, save, *extra):
@@ -58,29 +59,33 @@ def assert_same_run(a, b):
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
-    """A run that was never stopped: 2 epochs of 12 batches."""
+    """A run that was never stopped: 2 epochs of 60 batches."""
     tmp_path = tmp_path_factory.mktemp("straight")
-    code, out, err = finish(start(tmp_path, "run", "--epochs=2", "--test_every=12"))
+    code, out, err = finish(start(tmp_path, "run", *TWO_EPOCHS))
     assert code == 0, err
     return tmp_path
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
 def test_a_stop_signal_saves_mid_epoch_and_resume_is_bitwise_exact(tmp_path, straight, signum):
-    proc = start(tmp_path, "run", "--epochs=2", "--test_every=12")
+    proc = start(tmp_path, "run", *TWO_EPOCHS)
     wait_for_batch(tmp_path, "run", 3)
     proc.send_signal(signum)
     code, out, err = finish(proc)
     assert code == 128 + signum, (code, err[-2000:])
     assert "Traceback" not in err
-    line = next(line for line in out.splitlines() if line.startswith(f"{signum.name}: stopped at epoch"))
-    assert "continue it with the same command and --resume" in line
+    # where it stops depends on how far the run got before the signal: inside an epoch (nearly always), or at the
+    # end of epoch 1 when it raced past the batches left
+    lines = [line for line in out.splitlines() if line.startswith(f"{signum.name}: stopped ")]
+    assert len(lines) == 1 and "continue it with the same command and --resume" in lines[0], out[-2000:]
     saved = checkpoint.read(tmp_path / "experiment" / "run" / "model" / "model_latest.pt").payload
-    assert saved["epoch"] == 0 and saved["partial"]["epoch"] == 1 and 3 <= saved["partial"]["batches"] < 12
+    partial = saved["partial"]
+    assert partial is None or (partial["epoch"] == saved["epoch"] + 1 and partial["batches"] >= 3)
     resumed = subprocess.run([sys.executable, "demo_train.py", "--save=run", "--resume", *isolated(tmp_path)],
                              cwd=CODES, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"inside epoch 1 after batch {saved['partial']['batches']}" in resumed.stdout
+    if partial is not None:
+        assert f"inside epoch {partial['epoch']} after batch {partial['batches']}" in resumed.stdout
     assert_same_run((straight, "run"), (tmp_path, "run"))
 
 
