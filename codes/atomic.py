@@ -42,8 +42,12 @@ class atomic_target:
                                         suffix=self.path.suffix)
         except OSError as err:
             raise output_error(self.path, err) from None
-        os.close(fd)
         self.tmp = Path(name)
+        try:
+            os.close(fd)
+        except BaseException:  # an interrupt right after the temp file was made: it goes with it
+            self.tmp.unlink(missing_ok=True)
+            raise
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
@@ -54,13 +58,30 @@ class atomic_target:
                 return False
             except OSError as err:
                 exc_type, exc = type(err), err
+        cause = os_error_in(exc)
+        # judged while the temp file still holds its bytes: a full disk is still full (a writer such as GDAL or
+        # torch's zip writer may report it only as "write failed")
+        error = output_error(self.path, cause) if cause is not None else None
         try:
             self.tmp.unlink(missing_ok=True)
         except OSError:
             pass  # the original error is the one to report
-        if isinstance(exc, OSError):
-            raise output_error(self.path, exc) from None
+        if error is not None:
+            raise error from None
         return False
+
+
+def os_error_in(exc):
+    """The OSError that caused `exc`: `exc` itself or one in its chain (torch reports a full disk met while closing
+    its zip as a RuntimeError chained from the OSError). The one with an errno wins; None without any."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    errors = [e for e in chain if isinstance(e, OSError)]
+    with_errno = [e for e in errors if isinstance(e.errno, int) and not type(e).__module__.startswith("rasterio")]
+    return (with_errno or errors or [None])[0]
 
 
 def write_bytes(path, data):

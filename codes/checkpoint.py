@@ -18,10 +18,11 @@ import hashlib
 import os
 from pathlib import Path
 
-import pretrained
+import budget
 import torch
 
 import atomic
+import pretrained
 from errors import UserError
 
 LATEST = "model_latest.pt"
@@ -100,14 +101,14 @@ class Checkpoint:
     def ema_weights(self):
         """The EMA weights of a run trained with --ema (ours), or None."""
         ema = self.payload.get("model_ema") if self.ours else None
-        return ema if isinstance(ema, dict) else None
+        return checked_weights(ema, self.path, "EMA weight") if isinstance(ema, dict) else None
 
     def _find_weights(self):
         if self.ours:
-            return self.payload["model"]
+            return checked_weights(self.payload["model"], self.path)
         for key in OFFICIAL_WEIGHT_KEYS:
             if isinstance(self.payload.get(key), dict):
-                return self.payload[key]
+                return checked_weights(self.payload[key], self.path)
         if all(isinstance(k, str) and torch.is_tensor(v) for k, v in self.payload.items()):
             return self.payload
         raise UserError(f"{self.path}: not a checkpoint (no weights found among keys "
@@ -187,9 +188,47 @@ def read(path):
     payload = _load(path)
     if not isinstance(payload, dict) or not payload:
         raise UserError(f"{path}: not a checkpoint (expected a dict of weights, got {type(payload).__name__})")
+    check_declared_sizes(payload, path)
     checkpoint = Checkpoint(path, payload)
     _last_read = (key, checkpoint)
     return checkpoint
+
+
+def checked_weights(weights, path, what="weight"):
+    """A state_dict as a file holds it, checked like a flag: text keys, tensor values."""
+    for key, value in weights.items():
+        if not isinstance(key, str) or not torch.is_tensor(value):
+            raise UserError(f"{path}: {what} {key!r} is a {type(value).__name__}, not a tensor; the file is damaged or "
+                            f"was not written by this toolbox")
+    return weights
+
+
+def tensors_in(value, where=""):
+    """(where, tensor) for every tensor in a loaded payload, however deep."""
+    if torch.is_tensor(value):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from tensors_in(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from tensors_in(item, f"{where}[{index}]")
+
+
+def check_declared_sizes(payload, path):
+    """Every tensor's shape must be backed by the bytes the file holds for it, before anything reads it whole: a
+    1 KB file can declare a 100000 x 100000 x 3 x 3 tensor over one stored number (stride 0), which the checksum or
+    a load would expand to 360 GB."""
+    for where, tensor in tensors_in(payload):
+        if tensor.layout != torch.strided:
+            raise UserError(f"{path}: tensor {where} is {tensor.layout}, not a dense tensor; use a checkpoint saved by "
+                            f"this toolbox or an official state_dict")
+        declared = tensor.numel() * tensor.element_size()
+        held = tensor.untyped_storage().nbytes()
+        if declared > held:
+            raise UserError(f"{path}: tensor {where} declares the shape {tuple(tensor.shape)} "
+                            f"({budget.gigabytes(declared)}) but the file holds {held} bytes for it; the file is "
+                            f"crafted or damaged, use another checkpoint")
 
 
 def _load(path):

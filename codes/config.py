@@ -25,7 +25,11 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
+
+import budget
+import torch
 
 import atomic
 import checkpoint
@@ -35,8 +39,12 @@ import template
 from errors import UserError
 from model import network_module
 from paths import DATASETS_DIR
+from radiometry import range_problem
 
 DATASET_METADATA = "dataset.json"
+# prepare_dataset.py marks a root it is writing; dataset.json is written last and the mark then removed, so a killed
+# preparation is never mistaken for a dataset.
+PREPARING_MARK = ".preparing"
 PURPOSES = ("train", "resume", "test", "deploy", "export", "none")
 
 
@@ -100,10 +108,25 @@ def read_dataset_metadata(root):
     bands = meta.get("bands")
     if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
         raise UserError(f"{path}: 'bands' must be a list of band names, e.g. [\"blue\", \"green\", \"red\", \"nir\"]")
-    data_range = meta.get("data_range")
-    if data_range is not None and (not isinstance(data_range, (int, float)) or not data_range > 0):
-        raise UserError(f"{path}: 'data_range' must be a positive number (the file value of full white) or null")
+    data_range, gsd = meta.get("data_range"), meta.get("gsd")
+    if data_range is not None and range_problem(data_range):
+        raise UserError(f"{path}: 'data_range' {range_problem(data_range)}; it must be the file value of full "
+                        f"white (e.g. 255, 65535 or 10000) or null")
+    if gsd is not None and range_problem(gsd, (1e-6, 1e6)):
+        raise UserError(f"{path}: 'gsd' {range_problem(gsd, (1e-6, 1e6))}; it must be the HR pixel size in "
+                        f"metres or null")
+    description = meta.get("description")
+    if description is not None and not isinstance(description, str):
+        raise UserError(f"{path}: 'description' must be text")
     return meta
+
+
+def check_complete(root):
+    """A root that prepare_dataset.py did not finish writing is refused, in one line."""
+    if (Path(root) / PREPARING_MARK).exists():
+        raise UserError(f"{root} is an incomplete dataset: prepare_dataset.py was stopped while writing it (it holds "
+                        f"{PREPARING_MARK} and no finished dataset.json); run prepare_dataset.py again with "
+                        f"--overwrite")
 
 
 def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description=""):
@@ -162,6 +185,7 @@ def resolve(parser, argv, purpose):
     if ckpt is not None:
         check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(module))
     check_combination(values)
+    check_network(values, sources, module)
     return Config(values, sources)
 
 
@@ -402,6 +426,35 @@ def largest_training_lr_side(root, split, scale):
         headers = [image_io.image_header(path) for path in image_io.list_images(hr_dir)]
         return max((min(h[:2]) // scale for h in headers), default=None)
     return None
+
+
+def check_network(values, sources, module):
+    """Build the network on the meta device (no memory, a few milliseconds): architecture flags that the parser
+    accepts one by one but that together give a layer without channels, a constructor error, or more weights than
+    the memory holds are refused now, before any file is written."""
+    model = values["model"]
+    flags = [key for key in checkpoint.architecture_flags(module) if key in values and sources[key] != "default"]
+    given = ", ".join(f"--{key} {shown(values[key])} ({sources[key]})" for key in flags) or "the default sizes"
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # torch warns that zero-element tensors are not initialised
+            net = module.make_model(argparse.Namespace(**values))
+    except (ValueError, RuntimeError, AssertionError, ZeroDivisionError, TypeError, IndexError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--model {model} cannot be built with {given}: {text}; change those sizes") from None
+    empty = [name for name, tensor in net.named_parameters() if tensor.numel() == 0]
+    if empty:
+        layer = empty[0].rsplit(".", 1)[0]
+        raise UserError(f"--model {model} with {given} gives the layer {layer} no channels; raise those sizes (e.g. "
+                        f"the official --embed_dim / --n_feats)")
+    weights = sum(tensor.numel() * 4 for tensor in net.parameters())  # fp32
+    copies = 4 if values["purpose"] in ("train", "resume") else 1  # weights, gradients and Adam's two moments
+    budget.check(weights * copies, f"--model {model} with {given} ({weights // 4:,} weights)",
+                 "lower those sizes, or check the checkpoint or template that sets them")
+
+
+def shown(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def check_combination(values):

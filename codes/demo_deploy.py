@@ -38,6 +38,7 @@ import image_io
 import option
 import progress
 import runs
+from config import check_complete
 from data import dataset_root
 from errors import UserError, run_cli
 from model import Model
@@ -61,6 +62,7 @@ def input_files(cfg, out_dir):
     """(source, list of image paths): an image (source = the file), a folder, or a dataset's test LR; files inside
     the output folder (our own earlier outputs) are never inputs."""
     if on_dataset(cfg):
+        check_complete(dataset_root(cfg))
         source = dataset_root(cfg) / cfg.data_test / f"LR_x{cfg.scale}"
     else:
         source = Path(cfg.dir_data)
@@ -284,8 +286,9 @@ def run_all(deployer, source, files):
         try:
             records.append(deployer.super_resolve(path, rel))
         except UserError as err:
-            progress.write(f"skipped: {err}", file=sys.stderr)
-            skipped.append({"input": rel.as_posix(), "reason": str(err)})
+            reason = str(err) if str(path) in str(err) else f"{path}: {err}"  # every skip names its file
+            progress.write(f"skipped: {reason}", file=sys.stderr)
+            skipped.append({"input": rel.as_posix(), "reason": reason})
         except MemoryError:
             reason = f"{path}: out of memory; pass a smaller --tile, or a smaller --max_pixels to skip such images"
             progress.write(f"skipped: {reason}", file=sys.stderr)

@@ -6,7 +6,9 @@ error path here: an OSError on an output becomes a UserError that names the path
 import argparse
 import errno
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -34,6 +36,8 @@ def output_error(path, err):
     """The UserError for an OSError met while writing `path` (names the path, the cause and what to do). A writer
     that reports a short write without an errno (numpy, GDAL) on a full disk is recognised by the free space."""
     code = getattr(err, "errno", None)
+    if type(err).__module__.startswith("rasterio"):
+        code = None  # rasterio puts GDAL's error class there (1 = CPLE_AppDefined), not an OS error number
     cause = getattr(err, "strerror", None) or str(err) or type(err).__name__
     if code is None and disk_is_full(path):
         code, cause = errno.ENOSPC, f"No space left on device ({cause})"
@@ -67,8 +71,11 @@ def run_cli(main, argv=None):
     the same way, in one line with the path when it has one. Under torchrun every rank raises the same error
     (distributed.agree) and only rank 0 prints it.
     """
+    interrupted = watch_interrupts()
     try:
         code = main(argv)
+        if interrupted:  # a Ctrl-C that landed where Python only reports it (a finaliser, a C callback)
+            raise KeyboardInterrupt
     except UserError as err:
         fail(f"error: {err}")
     except OSError as err:
@@ -81,6 +88,29 @@ def run_cli(main, argv=None):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def watch_interrupts():
+    """Record every SIGINT while raising KeyboardInterrupt as usual, and keep Python from printing a traceback for
+    one it cannot raise (inside a finaliser or a C callback it is only reported, and the script would go on to exit
+    0). Returns the record: run_cli exits 130 when it is not empty."""
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    def unraisable(info):
+        if issubclass(info.exc_type, KeyboardInterrupt):
+            return  # recorded by on_sigint; the exit code says it
+        default_unraisable(info)
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is \
+            signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
+        default_unraisable = sys.unraisablehook
+        sys.unraisablehook = unraisable
+    return interrupted
 
 
 def fail(line):

@@ -269,7 +269,19 @@ def output_path(cfg, dataset):
         raise UserError(f"--out {out} is a folder: give the .onnx file to write, e.g. --out {out / 'model.onnx'}")
     if cfg.checkpoint_path and out.resolve() == Path(cfg.checkpoint_path).resolve():
         raise UserError(f"--out {out} is the checkpoint being exported: pick another file")
+    if out.exists() and not is_onnx_model(out):
+        raise UserError(f"--out {out} exists and is not an ONNX model, so it is not an earlier export to replace: "
+                        f"move it away or pick another --out")
     return out
+
+
+def is_onnx_model(path):
+    """An ONNX ModelProto begins with its ir_version field (protobuf field 1, a varint: the byte 0x08)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x08"
+    except OSError:
+        return False
 
 
 def training_white(cfg):

@@ -19,9 +19,11 @@ e.g. RSSR_INPUT_GSD="30 30", RSSR_OUTPUT_GSD="7.5 7.5", RSSR_SCALE="4", RSSR_GSD
 cog=True (write_image, GeoTiffWindowWriter) writes a Cloud-Optimized GeoTIFF through GDAL's COG driver: 512x512
 tiles, overviews, DEFLATE with predictor 2 (integers) or 3 (floats), BigTIFF when needed.
 """
+import contextlib
 import math
 import os
 import struct
+import sys
 import tempfile
 import warnings
 import zlib
@@ -33,6 +35,7 @@ import numpy as np
 import rasterio
 import tifffile
 from PIL import Image
+from rasterio._err import CPLE_BaseError  # what GDAL errors are raised as; no public name
 from rasterio.enums import ColorInterp
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
 from rasterio.shutil import copy as gdal_copy
@@ -40,7 +43,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from atomic import TEMP_MARK, atomic_target
-from errors import UserError, output_error
+from errors import OUTPUT_ADVICE, UserError, output_error
 from radiometry import to_dtype
 
 # The pixel budget is ours (check_pixel_budget, from the header, before any decode); Pillow's own bomb check would
@@ -209,9 +212,9 @@ def image_header(path):
     try:
         if suffix in TIFF_EXTENSIONS or (suffix == ".png" and _png_bit_depth(path) == 16):
             return _rasterio_header(path)
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # opening reads the header only
             width, height = image.size
-            if image.getexif().get(EXIF_ORIENTATION) in EXIF_QUARTER_TURNS:  # decoded upright, as a viewer shows it
+            if header_orientation(path, image) in EXIF_QUARTER_TURNS:  # decoded upright, as a viewer shows it
                 width, height = height, width
             bands = len(image.getbands())
             dtype = np.uint16 if image.mode.startswith("I;16") else np.uint8
@@ -220,6 +223,35 @@ def image_header(path):
         raise
     except READ_ERRORS as err:
         raise UserError(f"cannot read image {path}: {_root_cause(err)} (is it a complete, valid image?)") from None
+
+
+def header_orientation(path, image):
+    """The EXIF orientation of an image opened by Pillow, without decoding it. Pillow's getexif() decodes a PNG whose
+    eXIf chunk follows the pixel data, so a PNG's chunks are walked instead (a seek per chunk)."""
+    if image.format != "PNG":
+        return image.getexif().get(EXIF_ORIENTATION)
+    data = image.info.get("exif") or _png_chunk_data(path, b"eXIf")
+    if not data:
+        return None
+    exif = Image.Exif()
+    exif.load(data)
+    return exif.get(EXIF_ORIENTATION)
+
+
+def _png_chunk_data(path, kind):
+    """The data of the first `kind` chunk of a PNG, or None; reads chunk headers only."""
+    with open(path, "rb") as f:
+        f.seek(len(PNG_SIGNATURE))
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            length, chunk = int.from_bytes(head[:4], "big"), head[4:]
+            if chunk == kind:
+                return f.read(length)
+            if chunk == b"IEND":
+                return None
+            f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
 
 
 def _rasterio_header(path):
@@ -376,12 +408,13 @@ def _write_atomically(path, suffix, array, geo, scale, cog):
             _write_plain_tiff(tmp, array)
         elif suffix == ".png" and array.dtype == np.uint16:
             tmp.write_bytes(encode_png16(array))
-        elif suffix == ".png":
-            iio.imwrite(tmp, _squeeze_single_band(array), plugin="pillow", extension=".png", compress_level=9)
-        elif suffix in (".jpg", ".jpeg"):
-            iio.imwrite(tmp, _squeeze_single_band(array), plugin="pillow", extension=".jpg", quality=95)
-        else:
-            iio.imwrite(tmp, _squeeze_single_band(array), plugin="pillow", extension=suffix)
+        else:  # encoded in memory, then one plain write: a full disk is that write's OSError, not a Pillow teardown
+            tmp.write_bytes(_encode_with_pillow(array, suffix))
+
+
+def _encode_with_pillow(array, suffix):
+    options = {".png": {"compress_level": 9}, ".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}.get(suffix, {})
+    return iio.imwrite("<bytes>", _squeeze_single_band(array), plugin="pillow", extension=suffix, **options)
 
 
 def _check_writable(path, array, suffix):
@@ -555,9 +588,55 @@ def _write_band_semantics(dst, geo, colours, scale):
         dst.update_tags(**dataset_tags)
 
 
+@contextlib.contextmanager
 def _gdal_env():
-    # No .aux.xml side files next to the temp name: everything must live inside the TIFF that gets renamed.
-    return rasterio.Env(GDAL_PAM_ENABLED="NO")
+    """GDAL's settings for our writes, and its C-level messages held back: libtiff prints a full disk straight to
+    stderr (`_tiffWriteProc: No space left on device.`) and GDAL then raises only "Write failed". Such a message
+    becomes the OSError it names (so the one-line error gives the cause); after a block that succeeds the messages
+    are shown (they were warnings)."""
+    held = _Held()
+    try:
+        # No .aux.xml side files next to the temp name: everything must live inside the TIFF that gets renamed.
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), _held_c_stderr(held):
+            yield
+    except (RasterioError, CPLE_BaseError) as err:
+        code = _os_error_named_in(held.text)
+        if code is not None:
+            raise OSError(code, os.strerror(code)) from err
+        raise
+    code = _os_error_named_in(held.text)
+    if code is not None:  # GDAL may close a file it could not finish without raising: the message is the only sign
+        raise OSError(code, os.strerror(code))
+    if held.text:
+        sys.stderr.write(held.text)
+
+
+def _os_error_named_in(text):
+    return next((code for code in OUTPUT_ADVICE if os.strerror(code) in text), None)
+
+
+class _Held:
+    text = ""
+
+
+@contextlib.contextmanager
+def _held_c_stderr(held):
+    """Redirect file descriptor 2 to a temp file for the block; its text goes to `held.text`."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to hold
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            held.text = capture.read().decode("utf-8", "replace")
 
 
 def _open_geotiff(path, height, width, bands, dtype, geo, scale, tiled, compression):
@@ -674,7 +753,8 @@ class GeoTiffWindowWriter:
             raise ValueError(f"window {array.shape} at ({row}, {col}) does not fit the output {self.shape}")
         if array.dtype != self.dtype:
             array = to_dtype(array, self.dtype)
-        self._dataset.write(np.moveaxis(array, -1, 0), window=Window(col, row, width, height))
+        with _gdal_env():
+            self._dataset.write(np.moveaxis(array, -1, 0), window=Window(col, row, width, height))
 
     def __exit__(self, exc_type, exc, tb):
         try:
@@ -687,8 +767,10 @@ class GeoTiffWindowWriter:
                 exc_type, exc = type(err), err
             raise
         finally:
-            self._discard_scratch()
-            self._target.__exit__(exc_type, exc, tb)
+            try:
+                self._target.__exit__(exc_type, exc, tb)  # first: a full disk is judged with both files on it
+            finally:
+                self._discard_scratch()
         return False
 
     def _discard_scratch(self):

@@ -23,6 +23,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
+import config
+import option
 import tiling
 from errors import UserError
 from model import forward_x8, network_module
@@ -42,8 +44,13 @@ def open_session(graph, cpu=True):
     providers = ["CPUExecutionProvider"]
     if not cpu and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), sess_options=options,
-                                providers=providers)
+    try:
+        return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), sess_options=options,
+                                    providers=providers)
+    except Exception as err:  # onnxruntime's errors (Fail, InvalidGraph, NotImplemented, ...) derive from Exception
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        what = "the exported graph" if isinstance(graph, bytes) else f"--onnx {graph}"
+        raise UserError(f"{what}: onnxruntime cannot run it ({reason}); export it again with export_onnx.py") from None
 
 
 def add_metadata(proto, values):
@@ -105,7 +112,7 @@ def adopt_file_settings(cfg):
     if cfg.backend != "onnxruntime":
         raise UserError("--onnx FILE runs through onnxruntime: add --backend onnxruntime (or drop --onnx)")
     path = Path(cfg.onnx)
-    meta = decode_metadata({p.key: p.value for p in read_graph(path).metadata_props})
+    meta = checked_metadata(path, decode_metadata({p.key: p.value for p in read_graph(path).metadata_props}))
     changes = {}
     for key in FILE_SETTINGS:
         if key not in meta:
@@ -117,6 +124,25 @@ def adopt_file_settings(cfg):
             raise UserError(f"--onnx {path} was exported with --{key} {value}, not {getattr(cfg, key)}: drop --{key} "
                             f"(the file's value is used) or export again")
     return cfg.replace(**changes)
+
+
+# The export's own keys that deploy reads besides FILE_SETTINGS, each with the flag whose checks it gets.
+TILING_KEYS = {"deploy_tile": "tile", "tile_overlap_px": "tile_overlap", "tile_multiple": "tile"}
+
+
+def checked_metadata(path, meta):
+    """The metadata deploy reads from an export, each value checked like the flag it stands for (a number where
+    --model belongs is one line naming the file, not a traceback)."""
+    actions = {action.dest: action for action in option.build_parser()._actions}
+    checked = dict(meta)
+    for key, flag in [*((k, k) for k in FILE_SETTINGS), *TILING_KEYS.items()]:
+        if meta.get(key) is not None:
+            if flag == "model" and not isinstance(meta[key], str):
+                raise UserError(f"--onnx {path}: its metadata gives model {meta[key]!r}, not a model name; export it "
+                                f"again with export_onnx.py")
+            checked[key] = config.checked_value(actions, f"--onnx {path} (metadata {key!r})", flag, meta[key],
+                                                hint="; export it again with export_onnx.py")
+    return checked
 
 
 def same_setting(a, b):
@@ -189,7 +215,7 @@ def deploy_model(cfg, torch_model=None):
 def from_file(cfg):
     path = Path(cfg.onnx).resolve()
     session = open_session(path, cfg.cpu)
-    meta = decode_metadata(session.get_modelmeta().custom_metadata_map)
+    meta = checked_metadata(path, decode_metadata(session.get_modelmeta().custom_metadata_map))
     (n, c, h, w), (_, _, out_h, _) = static_dims(session)
     if c is not None and c != cfg.n_colors:
         raise UserError(f"--onnx {path} takes {c} bands, not {cfg.n_colors} (--n_colors)")

@@ -14,6 +14,7 @@ import config
 from errors import OneLineParser
 from image_io import DEFAULT_MAX_PIXELS
 from paths import CACHE_DIR, EXPERIMENT_DIR
+from radiometry import FILE_WHITE_LEVELS, NETWORK_WHITE_LEVELS
 
 
 # ------------------------------------------------------------------------------------------------------ value types
@@ -45,6 +46,10 @@ positive_int = _bounded(int, 0, low_open=True, what="a positive integer")
 nonneg_int = _bounded(int, 0, what="an integer >= 0")
 positive_float = _bounded(float, 0.0, low_open=True, what="a positive number")
 nonneg_float = _bounded(float, 0.0, what="a number >= 0")
+seed_value = _bounded(int, 0, 2**32 - 1, what="an integer from 0 to 4294967295")
+file_white_level = _bounded(float, *FILE_WHITE_LEVELS, what="a white level from 1e-6 to 2^32 (the file value of "
+                            "full white)")
+network_white_level = _bounded(float, *NETWORK_WHITE_LEVELS, what="a white level from 0.001 to 100000")
 unit_fraction = _bounded(float, 0.0, 1.0, high_open=True, what="a number in [0, 1)")
 
 
@@ -83,6 +88,32 @@ def noise_level(text):
     return nonneg_float(text[1:] if text.upper().startswith("G") else text)
 
 
+LOSS_TERMS = ("L1", "MSE", "SPECTRAL", "VGG54", "VGG22", "GAN")  # and any VGG<block><conv>, e.g. VGG34
+
+
+def loss_terms(text):
+    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')]. A weight is a finite number > 0 (a negative one would train by
+    gradient ascent, NaN fails an epoch later); each known term appears once."""
+    terms = []
+    for part in str(text).replace(" ", "").split("+"):
+        weight, _, name = part.rpartition("*")
+        name = name.upper()
+        if name not in LOSS_TERMS and not (name.startswith("VGG") and name[3:].isdigit() and len(name) == 5):
+            raise argparse.ArgumentTypeError(f"{text!r}: unknown term {name!r}; use {', '.join(LOSS_TERMS)}, e.g. "
+                                             f"'1*L1+0.1*SPECTRAL'")
+        value = _bounded(float, 0.0, low_open=True, what=f"a finite weight > 0 for {name}")(weight or "1")
+        if name in [n for _, n in terms]:
+            raise argparse.ArgumentTypeError(f"{text!r}: {name} appears twice; give each term once with its weight")
+        terms.append((value, name))
+    return terms
+
+
+def loss_spec(text):
+    """--loss: checked by loss_terms, kept as written."""
+    loss_terms(text)
+    return str(text)
+
+
 def name_list(text):
     return [v.strip().lower() for v in str(text).split(",") if v.strip()]
 
@@ -101,7 +132,7 @@ def build_parser():
     add("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
     add("--n_GPUs", type=positive_int, default=1,
         help="deprecated: launch one process per GPU with torchrun --nproc_per_node N instead")
-    add("--seed", type=nonneg_int, default=1, help="random seed: the same seed reproduces a run")
+    add("--seed", type=seed_value, default=1, help="random seed: the same seed reproduces a run")
     add("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "half"],
         help="mixed precision: bf16 on CUDA or on a CPU with bf16 instructions (avx512_bf16, AMX), fp16/half on "
         "CUDA; elsewhere a note and fp32")
@@ -121,8 +152,8 @@ def build_parser():
     add("--patch_size", type=positive_int, default=192,
         help="HR training patch in pixels, as in EDSR and HSENet: the LR patch is patch_size / scale (192 at x4 is 48 "
         "LR pixels; the HSENet README's 96/144/192 at x2/x3/x4); a multiple of --scale (default: the model's preset)")
-    add("--rgb_range", type=positive_float, default=1.0, help="the networks see full white as this value")
-    add("--data_range", type=positive_float, default=None,
+    add("--rgb_range", type=network_white_level, default=1.0, help="the networks see full white as this value")
+    add("--data_range", type=file_white_level, default=None,
         help="file value of full white (default: from the dtype, 255 or 65535); e.g. 10000 for reflectance")
     add("--n_colors", type=positive_int, default=3, help="number of bands")
     add("--bands", type=name_list, default=None, help="band order of the data, e.g. blue,green,red,nir")
@@ -192,8 +223,8 @@ def build_parser():
     add("--weight_decay", type=nonneg_float, default=0.0, help="weight decay")
     add("--gclip", type=nonneg_float, default=0.0, help="gradient clipping norm (0: off)")
     # loss
-    add("--loss", default="1*L1", help="weighted sum of terms: L1, MSE, SPECTRAL, VGG54 or VGG22 (perceptual), GAN "
-        "(adversarial), e.g. '1*L1+0.1*SPECTRAL', '1*VGG54+0.005*GAN'")
+    add("--loss", type=loss_spec, default="1*L1", help="weighted sum of terms: L1, MSE, SPECTRAL, VGG54 or VGG22 "
+        "(perceptual), GAN (adversarial), e.g. '1*L1+0.1*SPECTRAL', '1*VGG54+0.005*GAN'; weights are finite and > 0")
     # perceptual and adversarial losses, training noise (the HSENet/EDSR flags)
     add("--gan_k", type=positive_int, default=1, help="GAN loss: discriminator steps per generator step")
     add("--vgg_weights", default="", help="VGG loss: a VGG19 state_dict file (default: torchvision's cached "

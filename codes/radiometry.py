@@ -21,6 +21,21 @@ import torch
 import imresize
 from errors import UserError
 
+# The white levels a file may have (--data_range, dataset.json, manifests): from float data scaled to tiny values up to
+# 32-bit integers. The network's own range (--rgb_range) stays where float32 keeps every 16-bit level distinct.
+FILE_WHITE_LEVELS = (1e-6, 2.0**32)
+NETWORK_WHITE_LEVELS = (1e-3, 1e5)
+
+
+def range_problem(value, limits=FILE_WHITE_LEVELS):
+    """Why `value` (read from a file: a white level, a pixel size) is not a number within `limits`, or None."""
+    low, high = limits
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{value!r} is not a number"
+    if not low <= value <= high:  # NaN fails this too
+        return f"{value!r} is outside {low:g} to {high:g}"
+    return None
+
 
 def default_white(dtype):
     """Nominal peak of a dtype: 255 for uint8, 65535 for uint16, 32767 for int16, 1.0 for floats."""

@@ -184,6 +184,7 @@ class RunFolder:
         self.written = WrittenFiles(self.dir)
         if cfg.reset:
             self.reset()
+        self.check_no_links()
         self.check_foreign_files()
         latest = self.path("model", "model_latest.pt")
         if cfg.purpose == "train" and latest.is_file():
@@ -202,6 +203,17 @@ class RunFolder:
             raise UserError(f"--reset: {len(left)} files of this run were left because {left[0]} is a symbolic link "
                             f"or not a regular file (the toolbox never deletes through a link): remove it yourself, "
                             f"or pick another --save")
+
+    def check_no_links(self):
+        """A file or folder of this run that has become a symbolic link is refused, as --reset refuses it: writing or
+        appending through it would change a file outside the run."""
+        for rel in sorted({*self.written.names, *RUN_FILES, "model", "model/model_latest.pt", "model/model_best.pt"}):
+            current = self.dir
+            for part in Path(rel).parts:
+                current = current / part
+                if current.is_symlink():
+                    raise UserError(f"{current} is a symbolic link; this run writes only its own files, never through "
+                                    f"a link: replace the link by the file itself, or pick another --save")
 
     def check_foreign_files(self):
         for rel in RUN_FILES:
@@ -227,7 +239,8 @@ class RunFolder:
             print(line, flush=True)
         path = self.target("log.txt")
         try:
-            with open(path, "a") as f:
+            # O_NOFOLLOW: a log that became a link after the start is an error, never a write to the link's target
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a") as f:
                 f.write(line + "\n")
         except OSError as err:
             raise output_error(path, err) from None

@@ -149,21 +149,24 @@ class Trainer:
             if key not in payload:
                 raise UserError(f"{ckpt.path} holds weights only (no {key}): it cannot be resumed; start a new run "
                                 f"from it with --pre_train {ckpt.path}")
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        if payload.get("scaler"):
-            self.scaler.load_state_dict(payload["scaler"])
+        progress = checked_progress(payload, ckpt.path)
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            if payload.get("scaler"):
+                self.scaler.load_state_dict(payload["scaler"])
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as err:
+            raise UserError(f"{ckpt.path}: its optimizer, scheduler or scaler state does not fit this run "
+                            f"({type(err).__name__}); the file is damaged, or resume with the flags it was trained "
+                            f"with") from None
         self.loss.load_checkpoint_state(payload.get("loss"), ckpt.path)
         if self.ema is not None:
-            if not isinstance(payload.get("model_ema"), dict):
+            if ckpt.ema_weights is None:
                 raise UserError(f"{ckpt.path} holds no EMA weights (the run was trained without --ema): resume "
                                 f"without --ema, or start a new run from it with --pre_train")
-            self.ema.load_state_dict(payload["model_ema"], strict=True)
-        self.epoch, self.best = int(payload["epoch"]), float(payload["best"])
-        self.best_epoch = int(payload.get("best_epoch", self.epoch))
+            checkpoint.load_weights(self.ema, ckpt, None, "the EMA network", use_ema=True)
+        self.epoch, self.best, self.best_epoch, self.history, self.bicubic = progress
         self.partial = checked_partial(payload.get("partial"), self.epoch, ckpt.path)
-        self.history = [dict(row) for row in payload.get("history", [])]
-        self.bicubic = payload.get("bicubic")
         if self.ctx.main:
             self.write_history()  # fills a metrics.csv left behind by a kill after the checkpoint
         inside = f", inside epoch {self.epoch + 1} after batch {self.partial['batches']}" if self.partial else ""
@@ -424,6 +427,39 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def checked_progress(payload, path):
+    """(epoch, best, best_epoch, history, bicubic) of a checkpoint, each checked like a flag (a crafted or damaged
+    file is one line, never a traceback): whole epochs >= 0, a best score that is a number, history rows and
+    bicubic scores of numbers, and dicts for the optimizer and scheduler states."""
+    epoch, best = payload["epoch"], payload["best"]
+    best_epoch = payload.get("best_epoch", epoch)
+    history, bicubic = payload.get("history", []), payload.get("bicubic")
+    problem = None
+    if type(epoch) is not int or epoch < 0:
+        problem = f"its epoch {epoch!r} is not a whole number >= 0"
+    elif type(best_epoch) is not int or not 0 <= best_epoch <= epoch:
+        problem = f"its best epoch {best_epoch!r} is not a whole number from 0 to its epoch {epoch}"
+    elif not is_number(best) or math.isnan(best):
+        problem = f"its best score {best!r} is not a number"
+    elif not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
+        problem = "its metric history is not a list of rows"
+    elif not all(isinstance(k, str) and (is_number(v) or isinstance(v, str)) for row in history
+                 for k, v in row.items()):
+        problem = "its metric history holds values that are not numbers"
+    elif bicubic is not None and not (isinstance(bicubic, dict) and all(is_number(v) for v in bicubic.values())):
+        problem = "its bicubic scores are not numbers"
+    elif not (isinstance(payload["optimizer"], dict) and isinstance(payload["scheduler"], dict)):
+        problem = "its optimizer or scheduler state is not a dict"
+    if problem:
+        raise UserError(f"{path}: {problem}; the file is damaged or was not written by this toolbox, resume from "
+                        f"another checkpoint")
+    return epoch, float(best), best_epoch, [dict(row) for row in history], bicubic
 
 
 def checked_partial(partial, epoch, path):

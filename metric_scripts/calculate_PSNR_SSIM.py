@@ -28,7 +28,7 @@ from atomic import atomic_target  # noqa: E402
 from config import read_dataset_metadata  # noqa: E402
 from errors import OneLineParser, UserError, run_cli  # noqa: E402
 from paths import DATASETS_DIR, EXPERIMENT_DIR  # noqa: E402
-from radiometry import default_white  # noqa: E402
+from radiometry import default_white, range_problem  # noqa: E402
 
 BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
 
@@ -65,13 +65,44 @@ def newest_results(experiment_dir):
 
 
 def read_manifest(sr_dir):
+    """The SR folder's manifest.json ({} when there is none), each value it gives this script checked like a flag."""
     path = Path(sr_dir) / "manifest.json"
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         raise UserError(f"{path} is not valid JSON: delete it or give --gt and --scale") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise UserError(f"{path}: {problem}; it was not written by demo_deploy.py or is damaged: fix or delete it, or "
+                        f"give --gt and --scale")
+    return manifest
+
+
+def manifest_problem(manifest):
+    """What is wrong with a manifest's values (the ones this script reads), or None."""
+    if not isinstance(manifest, dict):
+        return f"expected a JSON object, got a {type(manifest).__name__}"
+    if manifest.get("scale") is not None and (type(manifest["scale"]) is not int or manifest["scale"] not in (2, 3, 4)):
+        return f"'scale' {manifest['scale']!r} is not 2, 3 or 4"
+    for key in ("gt", "dataset", "model"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            return f"{key!r} is not text"
+    bands = manifest.get("bands")
+    if bands is not None and not (isinstance(bands, list) and all(isinstance(b, str) for b in bands)):
+        return "'bands' is not a list of names"
+    images = manifest.get("images") or []
+    if not (isinstance(images, list) and all(isinstance(record, dict) for record in images)):
+        return "'images' is not a list of records"
+    for record in [manifest, *images]:
+        radiometry = record.get("radiometry")
+        if radiometry and not (isinstance(radiometry, dict) and range_problem(radiometry.get("white")) is None):
+            white = radiometry.get("white") if isinstance(radiometry, dict) else radiometry
+            return f"the white level {white!r} is not a number from 1e-6 to 2^32"
+        if not isinstance(record.get("output", ""), str):
+            return "an image's 'output' is not text"
+    return None
 
 
 def resolve_inputs(args, sr=""):
@@ -178,20 +209,50 @@ def print_table(columns, rows, label="image"):
         print(row[label].ljust(width) + "".join(f"{row.get(c, float('nan')):13.4f}" for c in columns))
 
 
-def evaluate_results(args, sr="", csv_path=""):
+def evaluate_results(args, gt_dir, sr_dir, scale, csv_path):
     """Evaluate one SR folder, print its table and write its per-image CSV; returns (columns, its average row with
     the model and folder)."""
-    gt_dir, sr_dir, scale = resolve_inputs(args, sr)
     print(f"GT {gt_dir}\nSR {sr_dir}\nscale {scale}, crop_border "
           f"{args.crop_border if args.crop_border is not None else scale}")
     manifest = read_manifest(sr_dir)
     columns, rows = with_average(evaluate_folder(args, gt_dir, sr_dir, scale, manifest))
     print_table(columns, rows)
-    csv_path = Path(csv_path) if csv_path else sr_dir / "psnr_ssim.csv"
     write_csv(csv_path, columns, rows)
     print(f"CSV: {csv_path}")
     average = {k: v for k, v in rows[-1].items() if k != "image"}
     return columns, {"model": str(manifest.get("model") or sr_dir.name), "folder": str(sr_dir), **average}
+
+
+CSV_HEADERS = ("image,", "model,folder,")  # the first line of the CSVs this script writes
+
+
+def check_csv_outputs(outputs, plans):
+    """Before any work: no CSV may land on an input (a GT or SR image, a manifest), after resolving links, nor
+    replace a file that is not a CSV of this script."""
+    inputs = set()
+    for gt_dir, sr_dir, _ in plans:
+        for folder in (gt_dir, sr_dir):
+            inputs.update(p.resolve() for p in image_io.list_images(folder))
+        inputs.add((sr_dir / "manifest.json").resolve())
+    for path in outputs:
+        target = path.resolve()
+        if target in inputs:
+            raise UserError(f"--csv {path} is one of the inputs ({target}); the CSV would replace it: pick another "
+                            f"--csv")
+        if target.is_dir():
+            raise UserError(f"--csv {path} is a folder: give a file name, e.g. {path / 'psnr_ssim.csv'}")
+        if target.exists() and not written_by_us(target):
+            raise UserError(f"--csv {path} exists and is not a CSV this script wrote: move it away or pick another "
+                            f"--csv")
+
+
+def written_by_us(path):
+    try:
+        with open(path, "rb") as f:
+            first = f.read(64).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return first.startswith(CSV_HEADERS)
 
 
 def summary_path(args, folders):
@@ -206,19 +267,22 @@ def summary_path(args, folders):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if len(args.sr) <= 1:
-        evaluate_results(args, args.sr[0] if args.sr else "", args.csv)
-        return 0
+    plans = [resolve_inputs(args, folder) for folder in (args.sr or [""])]
+    one = len(plans) == 1
+    csvs = [Path(args.csv) if one and args.csv else sr_dir / "psnr_ssim.csv" for _, sr_dir, _ in plans]
+    summary = None if one else summary_path(args, [sr_dir for _, sr_dir, _ in plans])
+    check_csv_outputs(csvs + ([summary] if summary else []), plans)
     columns, averages = [], []
-    for folder in args.sr:
-        folder_columns, average = evaluate_results(args, folder)
+    for (gt_dir, sr_dir, scale), csv_path in zip(plans, csvs):
+        folder_columns, average = evaluate_results(args, gt_dir, sr_dir, scale, csv_path)
         columns += [c for c in folder_columns if c not in columns]
         averages.append(average)
+    if one:
+        return 0
     print("\naverages:")
     print_table(columns, averages, label="model")
-    path = summary_path(args, args.sr)
-    write_csv(path, columns, averages, first=("model", "folder"))
-    print(f"summary CSV: {path}")
+    write_csv(summary, columns, averages, first=("model", "folder"))
+    print(f"summary CSV: {summary}")
     return 0
 
 

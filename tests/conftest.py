@@ -1,4 +1,5 @@
 """Put codes/ on the import path (the scripts run from there) and expose shared paths."""
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,3 +29,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """mount(size, read_only=False) -> a real tmpfs folder of that many bytes (skips where mounting is not allowed).
+    The project's ENOSPC/EROFS handling is also tested without it, by patched writers."""
+    mounted = []
+
+    def mount(size, read_only=False):
+        point = tmp_path / f"fs{len(mounted)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root); the patched-writer tests cover the same paths")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)

@@ -51,27 +51,6 @@ def weights(path):
 
 
 # ---------------------------------------------------------------------------------------------- tiny file systems
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """mount(size, read_only=False) -> a real tmpfs folder of that many bytes (skips where mounting is not allowed).
-    The project's ENOSPC/EROFS handling is also tested without it, by patched writers."""
-    mounted = []
-
-    def mount(size, read_only=False):
-        point = tmp_path / f"fs{len(mounted)}"
-        point.mkdir()
-        options = f"size={size}" + (",ro" if read_only else "")
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                          capture_output=True).returncode != 0:
-            pytest.skip("cannot mount a tmpfs here (needs root); the patched-writer tests cover the same paths")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
 def fill(disk):
     """Fill a file system to the last byte."""
     try:

@@ -147,7 +147,7 @@ def test_dataset_metadata_is_checked(tmp_path):
     with pytest.raises(UserError, match="dataset.json: not valid JSON"):
         parse_args([f"--dir_data={root}"])
     (root / "dataset.json").write_text(json.dumps({"data_range": -2}))
-    with pytest.raises(UserError, match="'data_range' must be a positive number"):
+    with pytest.raises(UserError, match="'data_range' -2 is outside 1e-06 to 4.29497e"):
         parse_args([f"--dir_data={root}"])
 
 
@@ -157,7 +157,8 @@ def test_dataset_metadata_is_checked(tmp_path):
     ("--n_threads=-1", "--n_threads: expected an integer >= 0"), ("--betas=0.9", "--betas: expected two numbers"),
     ("--gamma=-3", "--gamma: expected a positive number"), ("--test_every=-5", "--test_every: expected an integer"),
     ("--tile=-5", "--tile: expected an integer >= 0"), ("--epochs=0", "--epochs: expected a positive integer"),
-    ("--data_range=0", "--data_range: expected a positive number"), ("--momentum=1.5", "--momentum: expected a number"),
+    ("--data_range=0", "--data_range: expected a white level from 1e-6"),
+    ("--momentum=1.5", "--momentum: expected a number"),
     ("--max_pixels=-1", "--max_pixels: expected a positive integer"), ("--depths=6,x", "--depths")])
 def test_every_numeric_flag_is_validated_in_one_line(tmp_path, capsys, flag, fragment):
     """In-process through run_cli, as the script runs it (test_train runs one such case as a real subprocess)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from config import check_complete
 from data.srdata import SRData
 from errors import UserError
 from paths import DATASETS_DIR
@@ -77,6 +78,7 @@ def dataset_root(cfg):
 def make_dataset(cfg, split, train=False):
     """The split of --dataset at --dir_data or datasets/<name>; an unknown name is a Paired folder if it exists."""
     root = dataset_root(cfg)
+    check_complete(root)
     cls = DATASET_CLASSES.get(cfg.dataset)
     if cls is None:
         if not root.is_dir():

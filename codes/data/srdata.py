@@ -16,6 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import budget
 import numpy as np
 from torch.utils.data import Dataset
 
@@ -57,17 +58,37 @@ class BinaryCache:
         stamp_file = npy.parent / (npy.name + ".stamp")
         stamp = self.stamp_of(source)
         force = self.reset and npy not in self.refreshed
-        if not force and stamp_file.is_file() and stamp_file.read_text() == stamp:
-            try:
-                return np.load(npy, allow_pickle=False)
-            except (OSError, ValueError, EOFError):
-                pass  # unreadable cache file: rebuild it below
+        if not force and read_stamp(stamp_file) == stamp:
+            array = read_entry(npy)
+            if array is not None:
+                return array
         array = decode(source)
         with atomic.atomic_target(npy) as tmp, open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
         atomic.write_text(stamp_file, stamp)  # after the data: a crash in between leaves the entry stale
         self.refreshed.add(npy)
         return array
+
+
+def read_stamp(path):
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):  # missing, a folder, unreadable, not text: the entry is stale
+        return None
+
+
+def read_entry(npy):
+    """A cached array, or None when it cannot be used, whatever the reason: missing, truncated, damaged, a pickle, or
+    a header declaring more than the file holds or the memory takes (memory-mapped first: the declared size is
+    checked against the file before anything is allocated)."""
+    try:
+        mapped = np.load(npy, mmap_mode="r", allow_pickle=False)
+        if not isinstance(mapped, np.ndarray) or mapped.dtype.hasobject:
+            return None
+        budget.check(mapped.nbytes, f"the cache entry {npy}", "it is rebuilt")
+        return np.array(mapped)
+    except Exception:  # noqa: BLE001 (numpy's readers raise many types; any of them means: rebuild)
+        return None
 
 
 class SRData(Dataset):
@@ -130,9 +151,12 @@ class SRData(Dataset):
 
     def read(self, path, tag="", decode=None):
         decode = decode or self.decode
-        if self.cache is not None:
-            return self.cache.load(path, decode, tag)
-        return decode(path)
+        try:
+            return self.cache.load(path, decode, tag) if self.cache is not None else decode(path)
+        except UserError as err:
+            if str(path) in str(err):
+                raise
+            raise UserError(f"{path}: {err}") from None  # every error about a file names it
 
     def load_pair(self, i):
         """(LR, HR) arrays in their native dtype; HR mod-cropped to the scale; the pair checked."""

@@ -20,7 +20,8 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 
 # isort: split
 
-from config import write_dataset_metadata
+import atomic  # noqa: E402
+from config import PREPARING_MARK, write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_io import (
     IMAGE_EXTENSIONS,
@@ -97,8 +98,12 @@ def normalize_ext(ext):
 
 
 def check_destination(src, dst, overwrite):
+    """--dst may not hold --src or lie inside it (after resolving links), and must be empty unless --overwrite."""
     if dst.resolve().is_relative_to(src.resolve()):
         raise UserError(f"--dst {dst} is inside --src {src}: the outputs would be read as sources next time")
+    if src.resolve().is_relative_to(dst.resolve()):
+        raise UserError(f"--src {src} is inside --dst {dst}: writing the dataset would replace its own sources; give "
+                        f"a --dst outside the source folder")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"--dst {dst} is a file: give a folder")
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
@@ -201,6 +206,16 @@ def write_sample(split_dir, name, hr, meta, scales, ext):
         write_image(split_dir / f"LR_x{scale}" / f"{name}{ext}", lr, meta, scale=1 / scale)
 
 
+def start_writing(dst):
+    """Mark dst as being written (dataset.json, written last, ends it) and remove the temp files a killed run left
+    anywhere below it."""
+    atomic.ensure_dir(dst)
+    for folder in [dst, *(p for p in dst.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        atomic.remove_stale_temps(folder)
+    (dst / "dataset.json").unlink(missing_ok=True)
+    atomic.write_text(dst / PREPARING_MARK, "prepare_dataset.py is writing this dataset\n")
+
+
 def prepare_split(paths, split_dir, scales, ext, progress):
     for path in paths:
         hr, meta = read_image_with_meta(path)
@@ -226,12 +241,14 @@ def main(argv=None):
         warn_incomplete_source(args.protocol, args.src, classes)
     splits = split_stratified(classes, fractions, args.seed, split_text)
     bands, gsd = band_names(args.bands, images[0]), ground_sample_distance(images[0])
+    start_writing(args.dst)
     with Counter(len(images), "prepare", unit="img") as counter:
         for name, fraction in zip(SPLIT_NAMES, fractions):
             if fraction > 0:
                 prepare_split(splits[name], args.dst / name, scales, ext, counter)
     write_dataset_metadata(args.dst, bands=bands, gsd=gsd,
                            description=f"prepared from {args.src.resolve()} (split {split_text}, seed {args.seed})")
+    (args.dst / PREPARING_MARK).unlink()
     counts = ", ".join(f"{name} {len(splits[name])}" for name in SPLIT_NAMES)
     lr_scales = ", ".join(f"x{s}" for s in scales)
     print(f"{len(images)} images in {len(classes)} classes -> {args.dst} ({counts}; LR {lr_scales})")

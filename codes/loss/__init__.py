@@ -9,6 +9,8 @@
   distance, per pixel, between normalized-difference indices (a - b) / (a + b + eps) computed from SR and from HR,
   averaged over the indices named by --spectral_index (NDVI, NDWI, NDBI), using the band order given by --bands.
 """
+import argparse
+
 import torch
 import torch.nn as nn
 
@@ -16,6 +18,7 @@ import metrics
 from errors import UserError
 from loss.adversarial import Adversarial
 from loss.vgg import VGGLoss
+from option import loss_terms
 
 
 class SpectralIndexLoss(nn.Module):
@@ -58,17 +61,11 @@ def make_term(name, args):
 
 
 def parse_loss(spec):
-    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')]."""
-    terms = []
-    for part in spec.replace(" ", "").split("+"):
-        weight, _, name = part.rpartition("*")
-        try:
-            terms.append((float(weight) if weight else 1.0, name.upper()))
-        except ValueError:
-            raise UserError(f"--loss {spec!r}: cannot read the weight {weight!r}; write terms like 1*L1") from None
-    if not terms or any(not name for _, name in terms):
-        raise UserError(f"--loss {spec!r}: write a weighted sum like '1*L1+0.1*SPECTRAL'")
-    return terms
+    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')] (the spelling option.loss_terms checks when --loss is parsed)."""
+    try:
+        return loss_terms(spec)
+    except argparse.ArgumentTypeError as err:
+        raise UserError(f"--loss {err}") from None
 
 
 class Loss(nn.Module):
@@ -90,9 +87,6 @@ class Loss(nn.Module):
         super().__init__()
         self.weights, names = zip(*parse_loss(args.loss))
         self.names = list(names)
-        repeated = sorted({n for n in self.names if self.names.count(n) > 1})
-        if repeated:
-            raise UserError(f"--loss {args.loss!r}: {repeated[0]} appears twice; give each term once with its weight")
         self.terms = nn.ModuleList(make_term(n, args) for n in self.names)
         self.last = {}
 
