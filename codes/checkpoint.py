@@ -18,10 +18,10 @@ import hashlib
 import os
 from pathlib import Path
 
-import budget
 import torch
 
 import atomic
+import budget
 import pretrained
 from errors import UserError
 
@@ -49,7 +49,7 @@ RADIOMETRY_FLAGS = ("data_range", "bands")
 RUNTIME_FLAGS = ("template", "n_threads", "cpu", "n_GPUs", "dir_cache", "dir_experiment", "reset", "resume",
                  "time_budget", "test_only", "pre_train", "print_every", "save_results", "dir_out", "recursive", "tile",
                  "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop", "cog", "no_ema", "backend",
-                 "onnx", "out", "opset", "dynamic_shape")
+                 "onnx", "out", "opset", "dynamic_shape", "resolution")
 # Where BasicSR/SwinIR-style files keep their weights (params_ema first: the weights such files are meant to be used
 # with).
 OFFICIAL_WEIGHT_KEYS = ("state_dict", "params_ema", "params")

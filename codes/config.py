@@ -28,10 +28,10 @@ import sys
 import warnings
 from pathlib import Path
 
-import budget
 import torch
 
 import atomic
+import budget
 import checkpoint
 import image_io
 import runs
@@ -129,9 +129,11 @@ def check_complete(root):
                         f"--overwrite")
 
 
-def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description=""):
+def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None):
     """Write <root>/dataset.json (see read_dataset_metadata); None values are written as null."""
     meta = {"description": description, "bands": bands, "data_range": data_range, "gsd": gsd}
+    if dtype is not None:  # the prepared data's dtype (prepare_dataset.py); older files have no such key
+        meta["dtype"] = dtype
     atomic.write_text(Path(root) / DATASET_METADATA, json.dumps(meta, indent=2) + "\n")
 
 

@@ -39,6 +39,8 @@ import option
 import progress
 import runs
 from config import check_complete
+from consistency import gsd_warning, lr_consistency, training_gsd
+from consistency import summary_line as consistency_summary
 from data import dataset_root
 from errors import UserError, run_cli
 from model import Model
@@ -190,12 +192,17 @@ class Deployer:
         self.model = model
         self.out_dir = out_dir
         self.plan = model.tile_plan
+        self.training_gsd = training_gsd(cfg)
 
     def super_resolve(self, path, rel):
         """SR of one image, written to out_dir/rel; returns a manifest record of it."""
         cfg, s = self.cfg, self.cfg.scale
         lr, meta = image_io.read_image_with_meta(path, cfg.max_pixels)
         check_bands(path, lr, cfg.n_colors)
+        meta = image_io.with_band_names(meta, cfg.bands)
+        warning = gsd_warning(path, meta, self.training_gsd, s)
+        if warning:
+            progress.write(warning, file=sys.stderr)
         radiometry = Radiometry.of(lr.dtype, cfg.data_range, cfg.rgb_range)
         mask = invalid_mask(path, lr, meta)
         radiometry.check_values(lr, path, cfg.data_range is not None, None if mask is None else ~mask)
@@ -222,11 +229,13 @@ class Deployer:
                     rows.flush()
             else:  # PNG/JPG: whole images in memory anyway (the encoders need them)
                 image_io.write_image(out_path, np.concatenate(list(images), axis=0), meta, s)
+        consistency = lr_consistency(out_path, lr, mask, s, radiometry.white)
         return {"input": rel.as_posix(), "output": rel.as_posix(), "lr_size": [lr.shape[1], lr.shape[0]],
                 "sr_size": [width, height], "bands": bands, "dtype": lr.dtype.name,
                 "cog": cog and out_path.suffix.lower() in image_io.TIFF_EXTENSIONS,
                 "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
-                "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles}
+                "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles,
+                "lr_consistency": consistency}
 
     def to_image(self, strip, radiometry, mask, nodata, row):
         """A float SR strip (1, C, h, W) -> (h, W, C) of the input's dtype; LR nodata pixels stay nodata (as s x s
@@ -403,6 +412,9 @@ def finish(cfg, out_dir, written, source, records, skipped, seconds, backend):
         import compare  # only needed here
         figures = compare.write_figures(cfg, source, records, out_dir, written)
     manifest = write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds, backend)
+    line = consistency_summary(records)
+    if line:
+        print(line)
     print(f"manifest: {manifest}")
 
 

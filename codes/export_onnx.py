@@ -29,8 +29,8 @@ Metadata (model.metadata_props, each value JSON text):
 - read by Deepness: model_type "Superresolution", tile_size (its code's key) and tiles_size (its documentation's) in LR
   pixels, tiles_overlap 0 (percent), standardization_mean / standardization_std (zeros, and white / 255 per band:
   the identity for 8-bit data, file value / white for 16-bit or reflectance data, since Deepness divides by 255), and
-  resolution (cm per LR pixel, the pixels Deepness feeds the model) when the training data's dataset.json records its
-  ground sample distance;
+  resolution (cm per pixel of the layer Deepness reads: --resolution, else the training HR's ground sample
+  distance, so the model sees imagery at the resolution it learned to produce);
 - ours: model, scale, n_colors, bands, data_range (the white level, --data_range; null: the dtype's peak, as in
   deploy), training_white (that of the training data), checkpoint and its sha256, deploy's tile / overlap / tile
   multiple, the attention path, whether the size is dynamic and the output clipped.
@@ -70,6 +70,7 @@ import image_io
 import option
 import runs
 from config import read_dataset_metadata
+from consistency import training_gsd
 from errors import UserError, run_cli
 from model import Model, tile_plan
 from onnx_backend import INPUT_NAME, OUTPUT_NAME, add_metadata, open_session, sha256_of
@@ -332,13 +333,16 @@ def verification_tiles(cfg, image, plan, size):
     return [x, x[..., :max(8, height - 5), :max(8, width - 3)]]
 
 
-def gsd_resolution_cm(dataset_root, scale):
-    """Deepness's `resolution`: cm per LR pixel (the pixels it feeds the model), from dataset.json's HR ground
-    sample distance in metres; None when the dataset records none."""
-    gsd = read_dataset_metadata(dataset_root).get("gsd") if Path(dataset_root).is_dir() else None
-    if not isinstance(gsd, (int, float)) or not gsd > 0:
-        return None, None
-    return float(gsd), round(float(gsd) * scale * 100.0, 6)
+def gsd_resolution_cm(cfg, dataset_root, dataset_known):
+    """(the training HR's GSD in metres, Deepness's `resolution` in cm per pixel): the GSD from the checkpoint (or the
+    shipped model's index entry), else from dataset.json; the resolution is --resolution, else that GSD, so QGIS reads
+    the layer at the resolution the model learned to produce and SR makes it s times finer. (None, None) when
+    unknown."""
+    gsd = training_gsd(cfg)
+    if gsd is None and dataset_known and Path(dataset_root).is_dir():
+        gsd = read_dataset_metadata(dataset_root).get("gsd")
+    resolution = cfg.resolution if cfg.resolution else (round(float(gsd) * 100.0, 6) if gsd else None)
+    return (float(gsd) if gsd else None), resolution
 
 
 def export_metadata(cfg, exporter, deploy_plan, plan, size, gsd, resolution_cm, tile_multiple):
@@ -371,7 +375,9 @@ def export_metadata(cfg, exporter, deploy_plan, plan, size, gsd, resolution_cm, 
         "attention": exporter.attention,
     }
     if resolution_cm:
-        meta.update(resolution=resolution_cm, gsd_m=gsd)
+        meta.update(resolution=resolution_cm)
+    if gsd:
+        meta.update(gsd_m=gsd)
     return meta
 
 
@@ -427,7 +433,7 @@ def main(argv=None):
     size = input_size(cfg, plan, cfg.model)
     source, image = verification_image(cfg, dataset_root)
     tiles = verification_tiles(cfg, image, plan, size)
-    gsd, resolution_cm = gsd_resolution_cm(dataset_root, cfg.scale) if dataset_known else (None, None)
+    gsd, resolution_cm = gsd_resolution_cm(cfg, dataset_root, dataset_known)
     with atomic.atomic_target(out) as tmp:  # fails now if --out cannot be written; nothing is left on an error
         graph = exporter.export(size, cfg.opset)
         print(f"exported {cfg.model} x{cfg.scale} ({cfg.checkpoint_path or 'no checkpoint'}), opset {cfg.opset}, "

@@ -303,6 +303,22 @@ def read_image_with_meta(path, max_pixels=DEFAULT_MAX_PIXELS):
     return array, ImageMeta(array.dtype, bands, height, width, geo, path)
 
 
+def read_rows(path, first, last):
+    """Rows first..last-1 of an image as (h, W, C): a window read for TIFFs (nothing else is decoded), the whole
+    image sliced otherwise."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(path) as src:
+                    window = Window(0, first, src.width, last - first)
+                    return np.moveaxis(src.read(window=window), 0, -1)
+        except RasterioError as err:
+            raise UserError(f"cannot read image {path}: {_root_cause(err)}") from None
+    return read_image(path)[first:last]
+
+
 def _root_cause(err):
     """The innermost exception's first line: imageio wraps Pillow's precise message in a generic one."""
     while err.__cause__ is not None:
@@ -366,6 +382,15 @@ def nodata_mask(array, meta):
     if isinstance(nodata, float) and math.isnan(nodata):
         return np.isnan(array).all(axis=2)
     return (array == nodata).all(axis=2)
+
+
+def with_band_names(meta, names):
+    """The meta with `names` as the band descriptions a georeferenced output gets (what QGIS and GDAL show instead
+    of "Band 1..n"), when the input has none of its own and there is one name per band; else the meta as it is."""
+    geo = meta.geo
+    if geo is None or not names or len(names) != meta.bands or any(geo.get("descriptions") or ()):
+        return meta
+    return replace(meta, geo=dict(geo, descriptions=tuple(names)))
 
 
 def window_meta(meta, row, col, height, width):

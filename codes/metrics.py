@@ -242,8 +242,9 @@ def calculate_index_error(img, img2, index_name, bands, crop_border=0):
 def evaluate_pair(sr, hr, scale, crop_border, data_range=255, bands=None, indices=()):
     """All metrics of one SR/HR pair as an ordered dict (one CSV row).
 
-    Always psnr_chmean, psnr_rgb (pooled over all bands), psnr_y, ssim_rgb (mean band SSIM), ssim_y; the Y metrics
-    use MATLAB's Y for 3 bands, the band itself for 1 band, and are NaN otherwise. Images with more than 3 bands
+    Always psnr_chmean, psnr_rgb (pooled over all bands), ssim_rgb (mean band SSIM); psnr_y and ssim_y use MATLAB's
+    Y for 3 bands and the band itself for 1 band, and are left out for other band counts (they do not apply). Images
+    with more than 3 bands
     add sam, ergas, rmse, cc and psnr_b1, ssim_b1, ... (bands numbered from 1). Each name in `indices` adds
     '<index>_err' (lower case), which needs `bands` (the band names in order).
     """
@@ -254,19 +255,18 @@ def evaluate_pair(sr, hr, scale, crop_border, data_range=255, bands=None, indice
                         f"{n_bands}-band images, got bands={bands}")
     band_psnr = per_band_psnr(sr, hr, 0, data_range)
     band_ssim = per_band_ssim(sr, hr, 0, data_range)
-    if n_bands == 3:
-        psnr_y = calculate_psnr(sr, hr, 0, test_y_channel=True, data_range=data_range)
-        ssim_y = calculate_ssim(sr, hr, 0, test_y_channel=True, data_range=data_range)
-    elif n_bands == 1:
-        psnr_y, ssim_y = band_psnr[0], band_ssim[0]
-    else:
-        psnr_y = ssim_y = math.nan
     row = OrderedDict()
     row['psnr_chmean'] = float(np.mean(band_psnr))
     row['psnr_rgb'] = calculate_psnr(sr, hr, 0, data_range=data_range)
-    row['psnr_y'] = psnr_y
+    if n_bands == 3:
+        row['psnr_y'] = calculate_psnr(sr, hr, 0, test_y_channel=True, data_range=data_range)
+    elif n_bands == 1:
+        row['psnr_y'] = band_psnr[0]
     row['ssim_rgb'] = float(np.mean(band_ssim))
-    row['ssim_y'] = ssim_y
+    if n_bands == 3:
+        row['ssim_y'] = calculate_ssim(sr, hr, 0, test_y_channel=True, data_range=data_range)
+    elif n_bands == 1:
+        row['ssim_y'] = band_ssim[0]
     if n_bands > 3:
         row['sam'] = calculate_sam(sr, hr)
         row['ergas'] = calculate_ergas(sr, hr, scale)

@@ -252,6 +252,9 @@ def build_parser():
         "default: export the checkpoint to a temporary file)")
     add("--out", default="", help="export_onnx.py: the .onnx file to write "
         "(default: <dir_experiment>/onnx/<MODEL>x<scale>_<dataset>.onnx)")
+    add("--resolution", type=positive_float, default=None,
+        help="export_onnx.py: the resolution (cm per pixel) at which QGIS Deepness reads the layer (default: the "
+        "training HR's ground sample distance)")
     add("--opset", type=onnx_opset, default=17,
         help="export_onnx.py: ONNX opset (17 runs on onnxruntime >= 1.12, the oldest QGIS Deepness installs)")
     add("--dynamic_shape", action="store_true", help="export_onnx.py: a graph that takes any height and width "

@@ -15,7 +15,7 @@ import atomic  # noqa: E402
 
 CURVES = (
     ("loss.png", "loss", "training loss (L1 etc., weighted)"),
-    ("psnr.png", "psnr_rgb", "validation PSNR (pooled RGB, dB)"),
+    ("psnr.png", "psnr_rgb", "validation PSNR (pooled over the bands, dB)"),
     ("ssim.png", "ssim_rgb", "validation SSIM (mean over bands)"),
 )
 

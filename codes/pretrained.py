@@ -3,7 +3,7 @@
 Each entry of the index names one checkpoint file in `pretrained/` with what it is (model, scale, bands, the ground
 sample distance of its training HR), how it was made (data split, iterations, batch, patch, precision, wall time,
 machine, the share of the paper's schedule) and what it scores on the whole test split of its data, with bicubic on
-the same images. `pretrained_table.py` rebuilds those scores; docs/model_zoo.md is the model cards.
+the same images. `pretrained_zoo.py table` rebuilds those scores; docs/model_zoo.md is the model cards.
 
 Every value of the index is checked like a flag before it is used, and a file is loaded only when its sha256 is the
 one the index records, so a damaged or replaced download is one line naming the file, never a silent load.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from errors import UserError
 from paths import REPO_ROOT
+from radiometry import range_problem
 
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
 INDEX = PRETRAINED_DIR / "index.json"
@@ -86,3 +87,13 @@ def checked_file(entry, folder=None):
         raise UserError(f"--pre_train {entry['name']}: {path} does not match its sha256 in {INDEX} (damaged or "
                         f"replaced); restore it from the repository")
     return path
+
+
+def recorded_gsd(checkpoint_path):
+    """The training HR's GSD (metres) that the index records for a shipped model's file, or None."""
+    target = Path(checkpoint_path).resolve()
+    for entry in read_index():
+        if (PRETRAINED_DIR / entry["file"]).resolve() == target:
+            gsd = entry.get("gsd")
+            return float(gsd) if range_problem(gsd, (1e-6, 1e6)) is None else None
+    return None

@@ -31,7 +31,6 @@ import time
 import warnings
 
 import numpy as np
-import stopping
 import torch
 
 import atomic
@@ -41,8 +40,11 @@ import image_io
 import metrics
 import plots
 import progress
+import stopping
 import template
 from compare import Comparison
+from config import read_dataset_metadata
+from data import dataset_root
 from errors import UserError
 from radiometry import bicubic_baseline
 
@@ -66,8 +68,16 @@ def make_scheduler(cfg, optimizer):
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay, gamma=cfg.gamma)
 
 
+def metric_label(key, bands):
+    """How the log names a metric column: psnr_rgb and ssim_rgb are pooled over the bands, which are RGB only when
+    there are 3 (the column names stay, as in the metric script's CSV)."""
+    if bands == 3 or not key.endswith("_rgb"):
+        return key
+    return f"{key[:-4]} ({bands} bands)"
+
+
 def average(rows):
-    """Mean of each metric over the images; a metric undefined for these images (psnr_y of 4 bands) stays NaN."""
+    """Mean of each metric over the images (every image of a split has the same band count, so the same keys)."""
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the mean of NaNs is NaN, as meant
@@ -98,6 +108,8 @@ class Trainer:
         self.history = []  # one row per finished epoch (the source of metrics.csv and the plots)
         self.bicubic = None  # the val split's BICUBIC scores, once per run
         self.nan_streak = 0
+        # the training HR's ground sample distance (dataset.json; None when unknown): deploy's GSD guard reads it
+        self.training_gsd = read_dataset_metadata(dataset_root(cfg)).get("gsd")
         self.partial = None  # the epoch in progress when training stopped early (see stopping.py)
         self.step_seconds, self.save_seconds, self.val_seconds = 0.0, None, None  # what the time budget plans with
         self.ema = copy.deepcopy(model.model).eval().requires_grad_(False) if cfg.ema else None
@@ -110,7 +122,7 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def payload(self):
         return {"model": self.model.net.state_dict(), "config": plain_settings(self.cfg),
-                "radiometry": self.radiometry.record(),
+                "radiometry": self.radiometry.record(), "gsd": self.training_gsd,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "best": self.best,
                 "epoch": self.epoch - 1 if self.partial else self.epoch, "partial": self.partial,
@@ -338,7 +350,8 @@ class Trainer:
         if is_best:
             self.best, self.best_epoch = scores[BEST_KEY], self.epoch
         row = {"epoch": self.epoch, "lr": lr, **losses,
-               **{k: scores[k] for k in METRIC_COLUMNS}, **{k: v for k, v in scores.items() if k not in METRIC_COLUMNS},
+               **{k: scores[k] for k in METRIC_COLUMNS if k in scores},
+               **{k: v for k, v in scores.items() if k not in METRIC_COLUMNS},
                "seconds": round(seconds, 3)}
         self.history.append(row)
         self.save(is_best)
@@ -346,7 +359,8 @@ class Trainer:
             self.write_history()
         terms = ", ".join(f"{k[5:]} {v:.5f}" for k, v in losses.items() if k.startswith("loss_"))
         self.run.log(f"epoch {self.epoch}/{self.cfg.epochs}: lr {lr:.2e}, loss {losses['loss']:.5f} ({terms}), val "
-                     f"{BEST_KEY} {scores[BEST_KEY]:.3f} dB, ssim_rgb {scores['ssim_rgb']:.4f}"
+                     f"{metric_label(BEST_KEY, self.cfg.n_colors)} {scores[BEST_KEY]:.3f} dB, "
+                     f"{metric_label('ssim_rgb', self.cfg.n_colors)} {scores['ssim_rgb']:.4f}"
                      f"{' (best)' if is_best else ''}, {seconds:.1f} s")
 
     def write_history(self):

@@ -4,8 +4,9 @@
     python calculate_PSNR_SSIM.py --gt ../datasets/Sample/test/HR --sr ../experiment/results/BASICx4_Sample --scale 4
     python calculate_PSNR_SSIM.py --sr ../experiment/results/EDSRx4_UCMerced ../experiment/results/HSENETx4_UCMerced
 
-CSV columns: image, psnr_chmean, psnr_rgb, psnr_y, ssim_rgb, ssim_y (+ per-band PSNR/SSIM, SAM, ERGAS, RMSE, CC and
-index errors for multispectral images), then a row `average`. The definitions are in codes/metrics.py and README.md.
+CSV columns: image, psnr_chmean, psnr_rgb, psnr_y, ssim_rgb, ssim_y (psnr_y and ssim_y for 1 and 3 bands only;
++ per-band PSNR/SSIM, SAM, ERGAS, RMSE, CC and index errors for multispectral images), then a row `average`. The
+definitions are in codes/metrics.py and README.md.
 With several --sr folders (e.g. one per model), each gets its own per-image CSV (<folder>/psnr_ssim.csv) and one
 summary CSV (--csv, default psnr_ssim_summary.csv in the folders' common parent) holds every folder's average row,
 with the columns model (from the folder's manifest, else the folder's name) and folder first.
@@ -186,7 +187,7 @@ def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
 
 
 def with_average(rows):
-    columns = BASE_COLUMNS + [k for k in rows[0] if k not in BASE_COLUMNS and k != "image"]
+    columns = [k for k in BASE_COLUMNS if k in rows[0]] + [k for k in rows[0] if k not in BASE_COLUMNS and k != "image"]
     average = {"image": "average"}
     for c in columns:
         values = [r[c] for r in rows if c in r]

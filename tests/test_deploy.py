@@ -105,10 +105,13 @@ def test_sample_with_a_checkpoint_writes_sr_and_manifest(tmp_path, capsys):
     assert manifest["checkpoint"] == str(checkpoint.resolve())
     assert manifest["source"] == str((SAMPLE / "test" / "LR_x4").resolve())
     assert manifest["outputs"] == [p.name for p in lr_files] and manifest["skipped"] == []
-    assert manifest["images"][0] == {"input": lr_files[0].name, "output": lr_files[0].name, "lr_size": [30, 30],
-                                     "sr_size": [120, 120], "bands": 3, "dtype": "uint8", "cog": False,
-                                     "radiometry": {"dtype": "uint8", "white": 255.0, "net_range": 1.0}, "tile": 0,
-                                     "tile_overlap": 0, "tiles": 1}
+    record = dict(manifest["images"][0])
+    consistency = record.pop("lr_consistency")
+    assert record == {"input": lr_files[0].name, "output": lr_files[0].name, "lr_size": [30, 30],
+                      "sr_size": [120, 120], "bands": 3, "dtype": "uint8", "cog": False,
+                      "radiometry": {"dtype": "uint8", "white": 255.0, "net_range": 1.0}, "tile": 0,
+                      "tile_overlap": 0, "tiles": 1}
+    assert set(consistency) == {"psnr", "bias", "sam"} and len(consistency["bias"]) == 3
     assert manifest["radiometry"] == {"dtype": "uint8", "white": 255.0, "net_range": 1.0}
     closing = [line for line in capsys.readouterr().out.splitlines() if "images ->" in line]
     assert len(closing) == 1 and "4 images" in closing[0] and "images/s" in closing[0] and "MP/s" in closing[0]

@@ -273,9 +273,12 @@ def test_a_tensor_declaring_more_than_its_file_holds_is_refused_before_the_check
 
 
 def onnx_file(path, metadata, op="Identity"):
-    """A one-node ONNX graph N x 3 x H x W -> same, with the given metadata (values as JSON text)."""
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    """A one-node ONNX graph N x 3 x H x W -> same, with the given metadata (values as JSON text); "Rank3" makes an
+    Identity on N x 3 x H inputs."""
+    dims = ["n", 3, "h"] if op == "Rank3" else ["n", 3, "h", "w"]
+    op = "Identity" if op == "Rank3" else op
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, dims)
     graph = helper.make_graph([helper.make_node(op, ["input"], ["output"])], "g", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -290,6 +293,7 @@ def onnx_file(path, metadata, op="Identity"):
     ({"model": "BASIC", "scale": 5}, "Identity", "(metadata 'scale'): --scale 5 is invalid"),
     ({"model": "BASIC", "scale": 2, "data_range": -1}, "Identity", "--data_range -1 is invalid"),
     ({"model": "BASIC", "scale": 2, "n_colors": 3}, "NoSuchOperator", "onnxruntime cannot run it"),
+    ({"model": "BASIC", "scale": 2, "n_colors": 3}, "Rank3", "takes and returns N x C x H x W"),
 ])
 def test_hostile_onnx_files_are_one_line(tmp_path, metadata, op, fragment):
     path = onnx_file(tmp_path / "model.onnx", metadata, op)

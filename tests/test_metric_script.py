@@ -69,7 +69,8 @@ def test_multispectral_columns(tmp_path):
     script.main(["--sr", str(tmp_path / "experiment" / "results" / "BICUBICx3_SampleMS"), "--spectral_index",
                  "NDVI,NDWI"])
     columns, rows = read_csv(tmp_path / "experiment" / "results" / "BICUBICx3_SampleMS" / "psnr_ssim.csv")
-    assert columns[:6] == ["image", "psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
+    assert columns[:4] == ["image", "psnr_chmean", "psnr_rgb", "ssim_rgb"]  # no Y columns for 4 bands
+    assert "psnr_y" not in columns and "ssim_y" not in columns
     for key in ("sam", "ergas", "rmse", "cc", "psnr_b4", "ssim_b4", "ndvi_err", "ndwi_err"):
         assert key in columns
     assert 0 < float(rows[-1]["sam"]) < 30 and 0 < float(rows[-1]["cc"]) <= 1

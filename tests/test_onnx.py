@@ -100,8 +100,9 @@ def test_graph_and_metadata_read_back_with_onnx(files):
     assert meta["tile_size"] == meta["tiles_size"] == 256
     assert meta["tiles_overlap"] == 0 and meta["tile_overlap_px"] == 48  # Deepness's and deploy's overlap
     assert meta["standardization_mean"] == [0.0] * 3 and meta["standardization_std"] == [1.0] * 3
-    # the Sample's HR is 30 m: its x4 LR pixels, what Deepness feeds the model, are 120 m
-    assert meta["resolution"] == 12000.0 and meta["gsd_m"] == 30.0
+    # the Sample's HR is 30 m: Deepness reads the layer at the resolution the model learned to produce (30 m in,
+    # 7.5 m out), which the checkpoint records
+    assert meta["resolution"] == 3000.0 and meta["gsd_m"] == 30.0
     assert (meta["model"], meta["scale"], meta["n_colors"], meta["bands"]) == ("BASIC", 4, 3, ["red", "green", "blue"])
     assert meta["data_range"] is None and meta["training_white"] == 255.0
     assert meta["checkpoint_sha256"] == sha256_of(files["basic"]) and meta["checkpoint"] == "basic.pt"
@@ -210,7 +211,7 @@ class DeepnessSuperresolution:
 def test_deepness_loads_the_export_and_runs_it_equal_to_deploy(files, tmp_path):
     model = DeepnessSuperresolution(files["basic_onnx"])
     settings = model.dock_widget_settings()
-    assert settings == {"tile": 256, "scale": 4, "overlap_percent": 0, "overlap_px": 0, "resolution_cm": 12000.0,
+    assert settings == {"tile": 256, "scale": 4, "overlap_percent": 0, "overlap_px": 0, "resolution_cm": 3000.0,
                         "batch": None, "model_type": "Superresolution"}
     # A 256 x 512 map: two real 256-pixel tiles side by side (Sample test LR, mirrored up to the tile).
     tiles = []

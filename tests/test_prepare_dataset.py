@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_scripts.prepare_dataset import PROTOCOLS, group_by_class, parse_split, split_counts, split_stratified
 
+from data_scripts.prepare_dataset import PROTOCOLS, group_by_class, parse_split, split_counts, split_stratified
 from errors import UserError
 from image_io import list_images, modcrop, read_image, read_image_with_meta, write_image
 from imresize import bicubic_downsample

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import pretrained_zoo
 import pytest
 import torch
 from test_user_path import mosaic_source
@@ -14,6 +13,7 @@ from test_user_path import mosaic_source
 import demo_deploy
 import demo_train
 import pretrained
+import pretrained_zoo
 from conftest import REPO_ROOT
 from errors import UserError
 from helpers import CODES, SAMPLE, isolated

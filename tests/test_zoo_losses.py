@@ -11,8 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from data_scripts import prepare_div2k
-from data_scripts.prepare_dataset import make_lr
 
 import checkpoint
 import demo_deploy
@@ -20,6 +18,8 @@ import demo_train
 import image_io
 from conftest import REPO_ROOT
 from data import make_dataset
+from data_scripts import prepare_div2k
+from data_scripts.prepare_dataset import make_lr
 from errors import UserError
 from helpers import SAMPLE, TINY_BASIC, isolated
 from loss import Loss, adversarial

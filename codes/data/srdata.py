@@ -16,11 +16,11 @@ import hashlib
 import os
 from pathlib import Path
 
-import budget
 import numpy as np
 from torch.utils.data import Dataset
 
 import atomic
+import budget
 import image_io
 import imresize
 import progress

@@ -3,17 +3,25 @@
     python codes/data_scripts/prepare_dataset.py --src UCMerced_LandUse/Images --dst datasets/UCMerced \
         --protocol ucmerced                      # 45/5/50 per class: 945 / 105 / 1050
     python codes/data_scripts/prepare_dataset.py --src my_tiles --dst datasets/Mine --split 0.8,0.1,0.1 --seed 0
+    python codes/data_scripts/prepare_dataset.py --src my_scene.tif --dst datasets/Mine --tile 192   # from scenes
 
 Writes <dst>/<split>/HR/<name>.<ext> (HR as it is; loaders mod-crop it to the scale when they read it) and
 <dst>/<split>/LR_x<s>/<name>.<ext> = MATLAB-bicubic downsample of the HR mod-cropped to a multiple of s.
 Class subfolders of --src (e.g. UC Merced's Images/<class>/) make the split stratified: each class is split on
 its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size multiplied by s). <dst>/dataset.json
-records the band names and the HR ground sample distance (config.read_dataset_metadata).
+records the band names, the HR ground sample distance and the dtype (config.read_dataset_metadata).
+
+With --tile N, --src is a scene or a folder of scenes (any band count and dtype): each is cut into N x N HR tiles
+named <scene>_r<row>_c<col>, tiles that are mostly nodata, hold NaN/Inf or are constant are skipped (and counted),
+and each scene's tiles are split by --split on their own, as a class's images are. Band names come from --bands,
+else the scene's band descriptions, else red,green,blue for 3 bands, else b1..bN.
 """
 import math
 import random
 import sys
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the project's modules import top-level
 import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
@@ -28,11 +36,15 @@ from image_io import (
     image_header,
     list_images,
     modcrop,
+    nodata_mask,
     read_image_with_meta,
+    window_meta,
+    with_band_names,
     write_image,
 )
 from imresize import bicubic_downsample
 from progress import Counter
+from radiometry import invalid_pixels
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_SPLIT = "0.8,0.1,0.1"
@@ -61,6 +73,8 @@ def parse_args(argv):
                    help="output format: png, tif, ... (default: each source's own extension; "
                         "give png for JPG sources so the LR are not JPEG-compressed again)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --dst, replacing its files")
+    p.add_argument("--tile", type=int, default=None,
+                   help="cut each source scene into N x N HR tiles (--src may then be one scene file)")
     return p.parse_args(argv)
 
 
@@ -97,9 +111,10 @@ def normalize_ext(ext):
     return ext
 
 
-def check_destination(src, dst, overwrite):
-    """--dst may not hold --src or lie inside it (after resolving links), and must be empty unless --overwrite."""
-    if dst.resolve().is_relative_to(src.resolve()):
+def check_destination(src, dst, overwrite, inside_ok=False):
+    """--dst may not hold --src or lie inside it (after resolving links; inside_ok: a scene file's folder may hold
+    --dst), and must be empty unless --overwrite."""
+    if not inside_ok and dst.resolve().is_relative_to(src.resolve()):
         raise UserError(f"--dst {dst} is inside --src {src}: the outputs would be read as sources next time")
     if src.resolve().is_relative_to(dst.resolve()):
         raise UserError(f"--src {src} is inside --dst {dst}: writing the dataset would replace its own sources; give "
@@ -172,15 +187,18 @@ def check_unique_names(images):
 
 
 # ----------------------------------------------------------------------------------------------------------- metadata
-def band_names(text, first_image):
-    """--bands, else red/green/blue for 3-band images (PNG/JPG/TIFF RGB), else None (unknown)."""
+def band_names(text, first_image, descriptions=()):
+    """--bands, else the source's band descriptions (when every band has one), else red/green/blue for 3 bands, else
+    b1..bN: dataset.json always names every band, so training needs no --n_colors."""
     bands = image_header(first_image)[2]
     if text:
         names = [b.strip().lower() for b in text.split(",") if b.strip()]
         if len(names) != bands:
             raise UserError(f"--bands names {len(names)} bands but {first_image} has {bands}")
         return names
-    return ["red", "green", "blue"] if bands == 3 else None
+    if descriptions and len(descriptions) == bands and all(descriptions):
+        return [str(d).strip().lower() for d in descriptions]
+    return ["red", "green", "blue"] if bands == 3 else [f"b{k}" for k in range(1, bands + 1)]
 
 
 def ground_sample_distance(first_image):
@@ -195,10 +213,12 @@ def make_lr(hr, scale):
     return bicubic_downsample(modcrop(hr, scale), scale)
 
 
-def write_sample(split_dir, name, hr, meta, scales, ext):
-    """Write <split_dir>/HR/<name><ext> as it is and <split_dir>/LR_x<s>/<name><ext> for each scale."""
+def write_sample(split_dir, name, hr, meta, scales, ext, bands=None):
+    """Write <split_dir>/HR/<name><ext> as it is and <split_dir>/LR_x<s>/<name><ext> for each scale (GeoTIFFs with
+    the band names as their band descriptions)."""
     if min(hr.shape[0], hr.shape[1]) < max(scales):
         raise UserError(f"image {meta.path} is {hr.shape[0]}x{hr.shape[1]} pixels, smaller than scale {max(scales)}")
+    meta = with_band_names(meta, bands)
     write_image(split_dir / "HR" / f"{name}{ext}", hr, meta)
     for scale in scales:
         lr = make_lr(hr, scale)
@@ -216,11 +236,96 @@ def start_writing(dst):
     atomic.write_text(dst / PREPARING_MARK, "prepare_dataset.py is writing this dataset\n")
 
 
-def prepare_split(paths, split_dir, scales, ext, progress):
+def prepare_split(paths, split_dir, scales, ext, progress, bands=None):
     for path in paths:
         hr, meta = read_image_with_meta(path)
-        write_sample(split_dir, path.stem, hr, meta, scales, ext or path.suffix.lower())
+        write_sample(split_dir, path.stem, hr, meta, scales, ext or path.suffix.lower(), bands)
         progress.update(1)
+
+
+# ----------------------------------------------------------------------------------------------------------- scenes
+def scene_tiles(hr, meta, tile):
+    """{tile name: (row, col)} of the N x N windows worth training on, and {reason: count} of the others."""
+    invalid = invalid_pixels(hr)
+    nodata = nodata_mask(hr, meta)
+    if nodata is not None:
+        invalid |= nodata
+    kept, skipped = {}, {"mostly nodata": 0, "NaN/Inf pixels": 0, "constant": 0}
+    stem = Path(meta.path).stem
+    for row in range(0, hr.shape[0] - tile + 1, tile):
+        for col in range(0, hr.shape[1] - tile + 1, tile):
+            window, bad = hr[row:row + tile, col:col + tile], invalid[row:row + tile, col:col + tile]
+            if bad.mean() > 0.5:
+                skipped["mostly nodata"] += 1
+            elif not np.isfinite(window).all():  # training refuses NaN/Inf pixels
+                skipped["NaN/Inf pixels"] += 1
+            elif (window[~bad].max(axis=0) == window[~bad].min(axis=0)).all():
+                skipped["constant"] += 1
+            else:
+                kept[f"{stem}_r{row:05d}_c{col:05d}"] = (row, col)
+    return kept, skipped
+
+
+def split_scene(path, names, fractions, seed):
+    """{split: tile names} of one scene: its tiles shuffled with the scene's own seeded RNG and cut by the fractions,
+    each split asked for getting at least one tile (a small scene still gives val and test tiles)."""
+    names = sorted(names)
+    random.Random(f"{seed}:{path.stem}").shuffle(names)
+    counts = split_counts(len(names), fractions)
+    for index, fraction in enumerate(fractions):
+        if fraction > 0 and counts[index] == 0 and max(counts) > 1:
+            counts[index], counts[counts.index(max(counts))] = 1, max(counts) - 1
+    cuts = np.cumsum([0, *counts])
+    return {name: sorted(names[cuts[k]:cuts[k + 1]]) for k, name in enumerate(SPLIT_NAMES)}
+
+
+def prepare_scenes(args, scales, fractions, ext, split_text):
+    """--tile: cut every scene into tiles, split each scene's tiles on their own, write them; returns the summary."""
+    scenes = [args.src] if args.src.is_file() else list_images(args.src, recursive=True)
+    if not scenes:
+        raise UserError(f"--src {args.src} holds no images ({', '.join(IMAGE_EXTENSIONS)}), also in subfolders")
+    if args.tile < max(scales):
+        raise UserError(f"--tile {args.tile} is smaller than the scale {max(scales)}: give HR tiles of at least "
+                        f"{4 * max(scales)} pixels, e.g. --tile 192")
+    check_unique_names(scenes)
+    first, first_meta = read_image_with_meta(scenes[0])
+    descriptions = (first_meta.geo or {}).get("descriptions") or ()
+    bands, gsd = band_names(args.bands, scenes[0], descriptions), ground_sample_distance(scenes[0])
+    counts, skipped, total = dict.fromkeys(SPLIT_NAMES, 0), {}, 0
+    start_writing(args.dst)
+    with Counter(len(scenes), "scenes", unit="scene") as counter:
+        for path in scenes:
+            hr, meta = (first, first_meta) if path == scenes[0] else read_image_with_meta(path)
+            if hr.shape[2] != len(bands):
+                raise UserError(f"{path} has {hr.shape[2]} bands, {scenes[0]} has {len(bands)}: prepare scenes of one "
+                                f"band layout together")
+            kept, left = scene_tiles(hr, meta, args.tile)
+            total += len(kept) + sum(left.values())
+            skipped = {reason: skipped.get(reason, 0) + n for reason, n in left.items()}
+            splits = split_scene(path, list(kept), fractions, args.seed)
+            for name, names in splits.items():
+                for tile_name in names:
+                    row, col = kept[tile_name]
+                    write_sample(args.dst / name, tile_name, hr[row:row + args.tile, col:col + args.tile],
+                                 window_meta(meta, row, col, args.tile, args.tile), scales,
+                                 ext or path.suffix.lower(), bands)
+                counts[name] += len(names)
+            counter.update(1)
+    if not sum(counts.values()):
+        raise UserError(f"no {args.tile}x{args.tile} tile of {args.src} is worth training on (skipped: "
+                        f"{skip_text(skipped)}); give a smaller --tile or scenes with more valid pixels")
+    write_dataset_metadata(args.dst, bands=bands, gsd=gsd, dtype=first.dtype.name,
+                           description=f"{args.tile}x{args.tile} tiles of {args.src.resolve()} (split {split_text}, "
+                                       f"seed {args.seed})")
+    (args.dst / PREPARING_MARK).unlink()
+    print(f"{len(scenes)} scenes -> {sum(counts.values())} of {total} tiles of {args.tile}x{args.tile} -> {args.dst} "
+          f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}; skipped: {skip_text(skipped)}; bands "
+          f"{','.join(bands)})")
+    return 0
+
+
+def skip_text(skipped):
+    return ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n) or "none"
 
 
 def main(argv=None):
@@ -229,6 +334,12 @@ def main(argv=None):
         raise UserError("--protocol fixes the split: drop --split")
     split_text = PROTOCOLS[args.protocol] if args.protocol else (args.split or DEFAULT_SPLIT)
     scales, fractions, ext = parse_scales(args.scales), parse_split(split_text), normalize_ext(args.ext)
+    if args.tile is not None:
+        if not args.src.exists():
+            raise UserError(f"--src {args.src}: no such scene or folder")
+        check_destination(args.src if args.src.is_dir() else args.src.parent, args.dst, args.overwrite,
+                          inside_ok=args.src.is_file())
+        return prepare_scenes(args, scales, fractions, ext, split_text)
     if not args.src.is_dir():
         raise UserError(f"--src {args.src}: no such folder; give the folder of HR images")
     images = list_images(args.src, recursive=True)
@@ -240,13 +351,15 @@ def main(argv=None):
     if args.protocol:
         warn_incomplete_source(args.protocol, args.src, classes)
     splits = split_stratified(classes, fractions, args.seed, split_text)
-    bands, gsd = band_names(args.bands, images[0]), ground_sample_distance(images[0])
+    first_meta = read_image_with_meta(images[0])[1]
+    descriptions = (first_meta.geo or {}).get("descriptions") or ()
+    bands, gsd = band_names(args.bands, images[0], descriptions), ground_sample_distance(images[0])
     start_writing(args.dst)
     with Counter(len(images), "prepare", unit="img") as counter:
         for name, fraction in zip(SPLIT_NAMES, fractions):
             if fraction > 0:
-                prepare_split(splits[name], args.dst / name, scales, ext, counter)
-    write_dataset_metadata(args.dst, bands=bands, gsd=gsd,
+                prepare_split(splits[name], args.dst / name, scales, ext, counter, bands)
+    write_dataset_metadata(args.dst, bands=bands, gsd=gsd, dtype=first_meta.dtype.name,
                            description=f"prepared from {args.src.resolve()} (split {split_text}, seed {args.seed})")
     (args.dst / PREPARING_MARK).unlink()
     counts = ", ".join(f"{name} {len(splits[name])}" for name in SPLIT_NAMES)

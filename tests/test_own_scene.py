@@ -1,0 +1,151 @@
+"""Your own scene, end to end: a multi-band GeoTIFF becomes tiles, a trained model and an SR COG with named bands and
+an LR-consistency report; the GSD guard; the consistency numbers recomputed here independently."""
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+
+import consistency
+import demo_deploy
+import demo_train
+import image_io
+from data_scripts import prepare_dataset
+from helpers import SAMPLE, SAMPLE_MS, isolated
+from imresize import bicubic_downsample, bicubic_upsample
+from test_deploy import write_geotiff
+
+UTM = CRS.from_epsg(32618)
+SIX_BANDS = "blue,green,red,nir,swir1,swir2"
+
+
+def six_band_scene(path, gsd=28.5, descriptions=()):
+    """A real-pixel 6-band uint8 scene: SampleMS's 4-band tiles side by side, plus two bands derived from them (as a
+    Landsat-7 scene has 6 reflective bands), no band names unless given."""
+    tiles = [image_io.read_image(p) for p in image_io.list_images(SAMPLE_MS / "train" / "HR")[:6]]
+    rows = [np.concatenate(tiles[k:k + 3], axis=1) for k in (0, 3)]
+    four = np.concatenate(rows, axis=0)  # 192 x 288 x 4
+    swir = np.stack([four[:, :, 3] // 2 + four[:, :, 2] // 2, four[:, :, 3] // 3 + four[:, :, 0] // 3], axis=2)
+    pixels = np.concatenate([four, swir.astype(np.uint8)], axis=2)
+    return write_geotiff(path, pixels, descriptions=descriptions,
+                         transform=Affine(gsd, 0, 500000.0, 0, -gsd, 4500000.0))
+
+
+def test_a_scene_becomes_a_dataset_a_model_and_an_sr_cog_with_named_bands(tmp_path, capsys):
+    scene = six_band_scene(tmp_path / "landsat7.tif")
+    root = tmp_path / "Mine"
+    assert prepare_dataset.main(["--src", str(scene), "--dst", str(root), "--tile", "96", "--bands", SIX_BANDS,
+                                 "--scales", "4"]) == 0
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["bands"] == SIX_BANDS.split(",") and meta["gsd"] == 28.5 and meta["dtype"] == "uint8"
+    tiles = image_io.list_images(root / "train" / "HR")
+    with rasterio.open(tiles[0]) as src:
+        assert src.descriptions == tuple(SIX_BANDS.split(",")) and src.res == (28.5, 28.5) and src.count == 6
+    # no band or size flag: the band count comes from dataset.json, the patch is fitted to the tiles with a note
+    assert demo_train.main(["--model=BASIC", "--scale=4", "--dataset=Mine", f"--dir_data={root}", "--n_feats=8",
+                            "--n_resblocks=1", "--batch_size=4", "--test_every=2", "--epochs=1", "--cpu",
+                            *isolated(tmp_path)]) == 0
+    assert "using --patch_size" in capsys.readouterr().out
+    out = tmp_path / "sr"
+    assert demo_deploy.main(["--model=BASIC", "--scale=4", "--dataset=Mine", f"--dir_data={scene}",
+                             f"--dir_out={out}", *isolated(tmp_path)]) == 0
+    printed = capsys.readouterr()
+    assert "LR consistency" in printed.out and "warning" not in printed.err  # same sensor: no GSD warning
+    with rasterio.open(out / "landsat7.tif") as src:
+        assert src.descriptions == tuple(SIX_BANDS.split(",")) and src.res == (28.5 / 4, 28.5 / 4)
+        assert src.profile.get("tiled") and src.overviews(1)  # a COG
+    record = json.loads((out / "manifest.json").read_text())["images"][0]["lr_consistency"]
+    assert set(record) == {"psnr", "bias", "sam"} and len(record["bias"]) == 6 and record["sam"] > 0
+
+
+def test_band_descriptions_of_the_scene_name_the_bands(tmp_path):
+    names = ("b", "g", "r", "n", "s1", "s2")
+    scene = six_band_scene(tmp_path / "named.tif", descriptions=names)
+    root = tmp_path / "Named"
+    prepare_dataset.main(["--src", str(scene), "--dst", str(root), "--tile", "64", "--scales", "2"])
+    assert json.loads((root / "dataset.json").read_text())["bands"] == list(names)
+    with rasterio.open(image_io.list_images(root / "test" / "LR_x2")[0]) as src:
+        assert src.descriptions == names and src.res == (57.0, 57.0)
+
+
+def test_tiles_of_nodata_nan_or_one_value_are_skipped_and_counted(tmp_path, capsys):
+    pixels = np.random.default_rng(0).random((128, 192, 2)).astype(np.float32)
+    pixels[:64, :64] = np.nan  # a NaN tile
+    pixels[:64, 64:128] = 0.25  # a constant tile
+    pixels[64:, 128:] = -9999  # a nodata tile
+    scene = write_geotiff(tmp_path / "s.tif", pixels, nodata=-9999)
+    prepare_dataset.main(["--src", str(scene), "--dst", str(tmp_path / "D"), "--tile", "64", "--scales", "2",
+                          "--split", "1,0,0"])
+    assert "3 of 6 tiles" in capsys.readouterr().out
+    kept = sorted(p.stem for p in image_io.list_images(tmp_path / "D" / "train" / "HR"))
+    assert kept == ["s_r00000_c00128", "s_r00064_c00000", "s_r00064_c00064"]
+
+
+# ------------------------------------------------------------------------------------------------ LR consistency
+def independent(sr, lr):
+    """PSNR, bias and SAM of bicubic_downsample(sr) against lr over every pixel, computed whole."""
+    down, ref = bicubic_downsample(sr, 2).astype(np.float64), lr.astype(np.float64)
+    error = down - ref
+    psnr = 10 * np.log10(255.0 ** 2 / np.mean(error ** 2))
+    cosine = (down * ref).sum(2) / (np.linalg.norm(down, axis=2) * np.linalg.norm(ref, axis=2))
+    return psnr, error.reshape(-1, lr.shape[2]).mean(0), np.degrees(np.arccos(np.clip(cosine, -1, 1))).mean()
+
+
+@pytest.mark.parametrize("offset", [0, 10])
+def test_lr_consistency_of_a_tiled_tiff_equals_the_whole_image_computation(tmp_path, offset):
+    """More rows than one window (WINDOW_ROWS), so the halo joins are checked; an offset of 10 levels shows as a bias
+    of 10 (less the saturation at 255)."""
+    lr = np.concatenate([image_io.read_image(p) for p in image_io.list_images(SAMPLE_MS / "train" / "HR")[:4]])
+    assert lr.shape[0] > consistency.WINDOW_ROWS
+    sr = np.clip(bicubic_upsample(lr, 2).astype(int) + offset, 0, 255).astype(np.uint8)
+    path = tmp_path / "sr.tif"
+    with image_io.GeoTiffWindowWriter(path, *sr.shape, np.uint8) as writer:
+        writer.write(sr, 0, 0)
+    got = consistency.lr_consistency(path, lr, None, 2, 255.0)
+    psnr, bias, sam = independent(sr, lr)
+    assert got["psnr"] == pytest.approx(psnr, abs=1e-3)
+    assert got["bias"] == pytest.approx(list(bias), abs=1e-5)
+    assert got["sam"] == pytest.approx(sam, abs=1e-3)
+    if offset:
+        assert all(8 < b <= 10.5 for b in got["bias"]), got["bias"]
+    else:  # bicubic down after bicubic up is not the identity, but it keeps the radiometry
+        assert max(abs(b) for b in got["bias"]) < 0.5
+
+
+# ---------------------------------------------------------------------------------------------------- GSD guard
+def test_the_gsd_guard_warns_across_sensors_only(tmp_path):
+    def meta(gsd, crs=UTM):
+        path = write_geotiff(tmp_path / f"{gsd}.tif", np.zeros((8, 8, 3), np.uint8),
+                             transform=Affine(gsd, 0, 0, 0, -gsd, 0))
+        if crs is None:
+            with rasterio.open(path, "r+") as dst:
+                dst.crs = None
+        return image_io.read_image_with_meta(path)[1]
+
+    assert "30 m pixels" in consistency.gsd_warning("l.tif", meta(30), 0.3, 4)  # UC Merced model on Landsat
+    assert "0.3 m pixels" in consistency.gsd_warning("u.tif", meta(0.3), 30, 4)  # and the other way round
+    assert consistency.gsd_warning("ok.tif", meta(0.5), 0.3, 4) is None  # within [0.15, 2.4]
+    assert consistency.gsd_warning("ok.tif", meta(30), None, 4) is None  # the model's GSD is unknown
+    plain = image_io.read_image_with_meta(image_io.list_images(SAMPLE / "test" / "HR")[0])[1]  # a PNG
+    assert consistency.gsd_warning("p.png", plain, 0.3, 4) is None  # the input's GSD is unknown
+
+
+def test_a_shipped_uc_merced_model_on_a_30_m_scene_warns(tmp_path, capsys):
+    pixels = image_io.read_image(image_io.list_images(SAMPLE_MS / "test" / "HR")[0])[:, :, :3].copy()
+    scene = write_geotiff(tmp_path / "landsat.tif", pixels, transform=Affine(30, 0, 0, 0, -30, 0))
+    demo_deploy.main(["--pre_train", "lgcnet_x2_ucmerced16", "--scale=2", f"--dir_data={scene}",
+                      f"--dir_out={tmp_path / 'sr'}", *isolated(tmp_path)])
+    err = capsys.readouterr().err
+    assert "warning: " in err and "has 30 m pixels, but the model learned to make 0.3 m pixels" in err
+
+
+def test_onnx_resolution_is_the_training_hr_gsd_unless_given(tmp_path):
+    import export_onnx
+    from onnx_backend import decode_metadata, read_graph
+
+    out = tmp_path / "b.onnx"
+    export_onnx.main(["--model=BICUBIC", "--scale=3", "--tile=24", "--resolution", "50", "--out", str(out),
+                      *isolated(tmp_path)])
+    assert decode_metadata({p.key: p.value for p in read_graph(out).metadata_props})["resolution"] == 50
