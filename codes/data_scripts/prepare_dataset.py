@@ -21,12 +21,12 @@ import random
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the project's modules import top-level
 import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
+
+import numpy as np  # noqa: E402
 
 import atomic  # noqa: E402
 from config import PREPARING_MARK, write_dataset_metadata
