@@ -193,7 +193,8 @@ class Trainer:
         loader_val = self.data.loader(cfg.data_val)
         if self.bicubic is None:
             self.bicubic = self.bicubic_scores(loader_val.dataset)
-            self.run.log(f"bicubic on {cfg.data_val}: {BEST_KEY} {self.bicubic[BEST_KEY]:.4f} dB, ssim_rgb "
+            self.run.log(f"bicubic on {cfg.data_val}: {metric_label(BEST_KEY, cfg.n_colors)} "
+                         f"{self.bicubic[BEST_KEY]:.4f} dB, {metric_label('ssim_rgb', cfg.n_colors)} "
                          f"{self.bicubic['ssim_rgb']:.4f}")
         if self.epoch >= cfg.epochs:
             self.run.log(f"nothing to do: the run is at epoch {self.epoch} of --epochs {cfg.epochs}")
@@ -227,7 +228,8 @@ class Trainer:
         sample = (self.cfg.model, self.cfg.dataset) in template.SAMPLE_PRESETS
         cause = ("the Sample preset is a small network on a short schedule, made to exercise the pipeline"
                  if sample else "the schedule is short for this network")
-        self.run.log(f"warning: the best val {BEST_KEY} ({self.best:.3f} dB, epoch {self.best_epoch}) is below "
+        self.run.log(f"warning: the best val {metric_label(BEST_KEY, self.cfg.n_colors)} ({self.best:.3f} dB, epoch "
+                     f"{self.best_epoch}) is below "
                      f"bicubic's ({self.bicubic[BEST_KEY]:.3f} dB): {cause}; train longer (--epochs, --test_every: "
                      f"batches per epoch) or on more data before using this model")
 
