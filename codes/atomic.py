@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from errors import output_error
+from errors import UserError, output_error
 
 TEMP_MARK = ".rssr-tmp-"
 _UMASK = os.umask(0)
@@ -73,12 +73,15 @@ class atomic_target:
 
 def os_error_in(exc):
     """The OSError that caused `exc`: `exc` itself or one in its chain (torch reports a full disk met while closing
-    its zip as a RuntimeError chained from the OSError). The one with an errno wins; None without any."""
+    its zip as a RuntimeError chained from the OSError). The one with an errno wins; None without any, and None for
+    what is already a user's message (a UserError) or an interruption (not an Exception)."""
+    if not isinstance(exc, Exception) or isinstance(exc, UserError):
+        return None
     chain, seen = [], set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         chain.append(exc)
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ if exc.__cause__ is not None or exc.__suppress_context__ else exc.__context__
     errors = [e for e in chain if isinstance(e, OSError)]
     with_errno = [e for e in errors if isinstance(e.errno, int) and not type(e).__module__.startswith("rasterio")]
     return (with_errno or errors or [None])[0]
