@@ -22,6 +22,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from model.convformersr import make_model  # noqa: E402
+from option import network_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -38,7 +39,7 @@ def parse_args(argv=None):
 
 
 def model_args(scale, embed_dim, n_colors=3):
-    return argparse.Namespace(scale=scale, n_colors=n_colors, rgb_range=1.0, embed_dim=embed_dim)
+    return network_args("CONVFORMERSR", scale=scale, n_colors=n_colors, rgb_range=1.0, embed_dim=embed_dim)
 
 
 def count_parameters(scale, embed_dim):

@@ -26,9 +26,9 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "codes")]
 import cpu_runtime  # noqa: E402  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
-import bench_speed  # noqa: E402
 import torch  # noqa: E402
 
+import bench_common  # noqa: E402
 from loss import Loss  # noqa: E402
 from model import Model  # noqa: E402
 
@@ -47,18 +47,18 @@ def parse_args(argv=None):
 
 def task_function(task, name):
     """(what, function) of one deploy-tile inference or one training step of `name`."""
-    cfg = bench_speed.model_config(name)
+    cfg = bench_common.model_config(name)
     torch.manual_seed(0)
-    net = Model(cfg)  # fp32 only: a bf16 twin (bench_speed.model_pair) would only add to the peak memory
-    radiometry = bench_speed.eight_bit(cfg)
+    net = Model(cfg)  # fp32 only: a bf16 twin (bench_common.model_pair) would only add to the peak memory
+    radiometry = bench_common.eight_bit(cfg)
     if task == "infer":
-        (side,), _ = bench_speed.input_sizes(name, cfg, (), deploy_tile=True)
+        (side,), _ = bench_common.input_sizes(name, cfg, (), deploy_tile=True)
         x = torch.rand(1, cfg.n_colors, side, side) * cfg.rgb_range
         run = net.eval().inference_fn(False, radiometry)
         return f"inference, tile {side}", lambda: run(x)
-    batch, patch, _, _ = bench_speed.training_batch(name, cfg, float(2**40), TRAIN_GIB)
-    lr, hr = bench_speed.synthetic_batch(cfg, batch, patch)
-    return f"training step, {batch} x {patch}²", bench_speed.training_step(net.train(), Loss(cfg), lr, hr, radiometry)
+    batch, patch, _, _ = bench_common.training_batch(name, cfg, float(2**40), TRAIN_GIB)
+    lr, hr = bench_common.synthetic_batch(cfg, batch, patch)
+    return f"training step, {batch} x {patch}²", bench_common.training_step(net.train(), Loss(cfg), lr, hr, radiometry)
 
 
 def child(task, name, repeats):
@@ -86,7 +86,7 @@ def main(argv=None):
         return child(*args.child, args.repeats)
     base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     settings = {"glibc default": {**base, **GLIBC_DEFAULT}, "heap kept": base}
-    print(f"{bench_speed.load_average()}; {args.rounds} processes per setting, median of {args.repeats} runs each")
+    print(f"{bench_common.load_average()}; {args.rounds} processes per setting, median of {args.repeats} runs each")
     print("| model | task | glibc default s | heap kept s | speed-up | page faults per run | peak memory GiB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in [n.strip().upper() for n in args.models.split(",") if n.strip()]:
@@ -104,7 +104,7 @@ def main(argv=None):
             print(f"| {name} | {new[0]['what']} | {t_old:.3f} | {t_new:.3f} | {t_old / t_new:.2f}× | "
                   f"{max(r['faults'] for r in old):,.0f} -> {max(r['faults'] for r in new):,.0f} | "
                   f"{max(r['peak_gib'] for r in old):.2f} -> {max(r['peak_gib'] for r in new):.2f} |", flush=True)
-    print(bench_speed.load_average())
+    print(bench_common.load_average())
     return 0
 
 

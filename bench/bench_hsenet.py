@@ -24,7 +24,8 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 # isort: split
 import torch  # noqa: E402
 
-from model import hsenet
+from model import hsenet  # noqa: E402
+from option import network_args  # noqa: E402
 
 OFFICIAL_PARAMS_M = {2: 5.286, 3: 5.470, 4: 5.433}
 
@@ -44,7 +45,7 @@ def parse_args(argv=None):
 
 
 def build(scale, attention="fast", n_colors=3):
-    args = argparse.Namespace(scale=scale, n_colors=n_colors, rgb_range=255.0, attention=attention)
+    args = network_args("HSENET", scale=scale, n_colors=n_colors, rgb_range=255.0, attention=attention)
     return hsenet.make_model(args)
 
 

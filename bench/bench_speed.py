@@ -34,7 +34,6 @@ interleaved ratios much less.
 import argparse
 import copy
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -51,16 +50,26 @@ import cpu_runtime  # noqa: E402  (first: OpenMP's spin count and glibc's heap, 
 # isort: split
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import model as model_package  # noqa: E402
 import option  # noqa: E402
 from data import Data  # noqa: E402
 from loss import Loss  # noqa: E402
-from model import Model, common, network_module  # noqa: E402
-from radiometry import Radiometry  # noqa: E402
+from model import Model, common, network_spec  # noqa: E402
 
-SCALES = {"HSENET": 4, "CONVFORMERSR": 3}  # the brief's settings; the others run at x4
+# isort: split
+from bench_common import (  # noqa: E402
+    SCALES,
+    count_gflop,
+    eight_bit,
+    input_sizes,
+    load_average,
+    model_config,
+    synthetic_batch,
+    training_batch,
+    training_step,
+)
+
 ACCURACY_MODELS = ("HSENET", "CONVFORMERSR")
 UC_MERCED_DEV = REPO.parent / "shared" / "data" / "ucmerced_dev"
 SCENE_SIDE = 1000  # LR side of the whole-scene deploy that torch.compile must pay for itself on
@@ -104,10 +113,6 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------------------------------------------------- timing
-def load_average():
-    return f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
-
-
 MAX_WARM_UP_ROUNDS = 6
 SETTLED_PAGE_FAULTS = 1024  # 4 MiB of fresh pages in a whole round: the heap has stopped growing
 # One quiet round did not always do: a run timed LGCNet's deploy tile at 3.56 s, settled it takes 2.09-2.10 s.
@@ -246,33 +251,6 @@ def bench_kernels(repeats, folder, threads):
 
 
 # ---------------------------------------------------------------------------------------------------------- models
-def flash_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs):
-    """FLOPs of the CPU flash-attention kernel (torch's counter misses it): Q K^T and P V."""
-    *batch, q_len, depth = query_shape
-    return 2 * int(np.prod(batch)) * q_len * key_shape[-2] * (depth + value_shape[-1])
-
-
-def onednn_linear_flops(input_shape, weight_shape, *args, **kwargs):
-    """FLOPs of oneDNN's linear (common.Linear's inference path, which torch's counter does not know)."""
-    return 2 * int(np.prod(input_shape[:-1])) * weight_shape[0] * weight_shape[1]
-
-
-def count_gflop(forward, x):
-    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: flash_attention_flops}
-    if common.ONEDNN_LINEAR:
-        mapping[torch.ops.mkldnn._linear_pointwise] = onednn_linear_flops
-    with FlopCounterMode(display=False, custom_mapping=mapping) as counter, torch.no_grad():
-        forward(x)
-    return counter.get_total_flops() / 1e9
-
-
-def model_config(name, precision="fp32", scale=None):
-    # A dataset other than the Sample, so that the published preset applies and not the short Sample one.
-    argv = [f"--model={name}", f"--scale={scale or SCALES.get(name, 4)}", f"--precision={precision}", "--cpu",
-            "--dataset=UCMerced"]
-    return option.parse_args(argv, purpose="none")
-
-
 def model_pair(name, state=None):
     """(fp32 Model, bf16 Model) with the same weights (the bf16 one is None without native bf16)."""
     torch.manual_seed(0)
@@ -284,20 +262,6 @@ def model_pair(name, state=None):
         bf16 = Model(model_config(name, "bf16")).eval()
         bf16.net.load_state_dict(fp32.net.state_dict())
     return fp32, bf16
-
-
-def eight_bit(cfg):
-    """The radiometry of 8-bit data: what the pre-upsampled networks (SRCNN, VDSR, LGCNet) upsample the LR in."""
-    return Radiometry.of(np.uint8, None, cfg.rgb_range)
-
-
-def input_sizes(name, cfg, sizes, deploy_tile=False):
-    """The LR sides to time: `sizes`, or the network's default deploy tile; TransENet takes only its fixed size."""
-    module = network_module(name)
-    fixed = getattr(module, "fixed_input_size", None)
-    if fixed:
-        return [fixed(cfg)], f"fixed input {fixed(cfg)}"
-    return ([module.DEFAULT_TILE], f"deploy tile {module.DEFAULT_TILE}") if deploy_tile else (sizes, "")
 
 
 # ------------------------------------------------------------------------------------------------------------ onnx
@@ -376,37 +340,6 @@ def bench_inference(name, cfg, fp32, bf16, sizes, args, folder):
 
 
 # -------------------------------------------------------------------------------------------------------- training
-def saved_gib_per_sample(net, x):
-    """GiB that autograd keeps for the backward pass of one sample (the bulk of a training step's memory)."""
-    total = 0
-
-    def keep(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        net(x)
-    return total / 2**30
-
-
-def training_batch(name, cfg, max_gflop, max_gib):
-    """(batch, patch, note): the preset's batch and LR patch, the batch reduced when a step would exceed max_gflop
-    (forward + backward taken as 3 forwards) or keep more than max_gib for the backward pass (SwinIR's preset
-    batch would take more memory than this machine has)."""
-    patch = cfg.patch_size // cfg.scale  # the LR patch (--patch_size is the HR patch)
-    fixed = getattr(network_module(name), "fixed_input_size", None)
-    if fixed:
-        patch = fixed(cfg)
-    probe = Model(cfg).train()
-    lr = torch.rand(1, cfg.n_colors, patch, patch) * cfg.rgb_range
-    x = probe.prepare(lr, eight_bit(cfg))
-    per_sample = 3 * count_gflop(probe.net, x)
-    gib = saved_gib_per_sample(probe.net, x)
-    batch = max(1, min(cfg.batch_size, int(max_gflop // per_sample), int(max_gib // gib)))
-    note = "" if batch == cfg.batch_size else f"batch {batch} of the preset's {cfg.batch_size}"
-    return batch, patch, per_sample * batch, note
-
-
 def bench_training(name, args):
     cfg = model_config(name)
     batch, patch, gflop, note = training_batch(name, cfg, args.max_train_gflop, args.max_train_gib)
@@ -420,23 +353,6 @@ def bench_training(name, args):
     print(f"  {name} training step, batch {batch}, LR patch {patch}: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in times.items()) + f" {note}", flush=True)
     return {"batch": batch, "patch": patch, "gflop": gflop, "note": note, **times}
-
-
-def synthetic_batch(cfg, batch, patch):
-    """(LR, HR) of random pixels: a training step's speed does not depend on them."""
-    lr = torch.rand(batch, cfg.n_colors, patch, patch) * cfg.rgb_range
-    hr = torch.rand(batch, cfg.n_colors, patch * cfg.scale, patch * cfg.scale) * cfg.rgb_range
-    return lr, hr
-
-
-def training_step(wrapper, loss, lr, hr, radiometry=None):
-    optimizer = torch.optim.Adam(wrapper.parameters(), lr=1e-4)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss(wrapper(lr, radiometry=radiometry), hr).backward()
-        optimizer.step()
-    return step
 
 
 # -------------------------------------------------------------------------------------------------------- accuracy
@@ -682,8 +598,7 @@ def target_lines(results, accuracy):
 
 # -------------------------------------------------------------------------------------------------------------- main
 def bench_model(name, args, folder, state=None):
-    module = network_module(name)
-    if getattr(module, "PARAMETER_FREE", False):
+    if network_spec(name).parameter_free:
         return {"skipped": "parameter-free: nothing to compare"}
     cfg = model_config(name)
     fp32, bf16 = model_pair(name, state)

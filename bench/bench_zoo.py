@@ -46,7 +46,7 @@ def median_seconds(fn, runs):
 def batch_that_fits(model, batch, lr, radiometry):
     """The preset's batch, or the largest whose saved tensors take at most a quarter of this machine's memory (SwinIR's
     preset batch of 32 would need about 31 GiB by that count, and its step takes about twice what it counts)."""
-    from bench_speed import saved_gib_per_sample
+    from bench_common import saved_gib_per_sample
 
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     per_sample = saved_gib_per_sample(model.net.train(), model.prepare(lr, radiometry))
@@ -57,8 +57,8 @@ def measure(name, steps):
     """One network's row (run in a child process)."""
     import numpy as np
     import torch
-    from bench_speed import count_gflop
 
+    from bench_common import count_gflop
     from model import Model
     from option import parse_args
     from radiometry import Radiometry

@@ -4,9 +4,10 @@
   run's model_latest.pt; `--test_only`, deploy and export load `--pre_train`, else the run's model_best.pt.
 - `read(path)`: torch.load with weights_only=True (memory-mapped, so reading the settings first and the weights later
   costs no second read); anything else is a one-line error naming the file.
-- `Checkpoint.settings(purpose, module)`: the flags a checkpoint records (ours) or implies (an official state_dict's
+- `Checkpoint.settings(purpose, spec, kinds)`: the flags a checkpoint records (ours) or implies (an official
+  state_dict's
   shapes or mean shift), for config.resolve's checkpoint layer.
-- `load_weights(net, checkpoint, module)`: strict load; the checksum and finite weights are verified first.
+- `load_weights(net, checkpoint, spec)`: strict load; the checksum and finite weights are verified first.
 - `save(path, payload)`: atomic, with a sha256 checksum of every value in the payload.
 
 Our checkpoints are one dict: model (state_dict), config (the resolved settings), radiometry, and for --resume the
@@ -24,6 +25,7 @@ import atomic
 import budget
 import pretrained
 from errors import UserError
+from radiometry import range_problem
 
 LATEST = "model_latest.pt"
 BEST = "model_best.pt"
@@ -31,25 +33,27 @@ CHECKSUM_KEY = "checksum"
 FORMAT_KEY = "format"
 # 2: --patch_size is the HR patch (EDSR's meaning); 1 (no key): it was the LR patch.
 FORMAT_VERSION = 2
-# The options that shape a network: a checkpoint of ours records them, and loading it adopts them.
-ARCHITECTURE_FLAGS = ("n_colors", "rgb_range", "n_feats", "n_resblocks", "res_scale", "n_basic_modules", "data_mean",
-                      "embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "num_block", "img_size",
-                      "embed_patch_size", "img_range", "n_resgroups", "reduction", "en_depth", "de_depth",
-                      "cubic_input")
+# The kinds of flag. Each flag declares its kind where option.py declares it; the kind says what a checkpoint does
+# with the flag's value.
+NETWORK = "network"            # which network at which scale: adopted from a checkpoint of ours, whatever the purpose
+ARCHITECTURE = "architecture"  # shapes the network: recorded, adopted from ours, implied by an official state_dict
+RADIOMETRY = "radiometry"      # the training data's white level and band names: adopted for evaluation and deploy
+TRAINING = "training"          # how the run trains: adopted on --resume, so resuming needs no flag repeated
+RUNTIME = "runtime"            # this machine or this command: never adopted
+FLAG_KINDS = (NETWORK, ARCHITECTURE, RADIOMETRY, TRAINING, RUNTIME)
 
 
-def architecture_flags(module):
-    """The flags that shape `module`'s network: the shared ones and the module's own (TransENet's fixed input size)."""
-    return (*ARCHITECTURE_FLAGS, *getattr(module, "EXTRA_ARCHITECTURE_FLAGS", ()))
+def flags_of_kind(kinds, kind):
+    """The flags of `kind` in `kinds` ({flag: kind}, option.py's declarations)."""
+    return tuple(flag for flag, flag_kind in kinds.items() if flag_kind == kind)
 
 
-# What a checkpoint also tells deploy and --test_only: the radiometry the model was trained with.
-RADIOMETRY_FLAGS = ("data_range", "bands")
-# Flags about this machine or this invocation, never adopted from a checkpoint (all others are, on --resume).
-RUNTIME_FLAGS = ("template", "n_threads", "cpu", "n_GPUs", "dir_cache", "dir_experiment", "reset", "resume",
-                 "time_budget", "test_only", "pre_train", "print_every", "save_results", "dir_out", "recursive", "tile",
-                 "tile_overlap", "compare", "max_pixels", "self_ensemble", "chop", "cog", "no_ema", "backend",
-                 "onnx", "out", "opset", "dynamic_shape", "resolution")
+def architecture_flags(spec, kinds):
+    """The flags that shape `spec`'s network: the architecture flags and the network's own (TransENet's fixed input
+    size)."""
+    return (*flags_of_kind(kinds, ARCHITECTURE), *spec.extra_architecture_flags)
+
+
 # Where BasicSR/SwinIR-style files keep their weights (params_ema first: the weights such files are meant to be used
 # with).
 OFFICIAL_WEIGHT_KEYS = ("state_dict", "params_ema", "params")
@@ -132,24 +136,35 @@ class Checkpoint:
                             f"{FORMAT_VERSION}); it was written by a newer toolbox or is damaged")
         return version
 
-    def settings(self, purpose, module, known_flags):
-        """{flag: value} this checkpoint fixes for `purpose` (the checkpoint layer of config.resolve); `known_flags`
-        are the parser's option names (a recorded setting that is no longer a flag is ignored)."""
+    def settings(self, purpose, spec, kinds):
+        """{flag: value} this checkpoint fixes for `purpose` (the checkpoint layer of config.resolve); `kinds` are
+        the parser's flags with their kinds (a recorded setting that is no longer a flag is ignored)."""
         if not self.ours:
-            infer = getattr(module, "settings_from_state_dict", None)
-            return dict(infer(self.official_weights(module))) if infer else {}
+            infer = spec.settings_from_state_dict
+            return dict(infer(self.official_weights(spec))) if infer else {}
         recorded = self.recorded
         if purpose == "resume":
-            keys = [k for k in recorded if k in known_flags and k not in RUNTIME_FLAGS]
+            keys = [k for k in recorded if kinds.get(k, RUNTIME) != RUNTIME]
         else:
-            keys = ["model", "scale", *architecture_flags(module)]
+            keys = [*flags_of_kind(kinds, NETWORK), *architecture_flags(spec, kinds)]
             if purpose != "train":  # deploy and evaluation use the radiometry the model was trained with
-                keys += RADIOMETRY_FLAGS
+                keys += flags_of_kind(kinds, RADIOMETRY)
         return {k: recorded[k] for k in keys if k in recorded}
 
-    def official_weights(self, module):
-        convert = getattr(module, "convert_official_state_dict", None)
-        return convert(self.weights) if convert else self.weights
+    def trained_with(self):
+        """What the model was trained with, beyond its flags: {'radiometry': the training data's record or None,
+        'gsd': the training HR's ground sample distance in metres (the file's record, else the shipped model's index
+        entry) or None, 'dataset' and 'dir_data': where it was trained (None when not recorded)}."""
+        record = self.payload.get("radiometry") if self.ours else None
+        gsd = self.payload.get("gsd") if self.ours else None
+        if gsd is None:
+            gsd = pretrained.recorded_gsd(self.path)
+        recorded = self.recorded
+        return {"radiometry": record if isinstance(record, dict) else None, "gsd": checked_gsd(gsd),
+                "dataset": recorded.get("dataset") or None, "dir_data": recorded.get("dir_data") or None}
+
+    def official_weights(self, spec):
+        return spec.official_to_ours(self.weights)
 
     def verify(self, weights=None):
         """Checksum (ours) and finite weights: a corrupt or diverged file is a one-line error, never a silent load."""
@@ -161,6 +176,11 @@ class Checkpoint:
             if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise UserError(f"{self.path}: weight {key} holds NaN or Inf values (the training diverged); use "
                                 f"an earlier checkpoint or train again with a lower --lr")
+
+
+def checked_gsd(value):
+    """A recorded ground sample distance in metres, or None when it is missing or not a plausible one."""
+    return float(value) if range_problem(value, (1e-6, 1e6)) is None else None
 
 
 def upgrade_settings(recorded, version):
@@ -261,14 +281,14 @@ def describe_mismatch(net, state):
     return "; ".join(parts)
 
 
-def load_weights(net, checkpoint, module, what, use_ema=False):
+def load_weights(net, checkpoint, spec, what, use_ema=False):
     """Verify, then load the checkpoint's weights into `net` strictly (its EMA weights when it has them and
     `use_ema`); a mismatch is one readable line naming the file, never a partial load. `what` describes the network
     for that line (e.g. 'HSENET x4 with 3 bands')."""
     if checkpoint.ours:
         state = checkpoint.ema_weights if use_ema and checkpoint.ema_weights is not None else checkpoint.weights
     else:
-        state = checkpoint.official_weights(module)
+        state = checkpoint.official_weights(spec)
     checkpoint.verify(state)
     problem = describe_mismatch(net, state)
     if problem:

@@ -1,7 +1,7 @@
 """The run configuration: resolved once, in a stated order of precedence, then frozen.
 
     built-in defaults < model preset < dataset metadata < Sample preset < --template < official defaults
-        < chosen run < checkpoint < command line
+        < chosen run < checkpoint < ONNX file < command line
 
 - The model and the dataset are decided first (command line > checkpoint > template > default), so the presets are
   chosen from the model and dataset the run really uses (a template that sets --model brings that model's preset).
@@ -13,6 +13,11 @@
 - Official defaults: an official state_dict fixes what its shapes imply (checkpoint layer); every other
   architecture flag takes the official code's default (the model preset, else the built-in default), never a Sample
   preset, so the authors' files load as they are whatever --dataset is.
+- ONNX file: deploy's --onnx FILE replaces the checkpoint; its metadata gives the model, scale, bands and white level
+  (checked like flags, read once and kept as `onnx_metadata`).
+- Derived values, decided here and nowhere else: the run folder's name, export_onnx.py's CPU, the naive attention of
+  an export below opset 14, and what the loaded model was trained with (`trained_with`: its training radiometry,
+  ground sample distance and dataset).
 - Chosen run: --test_only, deploy and export without --pre_train load a run's model_best.pt. --save names it;
   else --dataset names the default run <MODEL>x<scale>_<dataset>; else the newest run of that model and scale is
   taken, with the dataset it was trained on (its test split), and the first line of output says which.
@@ -22,7 +27,6 @@
   came from, e.g. `n_feats = 16  (checkpoint)`, for config.txt.
 """
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -30,21 +34,15 @@ from pathlib import Path
 
 import torch
 
-import atomic
 import budget
 import checkpoint
 import image_io
-import runs
+import paths
 import template
+from data.dataset_json import read_dataset_metadata
 from errors import UserError
-from model import network_module
-from paths import DATASETS_DIR
-from radiometry import range_problem
+from model import known_network_spec, network_spec
 
-DATASET_METADATA = "dataset.json"
-# prepare_dataset.py marks a root it is writing; dataset.json is written last and the mark then removed, so a killed
-# preparation is never mistaken for a dataset.
-PREPARING_MARK = ".preparing"
 PURPOSES = ("train", "resume", "test", "deploy", "export", "none")
 
 
@@ -93,50 +91,6 @@ def explicit_flags(parser, argv):
     return set(vars(known))
 
 
-def read_dataset_metadata(root):
-    """The dataset.json of a dataset root as a dict ({} when there is none). Keys: bands (names in file order),
-    data_range (white level, null: from the dtype), gsd (ground sample distance of HR, in metres), description."""
-    path = Path(root) / DATASET_METADATA
-    if not path.is_file():
-        return {}
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not valid JSON ({err}); fix or delete it") from None
-    if not isinstance(meta, dict):
-        raise UserError(f"{path}: expected a JSON object with bands / data_range / gsd")
-    bands = meta.get("bands")
-    if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
-        raise UserError(f"{path}: 'bands' must be a list of band names, e.g. [\"blue\", \"green\", \"red\", \"nir\"]")
-    data_range, gsd = meta.get("data_range"), meta.get("gsd")
-    if data_range is not None and range_problem(data_range):
-        raise UserError(f"{path}: 'data_range' {range_problem(data_range)}; it must be the file value of full "
-                        f"white (e.g. 255, 65535 or 10000) or null")
-    if gsd is not None and range_problem(gsd, (1e-6, 1e6)):
-        raise UserError(f"{path}: 'gsd' {range_problem(gsd, (1e-6, 1e6))}; it must be the HR pixel size in "
-                        f"metres or null")
-    description = meta.get("description")
-    if description is not None and not isinstance(description, str):
-        raise UserError(f"{path}: 'description' must be text")
-    return meta
-
-
-def check_complete(root):
-    """A root that prepare_dataset.py did not finish writing is refused, in one line."""
-    if (Path(root) / PREPARING_MARK).exists():
-        raise UserError(f"{root} is an incomplete dataset: prepare_dataset.py was stopped while writing it (it holds "
-                        f"{PREPARING_MARK} and no finished dataset.json); run prepare_dataset.py again with "
-                        f"--overwrite")
-
-
-def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None):
-    """Write <root>/dataset.json (see read_dataset_metadata); None values are written as null."""
-    meta = {"description": description, "bands": bands, "data_range": data_range, "gsd": gsd}
-    if dtype is not None:  # the prepared data's dtype (prepare_dataset.py); older files have no such key
-        meta["dtype"] = dtype
-    atomic.write_text(Path(root) / DATASET_METADATA, json.dumps(meta, indent=2) + "\n")
-
-
 def metadata_flags(meta):
     """The flags dataset metadata sets."""
     flags = {}
@@ -154,19 +108,22 @@ def resolve(parser, argv, purpose):
     argv = list(sys.argv[1:] if argv is None else argv)
     parsed = parser.parse_args(argv)
     actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    kinds = {dest: action.kind for dest, action in actions.items()}  # declared with each flag in option.py
     defaults = normalise({dest: a.default for dest, a in actions.items()})
     cli = normalise({k: getattr(parsed, k) for k in explicit_flags(parser, argv)})
     check_usage(cli)
     purpose = effective_purpose(purpose, cli)
     named = [(f"template {name}", preset) for name, preset in template.named(cli.get("template", defaults["template"]))]
     pick = Picker(cli, named, defaults)
-    ckpt, ckpt_layer, module, chosen_run = checkpoint_layer(purpose, pick, actions)
-    picked = {**chosen_run, **ckpt_layer}
+    onnx_meta, onnx_layer = onnx_file_layer(purpose, pick, actions)
+    ckpt, ckpt_layer, spec, chosen_run = checkpoint_layer("none" if onnx_meta else purpose, pick, actions, kinds,
+                                                          onnx_layer)
+    picked = {**chosen_run, **ckpt_layer, **onnx_layer}
     model, dataset, scale = pick("model", picked), pick("dataset", picked), pick("scale", picked)
-    dataset_root = pick("dir_data", picked) or DATASETS_DIR / dataset
+    dataset_root = paths.dataset_root(pick("dir_data", picked), dataset)
     templates = [(label, checked_layer(actions, f"--{label}", template.at_scale(preset, scale)))
                  for label, preset in named]
-    official = official_defaults(module, model, scale, defaults) if ckpt is not None and not ckpt.ours else {}
+    official = official_defaults(spec, kinds, model, scale, defaults) if ckpt is not None and not ckpt.ours else {}
     layers = [("model preset", template.at_scale(template.MODEL_PRESETS.get(model, {}), scale)),
               ("dataset metadata", metadata_flags(read_dataset_metadata(dataset_root))),
               ("sample preset", template.at_scale(template.SAMPLE_PRESETS.get((model, dataset), {}), scale)),
@@ -174,20 +131,24 @@ def resolve(parser, argv, purpose):
               ("official defaults", official),
               ("chosen run", chosen_run),
               ("checkpoint", ckpt_layer),
+              ("onnx file", onnx_layer),
               ("command line", cli)]
     values, sources = merge(defaults, layers)
     if not values["save"]:
-        values["save"] = runs.run_name(values["model"], values["scale"], values["dataset"])
+        values["save"] = paths.run_name(values["model"], values["scale"], values["dataset"])
         sources["save"] = "derived"
-    values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "")
-    sources.update(purpose="derived", checkpoint_path="derived")
+    values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "", onnx_metadata=onnx_meta,
+                  trained_with=trained_with(ckpt, onnx_meta))
+    sources.update(dict.fromkeys(("purpose", "checkpoint_path", "onnx_metadata", "trained_with"), "derived"))
+    decide_export_settings(values, sources)
     check_patch(values)
     if purpose == "train" and sources["patch_size"] not in ("command line", "checkpoint"):
-        fit_patch_to_data(values, sources, module, dataset_root)
+        fit_patch_to_data(values, sources, spec, kinds, dataset_root)
     if ckpt is not None:
-        check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(module))
+        check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(spec, kinds))
     check_combination(values)
-    check_network(values, sources, module)
+    if spec is not None:  # None: an ONNX file of a model this checkout does not know
+        check_network(values, sources, spec, kinds)
     return Config(values, sources)
 
 
@@ -213,26 +174,76 @@ class Picker:
         return self.defaults[key]
 
 
-def checkpoint_layer(purpose, pick, actions):
-    """(checkpoint or None, its layer of settings, the network module of the model the run uses, the chosen-run
-    layer: the run folder and data of a run chosen as the newest, else {})."""
-    model = pick("model")
-    module = network_module(model)
+def checkpoint_layer(purpose, pick, actions, kinds, onnx_layer):
+    """(checkpoint or None, its layer of settings, the NetworkSpec of the model the run uses, the chosen-run layer:
+    the run folder and data of a run chosen as the newest, else {})."""
+    model = pick("model", onnx_layer)
+    spec = known_network_spec(model) if onnx_layer else network_spec(model)
     if purpose == "none":
-        return None, {}, module, {}
-    needs_weights = not getattr(module, "PARAMETER_FREE", False)
+        return None, {}, spec, {}
+    needs_weights = not spec.parameter_free
     chosen_run = {}
     if purpose in ("test", "deploy", "export") and needs_weights and not pick("pre_train"):
         chosen_run = choose_run(pick, model, actions)
-    save = chosen_run.get("save") or pick("save") or runs.run_name(model, pick("scale"), pick("dataset"))
-    path = checkpoint.locate(purpose, pick("pre_train"), runs.run_dir(save, pick("dir_experiment")),
+    save = chosen_run.get("save") or pick("save") or paths.run_name(model, pick("scale"), pick("dataset"))
+    path = checkpoint.locate(purpose, pick("pre_train"), paths.run_dir(save, pick("dir_experiment")),
                              needs_weights=needs_weights, train_flags=f"--model={model} --scale={pick('scale')}")
     if path is None:
-        return None, {}, module, chosen_run
+        return None, {}, spec, chosen_run
     ckpt = checkpoint.read(path)
-    layer = checked_layer(actions, str(ckpt.path), normalise(ckpt.settings(purpose, module, set(actions))),
+    layer = checked_layer(actions, str(ckpt.path), normalise(ckpt.settings(purpose, spec, kinds)),
                           hint="; the checkpoint was not written by this toolbox or is damaged")
-    return ckpt, layer, network_module(pick("model", layer)), chosen_run
+    return ckpt, layer, network_spec(pick("model", layer)), chosen_run
+
+
+# What deploy adopts from an ONNX file's metadata unless the command line gives it; the export's own keys deploy
+# reads besides them, each with the flag whose checks it gets.
+ONNX_FILE_SETTINGS = ("model", "scale", "n_colors", "bands", "data_range")
+ONNX_TILING_KEYS = {"deploy_tile": "tile", "tile_overlap_px": "tile_overlap", "tile_multiple": "tile"}
+
+
+def onnx_file_layer(purpose, pick, actions):
+    """(the file's checked metadata, its layer) for deploy's --onnx FILE, else ({}, {}). The file replaces the
+    checkpoint: its metadata gives the model, scale, bands and white level, and a command-line value that
+    contradicts it is a one-line error."""
+    path = pick("onnx")
+    if purpose != "deploy" or not path:
+        return {}, {}
+    if pick("backend") != "onnxruntime":
+        raise UserError("--onnx FILE runs through onnxruntime: add --backend onnxruntime (or drop --onnx)")
+    import onnx_graph  # onnx is only needed for that backend
+
+    meta = checked_onnx_metadata(path, onnx_graph.read_metadata(path), actions)
+    layer = {key: meta[key] for key in ONNX_FILE_SETTINGS if key in meta}
+    for key, value in layer.items():
+        if key in pick.cli and not same_value(pick.cli[key], value):
+            raise UserError(f"--onnx {path} was exported with --{key} {shown(value)}, not {shown(pick.cli[key])}: drop "
+                            f"--{key} (the file's value is used) or export again")
+    return meta, layer
+
+
+def checked_onnx_metadata(path, meta, actions):
+    """The metadata deploy reads from an export, each value checked like the flag it stands for (a number where
+    --model belongs is one line naming the file, not a traceback)."""
+    checked = dict(meta)
+    for key, flag in [*((k, k) for k in ONNX_FILE_SETTINGS), *ONNX_TILING_KEYS.items()]:
+        if meta.get(key) is not None:
+            if flag == "model" and not isinstance(meta[key], str):
+                raise UserError(f"--onnx {path}: its metadata gives model {meta[key]!r}, not a model name; export it "
+                                f"again with export_onnx.py")
+            value = meta[key].upper() if flag == "model" else meta[key]
+            checked[key] = checked_value(actions, f"--onnx {path} (metadata {key!r})", flag, value,
+                                         hint="; export it again with export_onnx.py")
+    return checked
+
+
+def trained_with(ckpt, onnx_meta):
+    """What the loaded model was trained with beyond its flags (Checkpoint.trained_with); an ONNX file records the
+    training GSD only."""
+    if ckpt is not None:
+        return ckpt.trained_with()
+    gsd = checkpoint.checked_gsd(onnx_meta.get("gsd_m")) if onnx_meta else None
+    return {"radiometry": None, "gsd": gsd, "dataset": None, "dir_data": None}
 
 
 def choose_run(pick, model, actions):
@@ -263,7 +274,7 @@ def runs_of(experiment, model, scale):
     folders = sorted(experiment.iterdir()) if experiment.is_dir() else []
     for folder in folders:
         best = folder / "model" / checkpoint.BEST
-        if folder.name in ("results", "cache", "onnx") or not best.is_file():
+        if folder.name in paths.NOT_RUNS or not best.is_file():
             continue
         try:
             recorded = checkpoint.read(best).recorded
@@ -276,11 +287,12 @@ def runs_of(experiment, model, scale):
     return found
 
 
-def official_defaults(module, model, scale, defaults):
+def official_defaults(spec, kinds, model, scale, defaults):
     """The architecture an official state_dict has where its shapes are silent: the official code's defaults (the
-    model preset, else the built-in default) for every architecture flag of `module`."""
+    model preset, else the built-in default) for every architecture flag of the network."""
     preset = template.at_scale(template.MODEL_PRESETS.get(model, {}), scale)
-    return {key: preset.get(key, defaults[key]) for key in checkpoint.architecture_flags(module) if key in defaults}
+    flags = checkpoint.architecture_flags(spec, kinds)
+    return {key: preset.get(key, defaults[key]) for key in flags if key in defaults}
 
 
 def checked_layer(actions, where, layer, hint=""):
@@ -336,9 +348,9 @@ def normalise(values):
         out["model"] = out["model"].upper()
     if out.get("bands") is not None:
         out["bands"] = [str(b).lower() for b in out["bands"]]
-    for key in ("data_mean", "betas", "depths", "num_heads", "milestones", "spectral_index"):
-        if isinstance(out.get(key), (tuple, list)):
-            out[key] = list(out[key])
+    for key, value in out.items():
+        if isinstance(value, tuple):
+            out[key] = list(value)
     return out
 
 
@@ -396,18 +408,18 @@ def check_patch(values):
                         f"pixels); at x{scale} it must be a multiple of {scale}, e.g. {lower} or {lower + scale}")
 
 
-def fit_patch_to_data(values, sources, module, dataset_root):
+def fit_patch_to_data(values, sources, spec, kinds, dataset_root):
     """A preset's (or the default) training patch that no training image holds is clamped to the largest that the
     largest image holds (a multiple of the attention window where the network has one), with a note. A patch given
     on the command line is left as it is (the loader then says what fits); a fixed input size is architecture."""
-    if "patch_size" in checkpoint.architecture_flags(module):
+    if "patch_size" in checkpoint.architecture_flags(spec, kinds):
         return
     scale = values["scale"]
     sides = largest_training_lr_side(Path(dataset_root), values["data_train"], scale)
     lr_patch = values["patch_size"] // scale
     if sides is None or sides >= lr_patch:
         return
-    multiple = module.tile_multiple(argparse.Namespace(**values)) if hasattr(module, "tile_multiple") else 1
+    multiple = spec.tile_multiple_of(argparse.Namespace(**values))
     fitted = sides - sides % multiple
     if fitted < 1:
         return
@@ -430,17 +442,17 @@ def largest_training_lr_side(root, split, scale):
     return None
 
 
-def check_network(values, sources, module):
+def check_network(values, sources, spec, kinds):
     """Build the network on the meta device (no memory, a few milliseconds): architecture flags that the parser
     accepts one by one but that together give a layer without channels, a constructor error, or more weights than
     the memory holds are refused now, before any file is written."""
     model = values["model"]
-    flags = [key for key in checkpoint.architecture_flags(module) if key in values and sources[key] != "default"]
+    flags = [key for key in checkpoint.architecture_flags(spec, kinds) if key in values and sources[key] != "default"]
     given = ", ".join(f"--{key} {shown(values[key])} ({sources[key]})" for key in flags) or "the default sizes"
     try:
         with warnings.catch_warnings(), torch.device("meta"):
             warnings.simplefilter("ignore")  # torch warns that zero-element tensors are not initialised
-            net = module.make_model(argparse.Namespace(**values))
+            net = spec.make_model(argparse.Namespace(**values))
     except (ValueError, RuntimeError, AssertionError, ZeroDivisionError, TypeError, IndexError) as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"--model {model} cannot be built with {given}: {text}; change those sizes") from None
@@ -457,6 +469,23 @@ def check_network(values, sources, module):
 
 def shown(value):
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+# Fused attention (scaled_dot_product_attention) has no ONNX form below this opset; the official
+# matmul-softmax-matmul path has one.
+FUSED_ATTENTION_OPSET = 14
+
+
+def decide_export_settings(values, sources):
+    """What exporting a network to ONNX decides: export_onnx.py exports and verifies on the CPU, and an export (or
+    deploy's on-the-fly export) below FUSED_ATTENTION_OPSET takes the naive attention unless the command line chose
+    one."""
+    if values["purpose"] == "export":
+        values["cpu"], sources["cpu"] = True, "derived (exported and verified on the CPU)"
+    exports = values["purpose"] == "export" or (values["backend"] == "onnxruntime" and not values["onnx"])
+    if exports and values["opset"] < FUSED_ATTENTION_OPSET and sources["attention"] != "command line":
+        values["attention"] = "naive"
+        sources["attention"] = f"derived (fused attention has no ONNX form below opset {FUSED_ATTENTION_OPSET})"
 
 
 def check_combination(values):

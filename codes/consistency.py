@@ -16,12 +16,9 @@ import math
 import numpy as np
 from scipy import ndimage
 
-import checkpoint
 import image_io
 import metrics
-import pretrained
 from imresize import bicubic_downsample
-from radiometry import range_problem
 
 HALO = 4  # LR rows read beyond a window on each side
 WINDOW_ROWS = 128  # LR rows per window of a tiled output
@@ -87,20 +84,3 @@ def gsd_warning(name, meta, training_gsd, scale):
     return (f"warning: {name} has {gsd[0]:g} m pixels, but the model learned to make {training_gsd:g} m pixels from "
             f"{training_gsd * scale:g} m ones (x{scale}); it suits inputs of {low:g} to {high:g} m, and on this one "
             f"it adds detail of a scale it never saw (a model trained on this sensor's own data is the remedy)")
-
-
-def training_gsd(cfg):
-    """The GSD of the model's training HR, decided once per deploy: the checkpoint's record, else the shipped model's
-    index entry, else an ONNX file's metadata (gsd_m); None when none says it."""
-    if getattr(cfg, "onnx", None):
-        import onnx_backend  # onnxruntime is only needed for that backend
-
-        value = onnx_backend.decode_metadata({p.key: p.value for p in onnx_backend.read_graph(cfg.onnx)
-                                              .metadata_props}).get("gsd_m")
-    elif cfg.checkpoint_path:
-        value = checkpoint.read(cfg.checkpoint_path).payload.get("gsd")
-        if value is None:
-            value = pretrained.recorded_gsd(cfg.checkpoint_path)
-    else:
-        return None
-    return float(value) if range_problem(value, (1e-6, 1e6)) is None else None

@@ -36,12 +36,13 @@ import atomic
 import distributed
 import image_io
 import option
+import paths
 import progress
 import runs
-from config import check_complete
-from consistency import gsd_warning, lr_consistency, training_gsd
+from consistency import gsd_warning, lr_consistency
 from consistency import summary_line as consistency_summary
 from data import dataset_root
+from data.dataset_json import check_complete
 from errors import UserError, run_cli
 from model import Model
 from radiometry import Radiometry, invalid_pixels
@@ -93,7 +94,7 @@ def output_dir(cfg):
     if cfg.dir_out:
         return Path(cfg.dir_out)
     name = cfg.dataset if on_dataset(cfg) else Path(cfg.dir_data).stem
-    return runs.results_dir(cfg.dir_experiment, cfg.model, cfg.scale, name)
+    return paths.results_dir(cfg.dir_experiment, cfg.model, cfg.scale, name)
 
 
 def protected_folders(cfg):
@@ -192,7 +193,7 @@ class Deployer:
         self.model = model
         self.out_dir = out_dir
         self.plan = model.tile_plan
-        self.training_gsd = training_gsd(cfg)
+        self.training_gsd = cfg.trained_with["gsd"]
 
     def super_resolve(self, path, rel):
         """SR of one image, written to out_dir/rel; returns a manifest record of it."""
@@ -203,7 +204,7 @@ class Deployer:
         warning = gsd_warning(path, meta, self.training_gsd, s)
         if warning:
             progress.write(warning, file=sys.stderr)
-        radiometry = Radiometry.of(lr.dtype, cfg.data_range, cfg.rgb_range)
+        radiometry = Radiometry.of(lr.dtype, cfg.data_range, self.model.network_range)
         mask = invalid_mask(path, lr, meta)
         radiometry.check_values(lr, path, cfg.data_range is not None, None if mask is None else ~mask)
         x = network_input(lr, mask, radiometry)
@@ -318,16 +319,6 @@ def precision_note(cfg, model):
     return None
 
 
-def deploy_config(argv):
-    """The resolved configuration. --onnx FILE reads no checkpoint: the file's metadata gives the model, scale, bands
-    and white level."""
-    if not option.build_parser().parse_args(argv).onnx:
-        return option.parse_args(argv, purpose="deploy")
-    import onnx_backend  # onnxruntime is only needed for that backend
-
-    return onnx_backend.adopt_file_settings(option.parse_args(argv, purpose="none"))
-
-
 def deploy_model(cfg, device=None):
     """The network deploy runs: model.Model (PyTorch), or onnx_backend.OnnxModel (--backend onnxruntime: the --onnx
     file, or the checkpoint exported on the fly)."""
@@ -339,7 +330,7 @@ def deploy_model(cfg, device=None):
 
 
 def main(argv=None):
-    cfg = deploy_config(argv)
+    cfg = option.parse_args(argv, purpose="deploy")  # with --onnx FILE, no checkpoint: the file's metadata instead
     ctx = distributed.setup(cfg.cpu)
     try:
         return deploy(cfg, ctx)
@@ -377,8 +368,6 @@ def deploy(cfg, ctx):
     out_dir = output_dir(cfg)
     source, files = distributed.agree(ctx, plan_inputs, cfg, out_dir)
     model = distributed.agree(ctx, deploy_model, cfg, ctx.device)
-    if cfg.backend == "onnxruntime":
-        cfg = cfg.replace(rgb_range=1.0)  # the ONNX graph takes file value / white level: the radiometry maps to that
     note = precision_note(cfg, model)
     if note and ctx.main:
         print(note)

@@ -20,7 +20,7 @@ import option
 from data import Data, dataset_root
 from errors import UserError, run_cli
 from loss import Loss
-from model import Model, network_module
+from model import Model, network_spec
 from runs import Bystander, RunFolder
 from trainer import Trainer, seed_everything
 
@@ -28,7 +28,7 @@ from trainer import Trainer, seed_everything
 def main(argv=None):
     cfg = option.parse_args(argv, purpose="train")
     testing = cfg.purpose == "test"
-    if not testing and getattr(network_module(cfg.model), "PARAMETER_FREE", False):
+    if not testing and network_spec(cfg.model).parameter_free:
         raise UserError(f"--model {cfg.model} has no parameters to train: use demo_deploy.py to run it")
     ctx = distributed.setup(cfg.cpu)
     try:

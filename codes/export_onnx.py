@@ -47,181 +47,27 @@ network that never ran, so no cache of an earlier input size is baked into the t
 import cpu_runtime  # noqa: F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
-import contextlib
-import copy
-import io
-import math
-import os
 import statistics
-import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 import atomic
-import checkpoint
 import image_io
 import option
-import runs
-from config import read_dataset_metadata
-from consistency import training_gsd
+import paths
+from data.dataset_json import read_dataset_metadata
 from errors import UserError, run_cli
 from model import Model, tile_plan
-from onnx_backend import INPUT_NAME, OUTPUT_NAME, add_metadata, open_session, sha256_of
-from paths import DATASETS_DIR
-from radiometry import Radiometry, default_white
+from onnx_export import DYNAMIC_TRACE_SIZE, TOLERANCE, Exporter, max_difference, run_session
+from onnx_graph import add_metadata, open_session, sha256_of
+from radiometry import Radiometry
 
-TOLERANCE = 1e-4  # largest |onnxruntime - PyTorch| accepted, in output units ([0, 1] = full white)
 TIMING_RUNS = 3
 WHOLE_IMAGE_TILE = 256  # the tile for networks that run whole images: Deepness always tiles
-# Dynamic graphs are traced at this size: odd, not square and no multiple of a window or patch size, so that code
-# which depends on the size (padding up to a window multiple) is traced in its general form.
-DYNAMIC_TRACE_SIZE = (43, 37)
-
-
-class UnitRangeNetwork(nn.Module):
-    """The network between the radiometry's scalings: [0, 1] in (x rgb_range for the network), [0, 1] out; `clamp`
-    clips the output to [0, 1] (QGIS Deepness casts output x 255 to uint8 without clipping, so an overshoot would
-    wrap around: a dark pixel below 0 would turn white). `pre_upsample` = (scale, levels, top): a pre-upsampled
-    network (SRCNN, VDSR, LGCNet) gets its input upsampled inside the graph as OpenCV's INTER_CUBIC does it on the
-    file's integer values: the cubic kernel a = -0.75 on half-pixel centres, then rounded to 1/levels and saturated
-    at top/levels (levels: the white level; top: the dtype's largest value), which equals cv2.resize exactly."""
-
-    def __init__(self, net, rgb_range, clamp=False, pre_upsample=None):
-        super().__init__()
-        self.net = net
-        self.rgb_range = float(rgb_range)
-        self.clamp = clamp
-        self.pre_upsample = pre_upsample
-
-    def forward(self, x):
-        if self.pre_upsample:
-            scale, levels, top = self.pre_upsample
-            x = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
-            x = torch.round(x * levels).clamp(0.0, top) / levels
-        y = self.net(x) if self.rgb_range == 1.0 else self.net(x * self.rgb_range) / self.rgb_range
-        return y.clamp(0.0, 1.0) if self.clamp else y
-
-
-def export_graph(network, n_colors, size, opset):
-    """The ONNX bytes of `network` (a UnitRangeNetwork): N dynamic; H, W fixed at `size` (h, w), or dynamic (None)."""
-    height, width = size or DYNAMIC_TRACE_SIZE
-    example = torch.rand(1, n_colors, height, width, generator=torch.Generator().manual_seed(0))
-    spatial = {} if size else {2: "height", 3: "width"}
-    out_spatial = {} if size else {2: "out_height", 3: "out_width"}
-    buffer = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings(), native_output_discarded():
-        # TracerWarnings flag Python values taken from the input's size: whether the graph is right at other sizes
-        # is checked by running it there (Exporter.runs_at_other_sizes), not guessed from them.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], do_constant_folding=True,
-                          dynamic_axes={INPUT_NAME: {0: "batch", **spatial}, OUTPUT_NAME: {0: "batch", **out_spatial}})
-    return buffer.getvalue()
-
-
-@contextlib.contextmanager
-def native_output_discarded():
-    """Discard what is written to the stdout/stderr file descriptors meanwhile: when an export fails, torch's
-    TorchScript exporter dumps its whole intermediate graph there from C++ (its log switch is left on); the error
-    raised says what failed."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        saved = os.dup(1), os.dup(2)
-    except OSError:  # no such descriptors to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy_of_fd in zip((1, 2), saved):
-            os.dup2(copy_of_fd, fd)
-            os.close(copy_of_fd)
-
-
-class Exporter:
-    """A loaded network (model.Model that never ran), exported on demand. Each export traces a fresh copy of it as
-    loaded: a network may cache tensors of the last input size (the Swin attention masks), which a trace would bake
-    in as constants. `clamp`: outputs clipped to [0, 1] (the fixed-size graphs for Deepness)."""
-
-    def __init__(self, cfg, model, clamp=False):
-        self.cfg = cfg
-        self.clamp = clamp
-        self.attention = cfg.attention
-        self.pristine = copy.deepcopy(model.model).cpu().eval()
-        self.pre_upsample = None
-        if model.pre_upsample is not None:
-            if not cfg.cubic_input:
-                raise UserError(f"{cfg.model} was trained on MATLAB-bicubic pre-upsampled inputs (--no-cubic_input), "
-                                f"which have no ONNX form: export a model trained with --cubic_input (OpenCV's "
-                                f"bicubic, the official pipeline's)")
-            record = checkpoint.read(cfg.checkpoint_path).payload.get("radiometry") if cfg.checkpoint_path else None
-            training = Radiometry.from_record(record) if isinstance(record, dict) else Radiometry.of(
-                np.uint8, cfg.data_range, cfg.rgb_range)
-            if not np.issubdtype(training.dtype, np.integer):
-                raise UserError(f"{cfg.model} pre-upsamples integer images; a model trained on float data has no "
-                                f"ONNX form here")
-            self.pre_upsample = (cfg.scale, training.white, default_white(training.dtype))
-
-    def network(self):
-        return UnitRangeNetwork(copy.deepcopy(self.pristine), self.cfg.rgb_range, self.clamp,
-                                self.pre_upsample).eval()
-
-    def export(self, size, opset):
-        try:
-            return export_graph(self.network(), self.cfg.n_colors, size, opset)
-        except UserError:
-            raise
-        except Exception as err:  # the exporter fails in many types
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            if self.attention == "naive":
-                raise UserError(f"{self.cfg.model} does not export to ONNX at --opset {opset}: {reason}") from None
-        # Fused attention has no ONNX form below opset 14: the official matmul-softmax-matmul path has one.
-        self.attention = "naive"
-        naive = self.cfg.replace(attention="naive", cpu=True)
-        self.pristine = Model(naive).model.eval()
-        return self.export(size, opset)
-
-    def runs_at_other_sizes(self, graph, sizes=((29, 35), (40, 24))):
-        """Whether a dynamic-size graph gives PyTorch's output (within TOLERANCE) at sizes other than the traced one
-        (random inputs)."""
-        session = open_session(graph)
-        generator = torch.Generator().manual_seed(1)
-        reference = self.network()
-        for height, width in sizes:
-            x = torch.rand(1, self.cfg.n_colors, height, width, generator=generator)
-            if not max_difference(session, reference, x) <= TOLERANCE:
-                return False
-        return True
-
-
-def run_session(session, x):
-    return session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-
-
-def max_difference(session, reference, x):
-    """max |onnxruntime - PyTorch| over the output of x; inf when the shapes differ or the graph fails there."""
-    with torch.no_grad():
-        expected = reference(x).numpy()
-    try:
-        got = run_session(session, x)
-    except Exception:  # onnxruntime refused the size: a graph that is not right there
-        return math.inf
-    if got.shape != expected.shape:
-        return math.inf
-    return float(np.abs(got.astype(np.float64) - expected).max())
 
 
 def median_seconds(fn, runs=TIMING_RUNS):
@@ -239,7 +85,7 @@ def export_plan(model, cfg):
     """The tile plan the export is made for: deploy's, or WHOLE_IMAGE_TILE tiles where deploy runs whole images."""
     if model.tile_plan.tile:
         return model.tile_plan
-    return tile_plan(model.module, cfg.replace(tile=WHOLE_IMAGE_TILE))
+    return tile_plan(model.spec, cfg, tile=WHOLE_IMAGE_TILE)
 
 
 def input_size(cfg, plan, model_name):
@@ -255,16 +101,15 @@ def input_size(cfg, plan, model_name):
 def trained_dataset(cfg):
     """(name, root, known) of the dataset the checkpoint was trained on (its recorded configuration), else of
     --dataset / --dir_data; `known` is False when neither a checkpoint nor the command line names one."""
-    recorded = checkpoint.read(cfg.checkpoint_path).recorded if cfg.checkpoint_path else {}
-    if recorded.get("dataset"):
-        name = recorded["dataset"]
-        return name, Path(recorded.get("dir_data") or DATASETS_DIR / name), True
+    trained = cfg.trained_with
+    if trained["dataset"]:
+        return trained["dataset"], paths.dataset_root(trained["dir_data"], trained["dataset"]), True
     explicit = "command line" in (cfg.sources.get("dataset"), cfg.sources.get("dir_data"))
-    return cfg.dataset, Path(cfg.dir_data) if cfg.dir_data else DATASETS_DIR / cfg.dataset, explicit
+    return cfg.dataset, paths.dataset_root(cfg.dir_data, cfg.dataset), explicit
 
 
 def output_path(cfg, dataset):
-    default = Path(cfg.dir_experiment) / "onnx" / f"{runs.run_name(cfg.model, cfg.scale, dataset)}.onnx"
+    default = paths.onnx_path(cfg.dir_experiment, cfg.model, cfg.scale, dataset)
     out = Path(cfg.out) if cfg.out else default
     if out.is_dir():
         raise UserError(f"--out {out} is a folder: give the .onnx file to write, e.g. --out {out / 'model.onnx'}")
@@ -287,11 +132,8 @@ def is_onnx_model(path):
 
 def training_white(cfg):
     """The white level of the data the model was trained on (the checkpoint's training radiometry), or None."""
-    if cfg.checkpoint_path:
-        record = checkpoint.read(cfg.checkpoint_path).payload.get("radiometry")
-        if isinstance(record, dict) and record.get("white"):
-            return float(record["white"])
-    return None
+    record = cfg.trained_with["radiometry"]
+    return float(record["white"]) if record and record.get("white") else None
 
 
 def deepness_std(cfg):
@@ -304,7 +146,7 @@ def deepness_std(cfg):
 def verification_image(cfg, dataset_root):
     """(path, (H, W, C) array) of a real LR image with the model's band count: the first test LR of the training
     dataset, else of the embedded samples; (None, None) when there is none."""
-    for root in (dataset_root, DATASETS_DIR / "Sample", DATASETS_DIR / "SampleMS"):
+    for root in (dataset_root, paths.dataset_root(None, "Sample"), paths.dataset_root(None, "SampleMS")):
         folder = Path(root) / cfg.data_test / f"LR_x{cfg.scale}"
         if not folder.is_dir():
             continue
@@ -338,7 +180,7 @@ def gsd_resolution_cm(cfg, dataset_root, dataset_known):
     shipped model's index entry), else from dataset.json; the resolution is --resolution, else that GSD, so QGIS reads
     the layer at the resolution the model learned to produce and SR makes it s times finer. (None, None) when
     unknown."""
-    gsd = training_gsd(cfg)
+    gsd = cfg.trained_with["gsd"]
     if gsd is None and dataset_known and Path(dataset_root).is_dir():
         gsd = read_dataset_metadata(dataset_root).get("gsd")
     resolution = cfg.resolution if cfg.resolution else (round(float(gsd) * 100.0, 6) if gsd else None)
@@ -381,12 +223,6 @@ def export_metadata(cfg, exporter, deploy_plan, plan, size, gsd, resolution_cm, 
     return meta
 
 
-def tile_multiple(module, cfg):
-    """What deploy tiles must be multiples of (a network module's optional tile_multiple: attention windows)."""
-    multiple = getattr(module, "tile_multiple", None)
-    return int(multiple(cfg)) if multiple else 1
-
-
 def verification_error(cfg, size, diff, label):
     if size is None:
         traced = "x".join(map(str, DYNAMIC_TRACE_SIZE))
@@ -424,7 +260,7 @@ def print_timings(session, reference, x):
 
 
 def main(argv=None):
-    cfg = option.parse_args(argv, purpose="export").replace(cpu=True)  # exported and verified on the CPU
+    cfg = option.parse_args(argv, purpose="export")  # on the CPU: config.decide_export_settings
     dataset, dataset_root, dataset_known = trained_dataset(cfg)
     out = output_path(cfg, dataset)
     model = Model(cfg)
@@ -443,7 +279,7 @@ def main(argv=None):
         print_timings(session, reference, tiles[0])
         proto = onnx.load_from_string(graph)
         add_metadata(proto, export_metadata(cfg, exporter, model.tile_plan, plan, size, gsd, resolution_cm,
-                                            tile_multiple(model.module, cfg)))
+                                            model.spec.tile_multiple_of(cfg)))
         onnx.save(proto, str(tmp))
     extra = f", resolution {resolution_cm:g} cm/px" if resolution_cm else ""
     print(f"wrote {out} (Deepness Superresolution: tile {plan.tile}, no overlap{extra})")

@@ -15,149 +15,15 @@ function:
   (BICUBIC: its resize matrices are constants of the size). The tile plan is the PyTorch backend's.
 """
 import hashlib
-import json
 import tempfile
 from pathlib import Path
 
-import onnx
-import onnxruntime as ort
 import torch
 
-import config
-import option
 import tiling
 from errors import UserError
-from model import forward_x8, network_module
-
-INPUT_NAME, OUTPUT_NAME = "input", "output"
-# What deploy adopts from an export's metadata unless the command line gives it.
-FILE_SETTINGS = ("model", "scale", "n_colors", "bands", "data_range")
-
-
-# ----------------------------------------------------------------------------------------------- sessions, metadata
-def open_session(graph, cpu=True):
-    """An onnxruntime session on `graph` (a path, or the bytes of a model) with every graph optimisation, as QGIS
-    Deepness opens its models; CUDA when onnxruntime has it and `cpu` is False."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 4  # fatal only: errors are raised as exceptions, which callers report in one line
-    providers = ["CPUExecutionProvider"]
-    if not cpu and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    try:
-        return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), sess_options=options,
-                                    providers=providers)
-    except Exception as err:  # onnxruntime's errors (Fail, InvalidGraph, NotImplemented, ...) derive from Exception
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        what = "the exported graph" if isinstance(graph, bytes) else f"--onnx {graph}"
-        raise UserError(f"{what}: onnxruntime cannot run it ({reason}); export it again with export_onnx.py") from None
-
-
-def add_metadata(proto, values):
-    """Set `values` ({key: JSON-serialisable value}) as the model's metadata_props, each value as JSON text."""
-    existing = {prop.key: prop for prop in proto.metadata_props}
-    for key, value in values.items():
-        prop = existing.get(key) or proto.metadata_props.add()
-        prop.key, prop.value = key, json.dumps(value)
-
-
-def decode_metadata(raw):
-    """{key: value} of a metadata map whose values are JSON text (a value that is not JSON stays a string)."""
-    decoded = {}
-    for key, text in raw.items():
-        try:
-            decoded[key] = json.loads(text)
-        except ValueError:
-            decoded[key] = text
-    return decoded
-
-
-def read_graph(path):
-    """The ModelProto of an .onnx file; a missing or foreign file is a one-line error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--onnx {path}: no such file; export one with export_onnx.py")
-    try:
-        return onnx.load(str(path))
-    except Exception as err:  # protobuf decode errors come in several types
-        raise UserError(f"--onnx {path}: not an ONNX model ({type(err).__name__}); give a file written by "
-                        f"export_onnx.py") from None
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def static_dims(session):
-    """(input shape, output shape) of a one-input one-output session, symbolic dimensions as None."""
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise UserError(f"the ONNX model has {len(inputs)} inputs and {len(outputs)} outputs; a super-resolution "
-                        f"graph has one of each")
-    shapes = tuple([d if isinstance(d, int) else None for d in node.shape] for node in (inputs[0], outputs[0]))
-    if any(len(shape) != 4 for shape in shapes):
-        raise UserError(f"the ONNX model's input and output are {inputs[0].shape} and {outputs[0].shape}; a "
-                        f"super-resolution graph takes and returns N x C x H x W")
-    return shapes
-
-
-# ------------------------------------------------------------------------------------------- deploy: configuration
-def adopt_file_settings(cfg):
-    """--onnx FILE: the configuration with the model, scale, bands and white level the file records (its metadata);
-    a command-line value that contradicts the file is a one-line error."""
-    if cfg.backend != "onnxruntime":
-        raise UserError("--onnx FILE runs through onnxruntime: add --backend onnxruntime (or drop --onnx)")
-    path = Path(cfg.onnx)
-    meta = checked_metadata(path, decode_metadata({p.key: p.value for p in read_graph(path).metadata_props}))
-    changes = {}
-    for key in FILE_SETTINGS:
-        if key not in meta:
-            continue
-        value = meta[key].upper() if key == "model" else meta[key]
-        if cfg.sources.get(key) != "command line":
-            changes[key] = value
-        elif not same_setting(getattr(cfg, key), value):
-            raise UserError(f"--onnx {path} was exported with --{key} {value}, not {getattr(cfg, key)}: drop --{key} "
-                            f"(the file's value is used) or export again")
-    return cfg.replace(**changes)
-
-
-# The export's own keys that deploy reads besides FILE_SETTINGS, each with the flag whose checks it gets.
-TILING_KEYS = {"deploy_tile": "tile", "tile_overlap_px": "tile_overlap", "tile_multiple": "tile"}
-
-
-def checked_metadata(path, meta):
-    """The metadata deploy reads from an export, each value checked like the flag it stands for (a number where
-    --model belongs is one line naming the file, not a traceback)."""
-    actions = {action.dest: action for action in option.build_parser()._actions}
-    checked = dict(meta)
-    for key, flag in [*((k, k) for k in FILE_SETTINGS), *TILING_KEYS.items()]:
-        if meta.get(key) is not None:
-            if flag == "model" and not isinstance(meta[key], str):
-                raise UserError(f"--onnx {path}: its metadata gives model {meta[key]!r}, not a model name; export it "
-                                f"again with export_onnx.py")
-            checked[key] = config.checked_value(actions, f"--onnx {path} (metadata {key!r})", flag, meta[key],
-                                                hint="; export it again with export_onnx.py")
-    return checked
-
-
-def same_setting(a, b):
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return abs(a - b) <= 1e-6 * max(abs(a), abs(b), 1.0)
-    return a == b
-
-
-def optional_module(name):
-    """The network module of --model `name`, or None for a model this checkout does not know (its defaults are
-    then the file's)."""
-    try:
-        return network_module(name)
-    except UserError:
-        return None
+from model import forward_x8, known_network_spec
+from onnx_graph import INPUT_NAME, OUTPUT_NAME, open_session, session_device, sha256_of, static_dims
 
 
 # ---------------------------------------------------------------------------------------------- deploy: the model
@@ -167,6 +33,7 @@ class OnnxModel:
 
     def __init__(self, cfg, graphs, plan, device, record):
         self.scale = cfg.scale
+        self.network_range = 1.0  # the graph takes file value / white level: full white is 1
         self.self_ensemble = cfg.self_ensemble
         self.graphs = graphs
         self.tile_plan = plan
@@ -215,7 +82,7 @@ def deploy_model(cfg, torch_model=None):
 def from_file(cfg):
     path = Path(cfg.onnx).resolve()
     session = open_session(path, cfg.cpu)
-    meta = checked_metadata(path, decode_metadata(session.get_modelmeta().custom_metadata_map))
+    meta = cfg.onnx_metadata  # read and checked once, by config.resolve
     (n, c, h, w), (_, _, out_h, _) = static_dims(session)
     if c is not None and c != cfg.n_colors:
         raise UserError(f"--onnx {path} takes {c} bands, not {cfg.n_colors} (--n_colors)")
@@ -238,7 +105,7 @@ def dynamic_file_plan(cfg, meta):
     """Deploy's plan for a graph of any size: --tile, else the deploy tile recorded at export, in multiples of the
     network's window."""
     tile = cfg.tile if cfg.tile is not None else meta.get("deploy_tile")
-    return tiling.plan_for(optional_module(cfg.model), tile, file_overlap(cfg, meta),
+    return tiling.plan_for(known_network_spec(cfg.model), tile, file_overlap(cfg, meta),
                            multiple=int(meta.get("tile_multiple", 1)), model_name=cfg.model)
 
 
@@ -252,11 +119,9 @@ def fixed_file_plan(cfg, path, meta, h, w, out_h):
     if cfg.tile not in (None, h):
         raise UserError(f"--tile {cfg.tile}: --onnx {path} takes inputs of exactly {h}x{h} LR pixels (it was exported "
                         f"at that tile); drop --tile, or export with --tile {cfg.tile} or --dynamic_shape")
-    return tiling.plan_for(optional_module(cfg.model), h, file_overlap(cfg, meta), fixed_size=h, model_name=cfg.model)
+    return tiling.plan_for(known_network_spec(cfg.model), h, file_overlap(cfg, meta), fixed_size=h,
+                           model_name=cfg.model)
 
-
-def session_device(session):
-    return torch.device("cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu")
 
 
 class ExportedGraphs:
@@ -305,9 +170,9 @@ class ExportedGraphs:
 
 
 def exported(cfg, torch_model):
-    import export_onnx  # torch.onnx: only needed for exporting
+    import onnx_export  # torch.onnx: only needed for exporting
 
-    exporter = export_onnx.Exporter(cfg, torch_model)
+    exporter = onnx_export.Exporter(cfg, torch_model)
     plan = torch_model.tile_plan
     graphs = ExportedGraphs(exporter, cfg.opset, cfg.cpu, fixed_size=plan.tile if plan.fixed else None)
     return OnnxModel(cfg, graphs, plan, graphs.device(), graphs.record)

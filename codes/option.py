@@ -3,7 +3,11 @@
 Flag names follow EDSR / HSENet. `parse_args(argv, purpose)` returns the final, frozen configuration, resolved once
 by `config.resolve` in this order of precedence (later wins):
 
-    built-in defaults < model preset < dataset metadata < Sample preset < --template < checkpoint < command line
+    built-in defaults < model preset < dataset metadata < Sample preset < --template < official defaults
+        < chosen run < checkpoint < ONNX file < command line
+
+Each flag is declared with its kind (network, architecture, radiometry, training or runtime: see build_parser), which
+decides what a checkpoint does with it.
 
 Every numeric flag is validated here, so a typo fails before anything is read, written or deleted.
 """
@@ -11,8 +15,11 @@ import argparse
 import math
 
 import config
+import template
+from checkpoint import FLAG_KINDS
 from errors import OneLineParser
 from image_io import DEFAULT_MAX_PIXELS
+from loss.terms import loss_terms
 from paths import CACHE_DIR, EXPERIMENT_DIR
 from radiometry import FILE_WHITE_LEVELS, NETWORK_WHITE_LEVELS
 
@@ -88,26 +95,6 @@ def noise_level(text):
     return nonneg_float(text[1:] if text.upper().startswith("G") else text)
 
 
-LOSS_TERMS = ("L1", "MSE", "SPECTRAL", "VGG54", "VGG22", "GAN")  # and any VGG<block><conv>, e.g. VGG34
-
-
-def loss_terms(text):
-    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')]. A weight is a finite number > 0 (a negative one would train by
-    gradient ascent, NaN fails an epoch later); each known term appears once."""
-    terms = []
-    for part in str(text).replace(" ", "").split("+"):
-        weight, _, name = part.rpartition("*")
-        name = name.upper()
-        if name not in LOSS_TERMS and not (name.startswith("VGG") and name[3:].isdigit() and len(name) == 5):
-            raise argparse.ArgumentTypeError(f"{text!r}: unknown term {name!r}; use {', '.join(LOSS_TERMS)}, e.g. "
-                                             f"'1*L1+0.1*SPECTRAL'")
-        value = _bounded(float, 0.0, low_open=True, what=f"a finite weight > 0 for {name}")(weight or "1")
-        if name in [n for _, n in terms]:
-            raise argparse.ArgumentTypeError(f"{text!r}: {name} appears twice; give each term once with its weight")
-        terms.append((value, name))
-    return terms
-
-
 def loss_spec(text):
     """--loss: checked by loss_terms, kept as written."""
     loss_terms(text)
@@ -123,143 +110,167 @@ def index_list(text):
 
 
 # ------------------------------------------------------------------------------------------------------------ parser
+def flag_adder(parser, kind):
+    """`add_argument` for the flags of one kind (checkpoint.FLAG_KINDS): the kind is recorded on the flag's action,
+    where config.resolve reads it and checkpoint.py decides what a checkpoint adopts by it."""
+    def add(*names, **kwargs):
+        action = parser.add_argument(*names, **kwargs)
+        action.kind = kind
+        return action
+    return add
+
+
 def build_parser():
+    """Every flag, each declared with its kind: network (which network at which scale), architecture (its shape),
+    radiometry (the data's white level and bands), training (how a run trains, adopted on --resume) or runtime (this
+    machine or command, never taken from a checkpoint). A new flag is one line here."""
     p = OneLineParser(description="Remote-sensing super-resolution (HSENet, ConvFormerSR, ...)")
-    add = p.add_argument
+    network, architecture, radiometry, training, runtime = (flag_adder(p, kind) for kind in FLAG_KINDS)
     # hardware
-    add("--template", default=".", help="preset name(s) from template.py, comma-separated; '.': none")
-    add("--n_threads", type=nonneg_int, default=0, help="data-loader worker processes (0: load in the main process)")
-    add("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
-    add("--n_GPUs", type=positive_int, default=1,
+    runtime("--template", default=".", help="preset name(s) from template.py, comma-separated; '.': none")
+    runtime("--n_threads", type=nonneg_int, default=0,
+            help="data-loader worker processes (0: load in the main process)")
+    runtime("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
+    runtime("--n_GPUs", type=positive_int, default=1,
         help="deprecated: launch one process per GPU with torchrun --nproc_per_node N instead")
-    add("--seed", type=seed_value, default=1, help="random seed: the same seed reproduces a run")
-    add("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "half"],
+    training("--seed", type=seed_value, default=1, help="random seed: the same seed reproduces a run")
+    training("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "half"],
         help="mixed precision: bf16 on CUDA or on a CPU with bf16 instructions (avx512_bf16, AMX), fp16/half on "
         "CUDA; elsewhere a note and fp32")
     # data
-    add("--dir_data", default=None, help="dataset root holding <split>/HR and <split>/LR_x<scale> "
+    training("--dir_data", default=None, help="dataset root holding <split>/HR and <split>/LR_x<scale> "
         "(default: datasets/<dataset>); for deploy: an input image or folder, or a dataset root")
-    add("--dir_cache", default=str(CACHE_DIR), help="where --ext sep keeps its binary cache")
-    add("--dir_experiment", default=str(EXPERIMENT_DIR), help="where runs (<save>/) and results/ are written")
-    add("--dataset", default="Sample", help="Sample, SampleMS, UCMerced, AID, DIV2K, Paired, HROnly, or any folder "
-        "in the layout")
-    add("--data_train", default="train", help="split used for training")
-    add("--data_val", default="val", help="split validated after each epoch")
-    add("--data_test", default="test", help="split used by deploy and --test_only")
-    add("--ext", default="sep", choices=["img", "sep", "sep_reset", "ram"],
+    runtime("--dir_cache", default=str(CACHE_DIR), help="where --ext sep keeps its binary cache")
+    runtime("--dir_experiment", default=str(EXPERIMENT_DIR), help="where runs (<save>/) and results/ are written")
+    training("--dataset", default="Sample", help="Sample, SampleMS, UCMerced, AID, DIV2K, Paired, HROnly, or any "
+             "folder in the layout")
+    training("--data_train", default="train", help="split used for training")
+    training("--data_val", default="val", help="split validated after each epoch")
+    training("--data_test", default="test", help="split used by deploy and --test_only")
+    training("--ext", default="sep", choices=["img", "sep", "sep_reset", "ram"],
         help="img: decode files each time; sep: binary .npy cache; sep_reset: rebuild it; ram: keep in memory")
-    add("--scale", type=int, default=4, choices=[2, 3, 4], help="super-resolution factor")
-    add("--patch_size", type=positive_int, default=192,
+    network("--scale", type=int, default=4, choices=[2, 3, 4], help="super-resolution factor")
+    training("--patch_size", type=positive_int, default=192,
         help="HR training patch in pixels, as in EDSR and HSENet: the LR patch is patch_size / scale (192 at x4 is 48 "
         "LR pixels; the HSENet README's 96/144/192 at x2/x3/x4); a multiple of --scale (default: the model's preset)")
-    add("--rgb_range", type=network_white_level, default=1.0, help="the networks see full white as this value")
-    add("--data_range", type=file_white_level, default=None,
+    architecture("--rgb_range", type=network_white_level, default=1.0, help="the networks see full white as this value")
+    radiometry("--data_range", type=file_white_level, default=None,
         help="file value of full white (default: from the dtype, 255 or 65535); e.g. 10000 for reflectance")
-    add("--n_colors", type=positive_int, default=3, help="number of bands")
-    add("--bands", type=name_list, default=None, help="band order of the data, e.g. blue,green,red,nir")
-    add("--no_augment", action="store_true", help="no flips/rot90 augmentation")
+    architecture("--n_colors", type=positive_int, default=3, help="number of bands")
+    radiometry("--bands", type=name_list, default=None, help="band order of the data, e.g. blue,green,red,nir")
+    training("--no_augment", action="store_true", help="no flips/rot90 augmentation")
     # pre-upsampled networks (SRCNN, VDSR, LGCNet)
-    add("--cubic_input", action=argparse.BooleanOptionalAction, default=False,
+    architecture("--cubic_input", action=argparse.BooleanOptionalAction, default=False,
         help="pre-upsample the LR with OpenCV bicubic, as the official pipeline does; on by preset for SRCNN, VDSR, "
         "LGCNET")
-    add("--test_every", type=nonneg_int, default=0, help="batches per epoch (0: one pass over the training set)")
-    add("--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+    training("--test_every", type=nonneg_int, default=0, help="batches per epoch (0: one pass over the training set)")
+    runtime("--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
         help="largest image (pixels, read from the header before decoding) that is read; larger ones are refused")
     # model
-    add("--model", default="BASIC", help="network name (see model/__init__.py)")
-    add("--pre_train", default="", help="checkpoint to start from (ours or an official state_dict)")
-    add("--n_resblocks", type=positive_int, default=16, help="BASIC: residual blocks")
-    add("--n_feats", type=positive_int, default=64, help="feature channels")
-    add("--res_scale", type=positive_float, default=1.0, help="BASIC: residual scaling")
-    add("--n_basic_modules", type=positive_int, default=10, help="HSENet: basic modules")
-    add("--data_mean", type=mean_list, default=None,
+    network("--model", default="BASIC", help="network name (see model/__init__.py)")
+    runtime("--pre_train", default="", help="checkpoint to start from (ours or an official state_dict)")
+    architecture("--n_resblocks", type=positive_int, default=16, help="BASIC: residual blocks")
+    architecture("--n_feats", type=positive_int, default=64, help="feature channels")
+    architecture("--res_scale", type=positive_float, default=1.0, help="BASIC: residual scaling")
+    architecture("--n_basic_modules", type=positive_int, default=10, help="HSENet: basic modules")
+    architecture("--data_mean", type=mean_list, default=None,
         help="per-band mean in [0,1] for the mean shift (HSENet default: UC Merced RGB mean; other bands: none)")
-    add("--attention", default="fast", choices=["fast", "naive"],
+    training("--attention", default="fast", choices=["fast", "naive"],
         help="attention kernel: memory-efficient (fast) or the official matmul-softmax-matmul (naive)")
-    add("--embed_dim", type=positive_int, default=96, help="ConvFormerSR: embedding dimension")
-    add("--depths", type=positive_int_list, default=[6, 6, 6, 6], help="ConvFormerSR: blocks per RAG")
-    add("--num_heads", type=positive_int_list, default=[6, 6, 6, 6], help="ConvFormerSR: heads per RAG")
-    add("--window_size", type=positive_int, default=8, help="ConvFormerSR: attention window")
-    add("--mlp_ratio", type=positive_float, default=4.0, help="ConvFormerSR: MLP expansion")
-    add("--drop_path_rate", type=unit_fraction, default=0.1, help="ConvFormerSR: stochastic depth rate")
-    add("--num_block", type=positive_int, default=4, help="ConvFormerSR: number of stages")
-    add("--img_size", type=positive_int, default=64, help="ConvFormerSR: nominal training size")
-    add("--embed_patch_size", type=positive_int, default=1, help="ConvFormerSR: patch-embedding size")
-    add("--img_range", type=positive_float, default=1.0, help="ConvFormerSR: internal image range")
+    architecture("--embed_dim", type=positive_int, default=96, help="ConvFormerSR: embedding dimension")
+    architecture("--depths", type=positive_int_list, default=[6, 6, 6, 6], help="ConvFormerSR: blocks per RAG")
+    architecture("--num_heads", type=positive_int_list, default=[6, 6, 6, 6], help="ConvFormerSR: heads per RAG")
+    architecture("--window_size", type=positive_int, default=8, help="ConvFormerSR: attention window")
+    architecture("--mlp_ratio", type=positive_float, default=4.0, help="ConvFormerSR: MLP expansion")
+    training("--drop_path_rate", type=unit_fraction, default=0.1, help="ConvFormerSR: stochastic depth rate")
+    architecture("--num_block", type=positive_int, default=4, help="ConvFormerSR: number of stages")
+    architecture("--img_size", type=positive_int, default=64, help="ConvFormerSR: nominal training size")
+    architecture("--embed_patch_size", type=positive_int, default=1, help="ConvFormerSR: patch-embedding size")
+    architecture("--img_range", type=positive_float, default=1.0, help="ConvFormerSR: internal image range")
     # baseline networks (EDSR, RCAN, SwinIR, TransENet): flags beyond the shared size flags above
-    add("--n_resgroups", type=positive_int, default=10, help="RCAN: residual groups")
-    add("--reduction", type=positive_int, default=16, help="RCAN: channel-attention squeeze ratio")
-    add("--en_depth", type=positive_int, default=8, help="TransENet: transformer encoder layers")
-    add("--de_depth", type=positive_int, default=1, help="TransENet: transformer decoder layers")
+    architecture("--n_resgroups", type=positive_int, default=10, help="RCAN: residual groups")
+    architecture("--reduction", type=positive_int, default=16, help="RCAN: channel-attention squeeze ratio")
+    architecture("--en_depth", type=positive_int, default=8, help="TransENet: transformer encoder layers")
+    architecture("--de_depth", type=positive_int, default=1, help="TransENet: transformer decoder layers")
     # training
-    add("--reset", action="store_true", help="start the run over: delete the files this run wrote in its folder")
-    add("--resume", action="store_true", help="continue experiment/<save> from model/model_latest.pt")
-    add("--test_only", action="store_true", help="only evaluate the run's model_best.pt (or --pre_train) on "
+    runtime("--reset", action="store_true", help="start the run over: delete the files this run wrote in its folder")
+    runtime("--resume", action="store_true", help="continue experiment/<save> from model/model_latest.pt")
+    runtime("--test_only", action="store_true", help="only evaluate the run's model_best.pt (or --pre_train) on "
         "--data_test")
-    add("--epochs", type=positive_int, default=300, help="number of epochs")
-    add("--time_budget", type=positive_float, default=None,
+    training("--epochs", type=positive_int, default=300, help="number of epochs")
+    runtime("--time_budget", type=positive_float, default=None,
         help="minutes this command may train (from its start): it stops in time with a checkpoint that --resume "
         "continues exactly (a Slurm time limit, a CI job); SIGTERM, SIGUSR1 and SIGINT stop it the same way")
-    add("--batch_size", type=positive_int, default=16, help="training batch size")
-    add("--self_ensemble", action="store_true", help="average the x8 flips/transposes at test time")
-    add("--chop", action="store_true", help="validate in overlapping tiles (deploy's tile plan) to save memory")
-    add("--print_every", type=positive_int, default=100, help="log the loss every N batches")
-    add("--save_results", action="store_true", help="save the validation SR images")
-    add("--max_nan", type=positive_int, default=5, help="stop after this many non-finite losses in a row")
-    add("--ema", type=unit_fraction, default=0.0,
+    training("--batch_size", type=positive_int, default=16, help="training batch size")
+    runtime("--self_ensemble", action="store_true", help="average the x8 flips/transposes at test time")
+    runtime("--chop", action="store_true", help="validate in overlapping tiles (deploy's tile plan) to save memory")
+    runtime("--print_every", type=positive_int, default=100, help="log the loss every N batches")
+    runtime("--save_results", action="store_true", help="save the validation SR images")
+    training("--max_nan", type=positive_int, default=5, help="stop after this many non-finite losses in a row")
+    training("--ema", type=unit_fraction, default=0.0,
         help="keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off): validation, "
         "model_best.pt and deploy use it")
-    add("--no_ema", action="store_true", help="deploy/--test_only: load the trained weights, not the EMA ones")
+    runtime("--no_ema", action="store_true", help="deploy/--test_only: load the trained weights, not the EMA ones")
     # optimization
-    add("--lr", type=positive_float, default=1e-4, help="learning rate")
-    add("--decay_type", default="step", choices=["step", "multistep", "cosine"], help="learning-rate schedule")
-    add("--lr_decay", type=positive_int, default=200, help="step: epochs between decays")
-    add("--milestones", type=positive_int_list, default=None, help="multistep: epochs at which the lr decays")
-    add("--gamma", type=positive_float, default=0.5, help="lr decay factor")
-    add("--optimizer", default="ADAM", choices=["ADAM", "SGD", "RMSprop"], help="optimizer")
-    add("--momentum", type=unit_fraction, default=0.9, help="SGD momentum")
-    add("--betas", type=betas, default=(0.9, 0.999), help="ADAM betas, two numbers in [0, 1)")
-    add("--epsilon", type=positive_float, default=1e-8, help="ADAM epsilon")
-    add("--weight_decay", type=nonneg_float, default=0.0, help="weight decay")
-    add("--gclip", type=nonneg_float, default=0.0, help="gradient clipping norm (0: off)")
+    training("--lr", type=positive_float, default=1e-4, help="learning rate")
+    training("--decay_type", default="step", choices=["step", "multistep", "cosine"], help="learning-rate schedule")
+    training("--lr_decay", type=positive_int, default=200, help="step: epochs between decays")
+    training("--milestones", type=positive_int_list, default=None, help="multistep: epochs at which the lr decays")
+    training("--gamma", type=positive_float, default=0.5, help="lr decay factor")
+    training("--optimizer", default="ADAM", choices=["ADAM", "SGD", "RMSprop"], help="optimizer")
+    training("--momentum", type=unit_fraction, default=0.9, help="SGD momentum")
+    training("--betas", type=betas, default=(0.9, 0.999), help="ADAM betas, two numbers in [0, 1)")
+    training("--epsilon", type=positive_float, default=1e-8, help="ADAM epsilon")
+    training("--weight_decay", type=nonneg_float, default=0.0, help="weight decay")
+    training("--gclip", type=nonneg_float, default=0.0, help="gradient clipping norm (0: off)")
     # loss
-    add("--loss", type=loss_spec, default="1*L1", help="weighted sum of terms: L1, MSE, SPECTRAL, VGG54 or VGG22 "
+    training("--loss", type=loss_spec, default="1*L1", help="weighted sum of terms: L1, MSE, SPECTRAL, VGG54 or VGG22 "
         "(perceptual), GAN (adversarial), e.g. '1*L1+0.1*SPECTRAL', '1*VGG54+0.005*GAN'; weights are finite and > 0")
     # perceptual and adversarial losses, training noise (the HSENet/EDSR flags)
-    add("--gan_k", type=positive_int, default=1, help="GAN loss: discriminator steps per generator step")
-    add("--vgg_weights", default="", help="VGG loss: a VGG19 state_dict file (default: torchvision's cached "
+    training("--gan_k", type=positive_int, default=1, help="GAN loss: discriminator steps per generator step")
+    training("--vgg_weights", default="", help="VGG loss: a VGG19 state_dict file (default: torchvision's cached "
         "download of https://download.pytorch.org/models/vgg19-dcbb9e9d.pth; nothing is downloaded)")
-    add("--noise", type=noise_level, default=0.0, help="std of Gaussian noise added to the training LR patches, in "
-        "8-bit levels (x white/255 for other data; official spelling G<std> accepted); 0: none")
-    add("--spectral_index", type=index_list, default=["NDVI"],
+    training("--noise", type=noise_level, default=0.0, help="std of Gaussian noise added to the training LR patches, "
+             "in 8-bit levels (x white/255 for other data; official spelling G<std> accepted); 0: none")
+    training("--spectral_index", type=index_list, default=["NDVI"],
         help="SPECTRAL loss / metrics: comma list of NDVI, NDWI, NDBI")
     # log
-    add("--save", default="", help="run folder inside experiment/ (default: <MODEL>x<scale>_<dataset>)")
+    training("--save", default="", help="run folder inside experiment/ (default: <MODEL>x<scale>_<dataset>)")
     # deploy
-    add("--dir_out", default="",
+    runtime("--dir_out", default="",
         help="deploy: output folder (default: <dir_experiment>/results/<MODEL>x<scale>_<dataset or input name>)")
-    add("--recursive", action="store_true", help="deploy: also read sub-folders of the input folder")
-    add("--tile", type=nonneg_int, default=None, help="LR tile size for deploy and --chop; 0: whole images "
+    runtime("--recursive", action="store_true", help="deploy: also read sub-folders of the input folder")
+    runtime("--tile", type=nonneg_int, default=None, help="LR tile size for deploy and --chop; 0: whole images "
         "(default: the model's)")
-    add("--tile_overlap", type=nonneg_int, default=None, help="tile overlap in LR pixels (default: the model's)")
-    add("--compare", default="", help="deploy: HR folder; writes LR | bicubic | SR | HR comparison PNGs")
-    add("--cog", default="auto", choices=["auto", "yes", "no"],
+    runtime("--tile_overlap", type=nonneg_int, default=None, help="tile overlap in LR pixels (default: the model's)")
+    runtime("--compare", default="", help="deploy: HR folder; writes LR | bicubic | SR | HR comparison PNGs")
+    runtime("--cog", default="auto", choices=["auto", "yes", "no"],
         help="deploy: write TIFF outputs as Cloud-Optimized GeoTIFFs (auto: when the input is georeferenced)")
     # ONNX: export_onnx.py, and deploy through onnxruntime
-    add("--backend", default="torch", choices=["torch", "onnxruntime"],
+    runtime("--backend", default="torch", choices=["torch", "onnxruntime"],
         help="deploy: run the network with PyTorch, or exported to ONNX with onnxruntime")
-    add("--onnx", default="", help="deploy --backend onnxruntime: the .onnx file to run (export_onnx.py writes one; "
-        "default: export the checkpoint to a temporary file)")
-    add("--out", default="", help="export_onnx.py: the .onnx file to write "
+    runtime("--onnx", default="", help="deploy --backend onnxruntime: the .onnx file to run (export_onnx.py writes "
+            "one; default: export the checkpoint to a temporary file)")
+    runtime("--out", default="", help="export_onnx.py: the .onnx file to write "
         "(default: <dir_experiment>/onnx/<MODEL>x<scale>_<dataset>.onnx)")
-    add("--resolution", type=positive_float, default=None,
+    runtime("--resolution", type=positive_float, default=None,
         help="export_onnx.py: the resolution (cm per pixel) at which QGIS Deepness reads the layer (default: the "
         "training HR's ground sample distance)")
-    add("--opset", type=onnx_opset, default=17,
+    runtime("--opset", type=onnx_opset, default=17,
         help="export_onnx.py: ONNX opset (17 runs on onnxruntime >= 1.12, the oldest QGIS Deepness installs)")
-    add("--dynamic_shape", action="store_true", help="export_onnx.py: a graph that takes any height and width "
+    runtime("--dynamic_shape", action="store_true", help="export_onnx.py: a graph that takes any height and width "
         "(demo_deploy.py --backend onnxruntime, other tools); default: fixed at the tile, which QGIS Deepness needs")
     return p
+
+
+def network_args(model_name, **values):
+    """The values `make_model` reads, for building a network outside a command (tests, benchmarks): the built-in
+    defaults, the model's preset at the scale, then `values`; as a resolved configuration has them without a dataset
+    or a checkpoint."""
+    defaults = vars(build_parser().parse_args([]))
+    scale = values.get("scale", defaults["scale"])
+    preset = template.at_scale(template.MODEL_PRESETS.get(model_name.upper(), {}), scale)
+    return argparse.Namespace(**{**defaults, "model": model_name.upper(), **preset, **values})
 
 
 def parse_args(argv=None, purpose="train"):

@@ -28,6 +28,7 @@ import atomic
 import checkpoint
 import demo_deploy
 import image_io
+import paths
 import pretrained
 import template
 from errors import UserError, run_cli
@@ -87,7 +88,7 @@ def ship(args):
 
 
 def split_of(config, classes):
-    root = Path(config["dir_data"] or DATASETS_DIR / config["dataset"])
+    root = paths.dataset_root(config["dir_data"], config["dataset"])
     counts = {split: len(image_io.list_images(root / split / "HR")) for split in ("train", "val", "test")}
     return {"protocol": "ucmerced", "seed": 0, "classes": classes, **counts}
 

@@ -19,7 +19,7 @@ import sys
 
 import demo_deploy
 import demo_train
-import runs
+import paths
 from errors import run_cli
 from paths import EXPERIMENT_DIR, REPO_ROOT
 
@@ -43,7 +43,7 @@ def train_models(scale, cpu=False, reset=False, experiment_dir=EXPERIMENT_DIR):
     checkpoints = {}
     for model, save in TRAINED:
         save = save.format(scale=scale)
-        best = runs.run_dir(save, experiment_dir) / "model" / "model_best.pt"
+        best = paths.run_dir(save, experiment_dir) / "model" / "model_best.pt"
         flags = [f"--model={model}", f"--scale={scale}", "--dataset=Sample", f"--save={save}",
                  f"--dir_experiment={experiment_dir}"] + (["--cpu"] if cpu else [])
         if best.is_file() and not reset:
@@ -68,7 +68,7 @@ def main(argv=None):
     print("== 3/3 evaluate (calculate_PSNR_SSIM.py) ==")
     rows = {}
     for model in models:
-        sr_dir = runs.results_dir(EXPERIMENT_DIR, model, args.scale, "Sample")
+        sr_dir = paths.results_dir(EXPERIMENT_DIR, model, args.scale, "Sample")
         calculate_PSNR_SSIM.main(["--sr", str(sr_dir)])
         rows[model] = average_row(sr_dir / "psnr_ssim.csv")
     print_comparison(rows)

@@ -1,7 +1,5 @@
-"""Run folders: their names, their lock, the record of what a run wrote, --reset, the log and metrics.csv.
-
-    experiment/<save>/                 a training run (--save, default <MODEL>x<scale>_<dataset>)
-    experiment/results/<name>/         a deploy's outputs (default <MODEL>x<scale>_<dataset or input name>)
+"""Run folders (their names and places are in paths.py): their lock, the record of what a run wrote, --reset, the log
+and metrics.csv.
 
 Promises (see README, "What the toolbox promises"):
 - One writer per folder: an OS file lock (`.lock`, released when the process dies, however it dies); a second
@@ -21,32 +19,13 @@ from pathlib import Path
 
 import atomic
 from errors import UserError, output_error
+from paths import run_dir
 
 LOCK_FILE = ".lock"
 WRITTEN_FILES = "written_files.json"
 # The files a training run writes at fixed names (validation images under results/ are recorded as they come).
 RUN_FILES = ("config.txt", "log.txt", "metrics.csv", "loss.png", "psnr.png", "ssim.png", "summary.png",
              "model/model_latest.pt", "model/model_best.pt")
-
-
-def run_name(model, scale, dataset):
-    """The default name of a run folder and of a deploy's results folder."""
-    return f"{model}x{scale}_{dataset}"
-
-
-def run_dir(save, experiment_dir):
-    """experiment/<save>, refusing a --save that escapes experiment/ (absolute paths, '..', symlinks out of it, the
-    folder itself, or the results/ and cache/ folders)."""
-    root = Path(experiment_dir).resolve()
-    target = (root / save).resolve()
-    if root not in target.parents or (target.parent == root and target.name in ("results", "cache")):
-        raise UserError(f"--save {save!r} must name a folder inside {root} (no absolute path, no '..', no symlink "
-                        f"out of it, not 'results' or 'cache')")
-    return target
-
-
-def results_dir(experiment_dir, model, scale, name):
-    return Path(experiment_dir) / "results" / run_name(model, scale, name)
 
 
 class FolderLock:

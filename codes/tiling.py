@@ -151,8 +151,9 @@ class TilePlan:
 WHOLE = TilePlan()
 
 
-def plan_for(module, tile=None, overlap=None, fixed_size=None, multiple=1, model_name="the model"):
-    """The tile plan from --tile/--tile_overlap (None: the network module's DEFAULT_TILE / DEFAULT_TILE_OVERLAP),
+def plan_for(spec, tile=None, overlap=None, fixed_size=None, multiple=1, model_name="the model"):
+    """The tile plan from --tile/--tile_overlap (None: the network's default_tile / default_tile_overlap from its
+    NetworkSpec `spec`; a network this checkout does not know, None, runs whole images by default),
     checked against the network's constraints: a fixed input size (the tile must be that size) and a tile multiple
     (Swin-style windows: a tile that is no multiple of the window would be padded inside every tile)."""
     if fixed_size:
@@ -161,12 +162,12 @@ def plan_for(module, tile=None, overlap=None, fixed_size=None, multiple=1, model
                             f"(--patch_size / --scale); drop --tile or pass --tile {fixed_size}")
         tile = fixed_size
     elif tile is None:
-        tile = getattr(module, "DEFAULT_TILE", 0)
+        tile = spec.default_tile if spec else 0
     if tile and multiple > 1 and tile % multiple:
         raise UserError(f"--tile {tile} must be a multiple of {multiple} for {model_name} (its attention window), "
                         f"e.g. --tile {max(multiple, tile // multiple * multiple)}")
     if overlap is None:
-        overlap = min(getattr(module, "DEFAULT_TILE_OVERLAP", 16), tile // 2)
+        overlap = min(spec.default_tile_overlap if spec else 16, tile // 2)
     if tile and overlap >= tile:
         raise UserError(f"--tile_overlap {overlap} must be smaller than the tile ({tile})")
     return TilePlan(tile, overlap if tile else 0, bool(fixed_size))

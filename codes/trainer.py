@@ -43,29 +43,14 @@ import progress
 import stopping
 import template
 from compare import Comparison
-from config import read_dataset_metadata
 from data import dataset_root
+from data.dataset_json import read_dataset_metadata
 from errors import UserError
+from optimizer import make_optimizer, make_scheduler
 from radiometry import bicubic_baseline
 
 BEST_KEY = "psnr_rgb"  # pooled PSNR over all bands: defined for any band count
 METRIC_COLUMNS = ("psnr_rgb", "ssim_rgb", "psnr_chmean", "psnr_y", "ssim_y")  # as in calculate_PSNR_SSIM.py's CSV
-
-
-def make_optimizer(cfg, params):
-    if cfg.optimizer == "SGD":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "RMSprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, eps=cfg.epsilon, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.epsilon, weight_decay=cfg.weight_decay)
-
-
-def make_scheduler(cfg, optimizer):
-    if cfg.decay_type == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.gamma)
-    if cfg.decay_type == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr * 1e-2)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay, gamma=cfg.gamma)
 
 
 def metric_label(key, bands):

@@ -25,8 +25,9 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 import image_io  # noqa: E402
 import metrics  # noqa: E402
 import option  # noqa: E402
+import paths  # noqa: E402
 from atomic import atomic_target  # noqa: E402
-from config import read_dataset_metadata  # noqa: E402
+from data.dataset_json import read_dataset_metadata  # noqa: E402
 from errors import OneLineParser, UserError, run_cli  # noqa: E402
 from paths import DATASETS_DIR, EXPERIMENT_DIR  # noqa: E402
 from radiometry import default_white, range_problem  # noqa: E402
@@ -57,7 +58,7 @@ def build_parser():
 
 
 def newest_results(experiment_dir):
-    results = Path(experiment_dir) / "results"
+    results = paths.results_root(experiment_dir)
     manifests = sorted(results.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
     if not manifests:
         raise UserError(f"no results in {results}: run `cd codes && python demo_deploy.py --model=BASIC "

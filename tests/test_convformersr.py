@@ -1,5 +1,4 @@
 """ConvFormerSR: official-equivalence fixtures, fast vs naive attention, parameter counts, loading, bands."""
-import argparse
 
 import pytest
 import torch
@@ -8,6 +7,7 @@ import torch.nn.functional as F
 from errors import UserError
 from model import convformersr
 from model.convformersr import convert_official_state_dict, make_model
+from option import network_args
 
 SMALL = dict(embed_dim=24, depths=[2, 2], num_heads=[2, 2], window_size=4, mlp_ratio=2.0, num_block=2, img_size=16)
 
@@ -15,8 +15,8 @@ SMALL = dict(embed_dim=24, depths=[2, 2], num_heads=[2, 2], window_size=4, mlp_r
 def small_model(scale=2, n_colors=3, drop_path_rate=0.0, **overrides):
     """A small random model; CAM gammas are set non-zero (they start at 0) so the CAM path counts."""
     torch.manual_seed(0)
-    args = argparse.Namespace(scale=scale, n_colors=n_colors, rgb_range=1.0, drop_path_rate=drop_path_rate,
-                              **{**SMALL, **overrides})
+    args = network_args("CONVFORMERSR", scale=scale, n_colors=n_colors, rgb_range=1.0,
+                        drop_path_rate=drop_path_rate, **{**SMALL, **overrides})
     model = make_model(args)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -31,7 +31,7 @@ def load_fixture(shared_dir, scale):
 
 def fixture_model(fixture):
     config = fixture["config"]
-    model = make_model(argparse.Namespace(rgb_range=1.0, drop_path_rate=0.0, **config))
+    model = make_model(network_args("CONVFORMERSR", rgb_range=1.0, drop_path_rate=0.0, **config))
     model.load_state_dict(convert_official_state_dict(fixture["state_dict"]), strict=True)
     return model.eval()
 
@@ -80,7 +80,8 @@ def test_official_state_dict_loads_strictly_through_conversion_which_is_idempote
     saved = model.state_dict()
     assert saved.keys() == converted.keys()
     assert all(torch.equal(saved[k], converted[k]) for k in saved)
-    make_model(argparse.Namespace(scale=3, **SMALL)).load_state_dict(convert_official_state_dict(saved), strict=True)
+    net = make_model(network_args("CONVFORMERSR", scale=3, **SMALL))
+    net.load_state_dict(convert_official_state_dict(saved), strict=True)
 
 
 @pytest.mark.parametrize("batch, size", [(2, (11, 7)), (1, (5, 13))])
@@ -149,7 +150,7 @@ def test_parameter_counts_of_the_paper_configuration(embed_dim, expected):
     counts = []
     for scale in (2, 3, 4):
         with torch.device("meta"):
-            model = make_model(argparse.Namespace(scale=scale, n_colors=3, embed_dim=embed_dim))
+            model = make_model(network_args("CONVFORMERSR", scale=scale, n_colors=3, embed_dim=embed_dim))
         counts.append(sum(p.numel() for p in model.parameters()))
     assert tuple(counts) == expected
     assert [round(c / 1e6, 2) for c in counts] == {96: [16.30, 16.49, 16.45], 60: [6.50, 6.69, 6.65]}[embed_dim]
@@ -193,7 +194,7 @@ def test_bf16_autocast_runs_both_paths_close_to_fp32():
                                              (dict(num_heads=[5, 5]), "--embed_dim"),
                                              (dict(attention="flash"), "--attention")])
 def test_bad_settings_raise_user_errors_naming_the_flag(overrides, flag):
-    args = argparse.Namespace(**{**SMALL, "scale": 2, **overrides})
+    args = network_args("CONVFORMERSR", **{**SMALL, "scale": 2, **overrides})
     with pytest.raises(UserError, match=flag):
         make_model(args)
 
@@ -202,7 +203,7 @@ def test_full_size_defaults_fast_equals_official_path():
     """The paper's network (embed_dim 96, depths/heads 6x4, window 8): fast attention equals the official path on an
     input that is not a multiple of the window (the fixtures are small configs; the official path is the reference)."""
     torch.manual_seed(0)
-    model = make_model(argparse.Namespace(scale=3, n_colors=3, rgb_range=1.0)).eval()
+    model = make_model(network_args("CONVFORMERSR", scale=3, n_colors=3, rgb_range=1.0)).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
             if name.endswith("cam.gamma"):

@@ -1,19 +1,19 @@
 """HSENet: official-output equivalence, fast == naive attention, parameter counts, mean shift, band count."""
-import argparse
 
 import pytest
 import torch
 
 from errors import UserError
 from model import hsenet
+from option import network_args
 
 FIXTURE_SCALES = (2, 3, 4)
 OFFICIAL_PARAMS_M = {2: 5.286, 3: 5.470, 4: 5.433}
 
 
 def small_net(attention, scale=2, n_colors=3, **extra):
-    args = argparse.Namespace(scale=scale, n_colors=n_colors, rgb_range=1.0, n_feats=16, n_basic_modules=2,
-                              attention=attention, **extra)
+    args = network_args("HSENET", scale=scale, n_colors=n_colors, rgb_range=1.0, n_feats=16, n_basic_modules=2,
+                        attention=attention, **extra)
     return hsenet.make_model(args)
 
 
@@ -40,7 +40,7 @@ def naive_and_fast_twins(scale=2):
 @pytest.mark.parametrize("scale", FIXTURE_SCALES)
 def test_reproduces_official_output(shared_dir, scale, attention):
     ref = torch.load(shared_dir / "fixtures" / "reference" / f"hsenet_small_x{scale}.pt", weights_only=True)
-    net = hsenet.make_model(argparse.Namespace(**ref["config"], attention=attention)).eval()
+    net = hsenet.make_model(network_args("HSENET", **ref["config"], attention=attention)).eval()
     net.load_state_dict(ref["state_dict"], strict=True)
     with torch.no_grad():
         out = net(ref["input"])
@@ -102,7 +102,7 @@ def test_attention_paths_differ_from_no_attention():
 
 @pytest.mark.parametrize("scale", FIXTURE_SCALES)
 def test_parameter_counts_match_official(scale):
-    net = hsenet.make_model(argparse.Namespace(scale=scale, n_colors=3, rgb_range=255.0))
+    net = hsenet.make_model(network_args("HSENET", scale=scale, n_colors=3, rgb_range=255.0))
     trainable = sum(p.numel() for p in net.parameters())
     # The official mean shifts were 3x3 1x1 convs (12 values each) and it counted them.
     mean_shift = sum(b.numel() for m in (net.sub_mean, net.add_mean) for b in m.buffers())
@@ -144,10 +144,10 @@ def test_full_size_defaults_fast_equals_official_path():
     """The paper's network (n_feats 64, 10 modules): the fast path equals the official matmul-softmax-matmul path.
     (The fixtures are small configs; no official full-size output exists, so the official path is the reference.)"""
     torch.manual_seed(1)
-    args = argparse.Namespace(scale=4, n_colors=3, rgb_range=1.0, attention="naive")
+    args = network_args("HSENET", scale=4, n_colors=3, rgb_range=1.0, attention="naive")
     naive = hsenet.make_model(args)
     randomise_nonlocal_outputs(naive)
-    fast = hsenet.make_model(argparse.Namespace(**{**vars(args), "attention": "fast"}))
+    fast = hsenet.make_model(network_args("HSENET", **{**vars(args), "attention": "fast"}))
     fast.load_state_dict(naive.state_dict(), strict=True)
     x = torch.rand(1, 3, 13, 11)
     with torch.no_grad():

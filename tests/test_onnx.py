@@ -20,7 +20,7 @@ import option
 from errors import UserError
 from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
 from model import Model
-from onnx_backend import sha256_of
+from onnx_graph import sha256_of
 from radiometry import Radiometry
 from trainer import plain_settings
 

@@ -143,7 +143,7 @@ def test_a_shipped_uc_merced_model_on_a_30_m_scene_warns(tmp_path, capsys):
 
 def test_onnx_resolution_is_the_training_hr_gsd_unless_given(tmp_path):
     import export_onnx
-    from onnx_backend import decode_metadata, read_graph
+    from onnx_graph import decode_metadata, read_graph
 
     out = tmp_path / "b.onnx"
     export_onnx.main(["--model=BICUBIC", "--scale=3", "--tile=24", "--resolution", "50", "--out", str(out),

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-from test_user_path import mosaic_source
 
 import demo_deploy
 import demo_train
@@ -17,6 +16,7 @@ import pretrained_zoo
 from conftest import REPO_ROOT
 from errors import UserError
 from helpers import CODES, SAMPLE, isolated
+from test_user_path import mosaic_source
 
 SHIPPED = pretrained.read_index()
 

@@ -166,13 +166,13 @@ def test_a_fixed_size_plan_pads_small_images_and_feeds_only_whole_tiles(real_lr)
 def test_the_plan_checks_the_network_constraints():
     from model import convformersr, hsenet
 
-    assert tiling.plan_for(hsenet) == tiling.TilePlan(hsenet.DEFAULT_TILE, hsenet.DEFAULT_TILE_OVERLAP)
-    assert tiling.plan_for(hsenet, tile=40) == tiling.TilePlan(40, 20)  # the default overlap fits any tile
-    assert tiling.plan_for(hsenet, tile=0) == tiling.WHOLE
+    assert tiling.plan_for(hsenet.SPEC) == tiling.TilePlan(hsenet.DEFAULT_TILE, hsenet.DEFAULT_TILE_OVERLAP)
+    assert tiling.plan_for(hsenet.SPEC, tile=40) == tiling.TilePlan(40, 20)  # the default overlap fits any tile
+    assert tiling.plan_for(hsenet.SPEC, tile=0) == tiling.WHOLE
     with pytest.raises(UserError, match="--tile_overlap 40 must be smaller than the tile"):
-        tiling.plan_for(hsenet, tile=40, overlap=40)
+        tiling.plan_for(hsenet.SPEC, tile=40, overlap=40)
     with pytest.raises(UserError, match="--tile 100 must be a multiple of 8 for CONVFORMERSR.*--tile 96"):
-        tiling.plan_for(convformersr, tile=100, multiple=8, model_name="CONVFORMERSR")
+        tiling.plan_for(convformersr.SPEC, tile=100, multiple=8, model_name="CONVFORMERSR")
     assert tiling.plan_for(None, fixed_size=48) == tiling.TilePlan(48, 16, fixed=True)
     with pytest.raises(UserError, match="exactly 48x48"):
         tiling.plan_for(None, tile=64, fixed_size=48, model_name="TRANSENET")

@@ -15,7 +15,7 @@ import torch
 import checkpoint
 from conftest import REPO_ROOT
 from helpers import SAMPLE, assert_one_line_error, isolated
-from model import network_module
+from model import network_spec
 from option import parse_args
 
 # The official code's default configuration of each network (its constructor defaults, README and templates), the
@@ -49,7 +49,7 @@ def official_state_dict(model, scale=4):
     """A full-size state_dict with random weights and the official key names, saved as the official code saves."""
     cfg = parse_args([f"--model={model}", f"--scale={scale}", "--dataset=Official", *FULL_SIZE[model]],
                      purpose="none")
-    return network_module(model).make_model(cfg).state_dict()
+    return network_spec(model).make_model(cfg).state_dict()
 
 
 def mosaic_source(folder, classes=("a", "b"), per_class=5):

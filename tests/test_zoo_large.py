@@ -1,7 +1,6 @@
 """The larger baselines (TransENet, EDSR, RCAN, SwinIR): official-output fixtures, parameter counts of the published
 sizes, settings implied by official state_dicts, band counts, fixed-size tiling (TransENet), flags and presets, and
 the oneDNN linear of their inference on the CPU."""
-import argparse
 
 import pytest
 import torch
@@ -11,8 +10,8 @@ import image_io
 import tiling
 from errors import UserError
 from helpers import SAMPLE
-from model import Model, common, edsr, network_module, rcan, swinir, transenet
-from option import parse_args
+from model import Model, common, edsr, network_spec, rcan, swinir, transenet
+from option import network_args, parse_args
 from radiometry import Radiometry
 
 SCALES = (2, 3, 4)
@@ -39,13 +38,12 @@ def transenet_fixture(shared_dir):
 
 
 def fixture_network(fixture):
-    module = network_module(fixture["model"])
+    spec = network_spec(fixture["model"])
     config = dict(fixture["config"])
     if "patch_size" in config:  # the fixtures record TransENet's LR input; --patch_size is the HR patch
         config["patch_size"] *= config["scale"]
-    net = module.make_model(argparse.Namespace(drop_path_rate=0.0, **config)).eval()
-    convert = getattr(module, "convert_official_state_dict", lambda state: state)
-    net.load_state_dict(convert(fixture["state_dict"]), strict=True)
+    net = spec.make_model(network_args(fixture["model"], drop_path_rate=0.0, **config)).eval()
+    net.load_state_dict(spec.official_to_ours(fixture["state_dict"]), strict=True)
     return net
 
 
@@ -134,7 +132,7 @@ def test_official_state_dicts_load_through_pre_train(tmp_path, shared_dir, name,
 
 def official_count(name, scale):
     with torch.device("meta"):
-        net = network_module(name).make_model(parse_args([f"--model={name}", f"--scale={scale}",
+        net = network_spec(name).make_model(parse_args([f"--model={name}", f"--scale={scale}",
                                                           "--dataset=UCMerced"]))
     params = sum(p.numel() for p in net.parameters())
     mean_shift = sum(b.numel() for n, b in net.named_buffers() if n.split(".")[0] in ("sub_mean", "add_mean"))
@@ -197,8 +195,7 @@ SMALL = {
 def test_four_band_networks_train(name):
     torch.manual_seed(0)
     scale, size = 2, (32, 32) if name == "TRANSENET" else (11, 9)
-    net = network_module(name).make_model(argparse.Namespace(scale=scale, n_colors=4, rgb_range=1.0,
-                                                             **SMALL[name]))
+    net = network_spec(name).make_model(network_args(name, scale=scale, n_colors=4, rgb_range=1.0, **SMALL[name]))
     x = torch.rand(2, 4, *size)
     out = net(x)
     assert out.shape == (2, 4, size[0] * scale, size[1] * scale)
@@ -311,7 +308,7 @@ def test_default_tile_overlaps_cover_finite_receptive_fields():
     # EDSR's receptive-field radius is 2 * n_resblocks + 4 LR pixels; the blend is exact when it is <= overlap / 4.
     # The default (256/96) is a seam-free blend that fits in memory; the exact plan of the paper's size is accepted.
     assert edsr.DEFAULT_TILE > edsr.DEFAULT_TILE_OVERLAP >= 2 * 32 + 4  # at least the radius: a seam-free blend
-    assert tiling.plan_for(edsr, tile=512, overlap=4 * (2 * 32 + 4)) == tiling.TilePlan(512, 272)
+    assert tiling.plan_for(edsr.SPEC, tile=512, overlap=4 * (2 * 32 + 4)) == tiling.TilePlan(512, 272)
     assert swinir.DEFAULT_TILE % 8 == 0 and swinir.DEFAULT_TILE_OVERLAP % 8 == 0
     assert transenet.DEFAULT_TILE == 48 and rcan.DEFAULT_TILE > rcan.DEFAULT_TILE_OVERLAP
 
@@ -350,7 +347,7 @@ def test_a_full_size_official_edsr_baseline_file_deploys_with_no_size_flags(tmp_
 @pytest.mark.parametrize("name", ["SWINIR", "TRANSENET"])
 def test_onednn_linear_serves_inference_only_and_gives_nn_linear_output(name, monkeypatch):
     torch.manual_seed(0)
-    net = network_module(name).make_model(argparse.Namespace(scale=2, n_colors=3, rgb_range=1.0, **SMALL[name]))
+    net = network_spec(name).make_model(network_args(name, scale=2, n_colors=3, rgb_range=1.0, **SMALL[name]))
     tile = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x2")[0])[:32, :32]
     x = Radiometry.of(tile.dtype, None, 1.0).to_network(tile)[None]
     decisions = []

@@ -12,7 +12,7 @@ import image_io
 import imresize
 from errors import UserError
 from helpers import SAMPLE, SAMPLE_MS
-from model import common, dcm, fsrcnn, lgcnet, network_module, srcnn, vdsr
+from model import common, dcm, fsrcnn, lgcnet, network_spec, srcnn, vdsr
 
 SCALES = (2, 3, 4)
 MODULES = {"SRCNN": srcnn, "VDSR": vdsr, "LGCNET": lgcnet, "DCM": dcm, "FSRCNN": fsrcnn}
@@ -93,9 +93,9 @@ def test_lgcnet_refuses_other_band_counts(n_colors):
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_registered_and_flagged(name):
-    module = network_module(name)
-    assert module is MODULES[name]
-    assert getattr(module, "PRE_UPSAMPLED", False) == (name in PRE_UPSAMPLED)
+    spec = network_spec(name)
+    assert spec is MODULES[name].SPEC
+    assert spec.pre_upsampled == (name in PRE_UPSAMPLED)
 
 
 def lr_receptive_radius(fn, n_colors, size, scale):

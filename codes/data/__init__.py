@@ -8,22 +8,21 @@
 - Paired:   any folder in the same layout, e.g. cross-sensor pairs (Landsat-8 LR, Sentinel-2 HR): --dir_data;
 - HROnly:   a folder with only <split>/HR: LR is made on the fly with the MATLAB bicubic (and cached with sep).
 Any other name is accepted when its folder (--dir_data, or datasets/<name>) exists: it is read as Paired. A dataset
-root may hold a `dataset.json` (band names, white level, ground sample distance; see config.read_dataset_metadata).
+root may hold a `dataset.json` (band names, white level, ground sample distance; see data/dataset_json.py).
 
 Training samples are shuffled by a DistributedSampler seeded from (--seed, epoch), also in one process: with N ranks
 each takes every N-th sample of the same permutation, so the union of the ranks' k-th batches is exactly one
 process's k-th batch (--batch_size is the global batch). Validation images are shared the same way, unshuffled.
 """
 import itertools
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from config import check_complete
+import paths
+from data.dataset_json import check_complete
 from data.srdata import SRData
 from errors import UserError
-from paths import DATASETS_DIR
 
 
 class Sample(SRData):
@@ -72,7 +71,7 @@ DATASET_CLASSES = {cls.__name__: cls for cls in (Sample, SampleMS, UCMerced, AID
 
 
 def dataset_root(cfg):
-    return Path(cfg.dir_data) if cfg.dir_data else DATASETS_DIR / cfg.dataset
+    return paths.dataset_root(cfg.dir_data, cfg.dataset)
 
 
 def make_dataset(cfg, split, train=False):

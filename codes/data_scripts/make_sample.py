@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from config import write_dataset_metadata
+from data.dataset_json import write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_io import read_image_with_meta, stretch_limits, stretch_to_uint8, window_meta
 from paths import DATASETS_DIR, REPO_ROOT

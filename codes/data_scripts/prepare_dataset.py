@@ -9,7 +9,7 @@ Writes <dst>/<split>/HR/<name>.<ext> (HR as it is; loaders mod-crop it to the sc
 <dst>/<split>/LR_x<s>/<name>.<ext> = MATLAB-bicubic downsample of the HR mod-cropped to a multiple of s.
 Class subfolders of --src (e.g. UC Merced's Images/<class>/) make the split stratified: each class is split on
 its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size multiplied by s). <dst>/dataset.json
-records the band names, the HR ground sample distance and the dtype (config.read_dataset_metadata).
+records the band names, the HR ground sample distance and the dtype (data/dataset_json.py).
 
 With --tile N, --src is a scene or a folder of scenes (any band count and dtype): each is cut into N x N HR tiles
 named <scene>_r<row>_c<col>, tiles that are mostly nodata, hold NaN/Inf or are constant are skipped (and counted),
@@ -29,7 +29,7 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 import numpy as np  # noqa: E402
 
 import atomic  # noqa: E402
-from config import PREPARING_MARK, write_dataset_metadata
+from data.dataset_json import PREPARING_MARK, write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_io import (
     IMAGE_EXTENSIONS,

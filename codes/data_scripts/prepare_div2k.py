@@ -26,7 +26,7 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 
 # isort: split
 
-from config import write_dataset_metadata
+from data.dataset_json import write_dataset_metadata
 from data_scripts.prepare_dataset import check_destination, make_lr, parse_scales
 from errors import OneLineParser, UserError, run_cli
 from image_io import image_header, list_images, read_image, write_image

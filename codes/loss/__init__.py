@@ -17,8 +17,8 @@ import torch.nn as nn
 import metrics
 from errors import UserError
 from loss.adversarial import Adversarial
+from loss.terms import loss_terms
 from loss.vgg import VGGLoss
-from option import loss_terms
 
 
 class SpectralIndexLoss(nn.Module):
@@ -61,7 +61,8 @@ def make_term(name, args):
 
 
 def parse_loss(spec):
-    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')] (the spelling option.loss_terms checks when --loss is parsed)."""
+    """'1*L1+0.5*MSE' -> [(1.0, 'L1'), (0.5, 'MSE')] (the spelling that loss.terms.loss_terms checks when option.py
+    parses --loss)."""
     try:
         return loss_terms(spec)
     except argparse.ArgumentTypeError as err:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from checkpoint import describe_mismatch
 from errors import UserError
+from optimizer import make_optimizer, make_scheduler
 
 
 def conv_bn_lrelu(in_channels, out_channels, stride):
@@ -84,9 +85,6 @@ class Adversarial(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        # The trainer owns the optimizer and schedule factories; imported here, at use, so that neither module
-        # needs the other at import time.
-        from trainer import make_optimizer, make_scheduler
         self.discriminator = Discriminator(cfg.n_colors, cfg.patch_size)
         self.gan_k = cfg.gan_k
         self.optimizer = make_optimizer(cfg, self.discriminator.parameters())

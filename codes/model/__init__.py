@@ -1,19 +1,13 @@
 """The Model wrapper: picks a network by --model, puts it on the device, loads the configuration's checkpoint, and
 runs it whole, in overlapping tiles (its TilePlan) or as a x8 self-ensemble.
 
-Networks live one per file in this package and expose `make_model(cfg)`, which passes plain values to the network's
-constructor. A module may also expose:
-- `convert_official_state_dict(state)`: the official checkpoint key map;
-- `settings_from_state_dict(state)`: flags an official state_dict implies (read into the configuration);
-- `DEFAULT_TILE`, `DEFAULT_TILE_OVERLAP`: deploy defaults, in LR pixels;
-- `fixed_input_size(cfg)`: the one input size the network takes (tiles are exactly that size);
-- `tile_multiple(cfg)`: tiles must be multiples of this (attention windows);
-- `PARAMETER_FREE = True`: the network has no weights and needs no checkpoint;
-- `OWN_MEMORY_LAYOUT = True`: the network chooses its own memory layout (HSENet, ConvFormerSR); the Model leaves
-  its weights and inputs as they are. Every other network runs channels-last on the CPU (see `use_channels_last`);
-- `PRE_UPSAMPLED = True`: the network takes the LR already upsampled to the HR size (SRCNN, VDSR, LGCNet). The Model
-  does that upsampling itself, on the image in its file values and dtype as the official pipeline does (OpenCV's
-  bicubic with --cubic_input, MATLAB's otherwise), so training, validation, tiles and deploy all see LR inputs.
+Networks live one per file in this package; each ends with its `SPEC`, a model.spec.NetworkSpec: `make_model(cfg)`
+(which passes the resolved configuration's plain values to the network's constructor) and what the rest of the
+toolbox needs to know of the network (deploy tiles, fixed input size, tile multiple, no weights, own memory layout,
+pre-upsampled input, the official checkpoint's key map and the flags its shapes imply). `network_spec(name)` finds
+it by --model name. For a PRE-UPSAMPLED network (SRCNN, VDSR, LGCNet) the Model does the upsampling itself, on the
+image in its file values and dtype as the official pipeline does (OpenCV's bicubic with --cubic_input, MATLAB's
+otherwise), so training, validation, tiles and deploy all see LR inputs.
 
 --precision bf16 runs the network under autocast, on CUDA and on a CPU with native bf16 arithmetic (other CPUs run
 fp32 with a one-line note). Autocast rather than a bf16 copy of the weights: its per-call weight casts measured
@@ -42,15 +36,25 @@ def known_models():
     return sorted(REGISTRY)
 
 
-def network_module(name):
-    """The module that defines --model `name`; a clear error lists the known names."""
+def network_spec(name):
+    """The NetworkSpec of --model `name` (the `SPEC` of its module); a clear error lists the known names."""
     module_name = REGISTRY.get(name.upper(), name.lower())
     try:
-        return import_module(f"model.{module_name}")
+        module = import_module(f"model.{module_name}")
     except ModuleNotFoundError as err:
         if err.name != f"model.{module_name}":
             raise
         raise UserError(f"--model {name}: unknown model; known models: {', '.join(known_models())}") from None
+    return module.SPEC
+
+
+def known_network_spec(name):
+    """The NetworkSpec of --model `name`, or None for a model this checkout does not know (an ONNX file of it still
+    deploys: its metadata says all deploy needs)."""
+    try:
+        return network_spec(name)
+    except UserError:
+        return None
 
 
 def select_device(cpu):
@@ -96,38 +100,37 @@ def precision_note(precision, device):
     return f"note: --precision {precision} applies on CUDA only (use bf16 on the CPU); running fp32"
 
 
-def use_channels_last(module, device):
+def use_channels_last(spec, device):
     """Whether the Model keeps the network's weights and inputs channels-last: on the CPU, where oneDNN's
     convolutions run faster in that layout (measured at 64x64 with bench/bench_speed.py's helpers: inference 1.1-1.4x
     for BASIC, DCM, EDSR, FSRCNN, RCAN, SRCNN and SwinIR, training steps 1.08-1.20x), unless the network picks its
     own layout. CUDA keeps PyTorch's default layout (not measured here)."""
-    return device.type == "cpu" and not getattr(module, "OWN_MEMORY_LAYOUT", False) and \
-        not getattr(module, "PARAMETER_FREE", False)
+    return device.type == "cpu" and not spec.own_memory_layout and not spec.parameter_free
 
 
-def tile_plan(module, cfg):
-    """The network's TilePlan for this configuration (deploy, and validation with --chop)."""
-    fixed = getattr(module, "fixed_input_size", None)
-    multiple = getattr(module, "tile_multiple", None)
-    return tiling.plan_for(module, cfg.tile, cfg.tile_overlap, fixed_size=fixed(cfg) if fixed else None,
-                           multiple=multiple(cfg) if multiple else 1, model_name=cfg.model)
+def tile_plan(spec, cfg, tile=None):
+    """The network's TilePlan for this configuration (deploy, and validation with --chop); `tile` replaces --tile."""
+    return tiling.plan_for(spec, cfg.tile if tile is None else tile, cfg.tile_overlap,
+                           fixed_size=spec.fixed_input_size_of(cfg), multiple=spec.tile_multiple_of(cfg),
+                           model_name=cfg.model)
 
 
 class Model(nn.Module):
     def __init__(self, cfg, device=None):
         super().__init__()
         self.scale = cfg.scale
+        self.network_range = cfg.rgb_range  # the value of full white for the network
         self.device = device if device is not None else select_device(cfg.cpu)
-        self.module = network_module(cfg.model)
-        self.model = self.module.make_model(cfg).to(self.device)
-        self.channels_last = use_channels_last(self.module, self.device)
+        self.spec = network_spec(cfg.model)
+        self.model = self.spec.make_model(cfg).to(self.device)
+        self.channels_last = use_channels_last(self.spec, self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.pre_upsample = pre_upsampler(self.module, cfg)
+        self.pre_upsample = pre_upsampler(self.spec, cfg)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.precision_note = precision_note(cfg.precision, self.device)
         self.self_ensemble = cfg.self_ensemble
-        self.tile_plan = tile_plan(self.module, cfg)
+        self.tile_plan = tile_plan(self.spec, cfg)
         # Validation runs whole images unless --chop asks for tiles, or the network only takes tiles.
         self.validation_plan = self.tile_plan if cfg.chop or self.tile_plan.fixed else tiling.WHOLE
         self.train_net = self.model  # what training steps run: the network, or its DDP wrapper under torchrun
@@ -136,7 +139,7 @@ class Model(nn.Module):
             # EMA weights (--ema) where the checkpoint has them, for evaluation and deploy; --resume and --no_ema
             # take the trained ones
             use_ema = cfg.purpose != "resume" and not cfg.no_ema
-            checkpoint.load_weights(self.model, checkpoint.read(cfg.checkpoint_path), self.module, what, use_ema)
+            checkpoint.load_weights(self.model, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema)
 
     @property
     def net(self):
@@ -210,11 +213,11 @@ class Model(nn.Module):
         return run
 
 
-def pre_upsampler(module, cfg):
+def pre_upsampler(spec, cfg):
     """For a PRE_UPSAMPLED network, the function (LR batch in network units, radiometry) -> its upsampled batch:
     each image back in file values and dtype (exact for integer data), resized like the official pipeline (OpenCV
     bicubic with --cubic_input, else MATLAB bicubic rounded once), and back in network units. None otherwise."""
-    if not getattr(module, "PRE_UPSAMPLED", False):
+    if not spec.pre_upsampled:
         if cfg.cubic_input:
             raise UserError(f"--cubic_input applies to the pre-upsampled networks (SRCNN, VDSR, LGCNET), not "
                             f"--model {cfg.model}: drop it")

@@ -5,6 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import common
+from model.spec import NetworkSpec
 
 # The receptive-field radius is 2*n_resblocks + 4 LR pixels. Tiles blend exactly when it is at most overlap/4
 # (see tiling.py): 48 covers the Sample preset (4 blocks) and is a seamless blend for the 16-block default.
@@ -33,3 +34,6 @@ class Basic(nn.Module):
         x = common.in_fp32(self.head, x)
         x = x + self.body(x)
         return common.in_fp32(self.tail, x) + skip
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP)

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 import imresize
+from model.spec import NetworkSpec
 
 DEFAULT_TILE = 0  # no receptive field to speak of: whole images are cheap
 PARAMETER_FREE = True  # deploys without a checkpoint
@@ -40,3 +41,6 @@ class Bicubic(nn.Module):
         rows = resize_matrix(h, self.scale, x.device, x.dtype)
         cols = resize_matrix(w, self.scale, x.device, x.dtype)
         return rows @ x @ cols.T
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, parameter_free=PARAMETER_FREE)

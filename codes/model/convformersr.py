@@ -41,6 +41,7 @@ from model.common import (  # the Swin machinery shared with SwinIR; re-exported
     tokens_to_channel_first,
     window_partition,  # noqa: F401
 )
+from model.spec import NetworkSpec
 
 CONV_BRANCH_WEIGHT = 0.01  # weight of the conv branch in each attention block's residual sum
 RCG_BLOCKS = 16
@@ -306,30 +307,34 @@ def _as_list(value, name, length):
     return [int(v) for v in values]
 
 
-def make_model(args):
-    """Build ConvFormerSR from the command-line namespace (optional fields fall back to the paper's defaults)."""
-    num_block = int(getattr(args, "num_block", 4))
-    embed_dim = int(getattr(args, "embed_dim", 96))
-    depths = _as_list(getattr(args, "depths", [6] * num_block), "depths", num_block)
-    num_heads = _as_list(getattr(args, "num_heads", [6] * num_block), "num_heads", num_block)
+def make_model(cfg):
+    """ConvFormerSR from the resolved configuration (option.py's defaults are the paper's)."""
+    num_block = int(cfg.num_block)
+    embed_dim = int(cfg.embed_dim)
+    depths = _as_list(cfg.depths, "depths", num_block)
+    num_heads = _as_list(cfg.num_heads, "num_heads", num_block)
     if any(embed_dim % h for h in num_heads):
         raise UserError(f"--embed_dim {embed_dim} is not divisible by every --num_heads {num_heads}: change either")
     # --patch_size is the training patch; the network's patch embedding has its own flag
-    if int(getattr(args, "embed_patch_size", 1)) != 1:
+    if int(cfg.embed_patch_size) != 1:
         raise UserError("--embed_patch_size must be 1 for ConvFormerSR (the official network embeds single pixels)")
-    attention = getattr(args, "attention", "fast")
+    attention = cfg.attention
     if attention not in ATTENTION_MODES:
         raise UserError(f"--attention {attention!r} is unknown: use one of {', '.join(ATTENTION_MODES)}")
     return ConvFormerSR(
-        scale=int(args.scale), n_colors=int(getattr(args, "n_colors", 3)),
-        rgb_range=float(getattr(args, "rgb_range", 1.0)), embed_dim=embed_dim, depths=depths, num_heads=num_heads,
-        window_size=int(getattr(args, "window_size", 8)), mlp_ratio=float(getattr(args, "mlp_ratio", 4.0)),
-        drop_path_rate=float(getattr(args, "drop_path_rate", 0.1)), num_block=num_block,
-        img_size=int(getattr(args, "img_size", 64)), img_range=float(getattr(args, "img_range", 1.0)),
-        attention=attention)
+        scale=int(cfg.scale), n_colors=int(cfg.n_colors), rgb_range=float(cfg.rgb_range), embed_dim=embed_dim,
+        depths=depths, num_heads=num_heads, window_size=int(cfg.window_size), mlp_ratio=float(cfg.mlp_ratio),
+        drop_path_rate=float(cfg.drop_path_rate), num_block=num_block, img_size=int(cfg.img_size),
+        img_range=float(cfg.img_range), attention=attention)
 
 
 def tile_multiple(cfg):
     """Deploy tiles are multiples of the attention window (the one the network really uses), so no tile is padded
     inside."""
     return cfg.window_size if cfg.img_size > cfg.window_size else cfg.img_size
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   own_memory_layout=OWN_MEMORY_LAYOUT, tile_multiple=tile_multiple,
+                   convert_official_state_dict=convert_official_state_dict,
+                   settings_from_state_dict=settings_from_state_dict)

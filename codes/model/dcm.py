@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import common
+from model.spec import NetworkSpec
 
 FEATURE_WIDTHS = (196, 166, 148, 133, 120, 108, 97, 86, 76, 66, 57, 48)
 BRANCH_A_FEATS = 64
@@ -74,3 +75,7 @@ class DCM(nn.Module):
 def settings_from_state_dict(state):
     """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
     return common.bands_of(state, "fe_conv1.0.weight")
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   settings_from_state_dict=settings_from_state_dict)

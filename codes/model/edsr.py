@@ -21,6 +21,7 @@ The official mean shift is RGB only; other band counts use `--data_mean` or no m
 """
 
 from model import common
+from model.spec import NetworkSpec
 
 # The two sizes of the official release: (n_resblocks, n_feats) -> res_scale.
 OFFICIAL_RES_SCALE = {(32, 256): 0.1, (16, 64): 1.0}
@@ -44,11 +45,10 @@ class EDSR(common.MeanShiftedResidualNet):
 
 
 def make_model(cfg):
-    """EDSR from the run configuration; missing fields take the paper's EDSR values."""
-    return EDSR(scale=int(cfg.scale), n_colors=int(getattr(cfg, "n_colors", 3)),
-                rgb_range=float(getattr(cfg, "rgb_range", 1.0)), n_resblocks=int(getattr(cfg, "n_resblocks", 32)),
-                n_feats=int(getattr(cfg, "n_feats", 256)), res_scale=float(getattr(cfg, "res_scale", 0.1)),
-                data_mean=getattr(cfg, "data_mean", None))
+    """EDSR from the resolved configuration (the paper's sizes are the EDSR model preset in template.py)."""
+    return EDSR(scale=int(cfg.scale), n_colors=int(cfg.n_colors), rgb_range=float(cfg.rgb_range),
+                n_resblocks=int(cfg.n_resblocks), n_feats=int(cfg.n_feats), res_scale=float(cfg.res_scale),
+                data_mean=cfg.data_mean)
 
 
 def settings_from_state_dict(state):
@@ -66,3 +66,7 @@ def settings_from_state_dict(state):
     if rgb_range is not None:
         settings["rgb_range"] = rgb_range
     return settings
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   settings_from_state_dict=settings_from_state_dict)

@@ -19,6 +19,7 @@ eleven activations, so the state_dict repeats its weight under each position (`f
 from torch import nn
 
 from model import common
+from model.spec import NetworkSpec
 
 DECONV_KERNEL = 9
 # Receptive-field radius in LR pixels: 2 (5x5) + 8 (mapping convs) + 2 (the 9x9 deconvolution reaches 4 HR pixels,
@@ -51,3 +52,7 @@ class FSRCNN(nn.Module):
 def settings_from_state_dict(state):
     """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
     return common.bands_of(state, "first_part.0.weight")
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   settings_from_state_dict=settings_from_state_dict)

@@ -35,6 +35,7 @@ from torch import nn
 
 from errors import UserError
 from model import common
+from model.spec import NetworkSpec
 
 UC_MERCED_RGB_MEAN = common.UC_MERCED_RGB_MEAN
 ATTENTION_MODES = ("fast", "naive")
@@ -46,10 +47,9 @@ DEFAULT_TILE_OVERLAP = 32
 
 
 def make_model(cfg):
-    """Build HSENet from the resolved configuration (fields it lacks take the official defaults)."""
-    return HSENET(scale=cfg.scale, n_colors=cfg.n_colors, rgb_range=cfg.rgb_range,
-                  n_feats=getattr(cfg, "n_feats", 64), n_basic_modules=getattr(cfg, "n_basic_modules", 10),
-                  data_mean=getattr(cfg, "data_mean", None), attention=getattr(cfg, "attention", "fast"))
+    """HSENet from the resolved configuration (option.py's defaults are the official ones)."""
+    return HSENET(scale=cfg.scale, n_colors=cfg.n_colors, rgb_range=cfg.rgb_range, n_feats=cfg.n_feats,
+                  n_basic_modules=cfg.n_basic_modules, data_mean=cfg.data_mean, attention=cfg.attention)
 
 
 def conv_block(n_feats, kernel_size=3):
@@ -228,3 +228,7 @@ def settings_from_state_dict(state):
     if rgb_range is not None:
         settings["rgb_range"] = rgb_range
     return settings
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   own_memory_layout=OWN_MEMORY_LAYOUT, settings_from_state_dict=settings_from_state_dict)

@@ -20,6 +20,7 @@ from torch import nn
 
 from errors import UserError
 from model import common
+from model.spec import NetworkSpec
 
 PRE_UPSAMPLED = True
 OUTPUT_BANDS = 3
@@ -61,3 +62,7 @@ class LGCNET(nn.Module):
 def settings_from_state_dict(state):
     """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
     return common.bands_of(state, "conv1.weight")
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   pre_upsampled=PRE_UPSAMPLED, settings_from_state_dict=settings_from_state_dict)

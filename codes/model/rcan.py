@@ -21,6 +21,7 @@ The official mean shift is RGB only; other band counts use `--data_mean` or no m
 from torch import nn
 
 from model import common
+from model.spec import NetworkSpec
 
 # Deploy: channel attention pools the whole tile, so the receptive field is global and tiled output never equals the
 # whole-image output exactly; the (local) conv radius is over 400 LR pixels. The overlap hides the tile borders.
@@ -70,11 +71,10 @@ class RCAN(common.MeanShiftedResidualNet):
 
 
 def make_model(cfg):
-    """RCAN from the run configuration; missing fields take the paper's values."""
-    return RCAN(scale=int(cfg.scale), n_colors=int(getattr(cfg, "n_colors", 3)),
-                rgb_range=float(getattr(cfg, "rgb_range", 1.0)), n_resgroups=int(getattr(cfg, "n_resgroups", 10)),
-                n_resblocks=int(getattr(cfg, "n_resblocks", 20)), n_feats=int(getattr(cfg, "n_feats", 64)),
-                reduction=int(getattr(cfg, "reduction", 16)), data_mean=getattr(cfg, "data_mean", None))
+    """RCAN from the resolved configuration (the paper's sizes are the RCAN model preset in template.py)."""
+    return RCAN(scale=int(cfg.scale), n_colors=int(cfg.n_colors), rgb_range=float(cfg.rgb_range),
+                n_resgroups=int(cfg.n_resgroups), n_resblocks=int(cfg.n_resblocks), n_feats=int(cfg.n_feats),
+                reduction=int(cfg.reduction), data_mean=cfg.data_mean)
 
 
 def settings_from_state_dict(state):
@@ -95,3 +95,7 @@ def settings_from_state_dict(state):
     if rgb_range is not None:
         settings["rgb_range"] = rgb_range
     return settings
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   settings_from_state_dict=settings_from_state_dict)

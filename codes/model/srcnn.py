@@ -17,6 +17,7 @@ The input is already at the HR size (`PRE_UPSAMPLED`): the official pipeline ups
 from torch import nn
 
 from model import common
+from model.spec import NetworkSpec
 
 PRE_UPSAMPLED = True
 # Receptive-field radius: 4 + 2 + 2 = 8 HR pixels, at most 4 LR pixels (x2), plus 2 LR pixels for the bicubic
@@ -46,3 +47,7 @@ class SRCNN(nn.Module):
 def settings_from_state_dict(state):
     """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
     return common.bands_of(state, "conv1.weight")
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   pre_upsampled=PRE_UPSAMPLED, settings_from_state_dict=settings_from_state_dict)

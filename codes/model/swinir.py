@@ -30,6 +30,7 @@ from torchvision.ops import StochasticDepth
 
 from errors import UserError
 from model import common
+from model.spec import NetworkSpec
 
 UPSAMPLE_FEATURES = 64
 # Deploy: the window grid follows each tile's origin and shifted windows widen the receptive field block by block,
@@ -163,24 +164,22 @@ def tile_multiple(cfg):
 
 
 def make_model(cfg):
-    """SwinIR (classical SR) from the run configuration; missing fields take the paper's values."""
-    depths = [int(d) for d in getattr(cfg, "depths", [6] * 6)]
-    num_heads = _per_layer(getattr(cfg, "num_heads", [6] * len(depths)), "num_heads", len(depths))
-    embed_dim = int(getattr(cfg, "embed_dim", 180))
+    """SwinIR (classical SR) from the resolved configuration (the paper's sizes are the SWINIR model preset in
+    template.py)."""
+    depths = [int(d) for d in cfg.depths]
+    num_heads = _per_layer(cfg.num_heads, "num_heads", len(depths))
+    embed_dim = int(cfg.embed_dim)
     if any(embed_dim % h for h in num_heads):
         raise UserError(f"--embed_dim {embed_dim} is not divisible by every --num_heads {num_heads}: change either")
-    if int(getattr(cfg, "embed_patch_size", 1)) != 1:
+    if int(cfg.embed_patch_size) != 1:
         raise UserError("--embed_patch_size must be 1 for SwinIR (the official network embeds single pixels)")
-    attention = getattr(cfg, "attention", "fast")
+    attention = cfg.attention
     if attention not in common.ATTENTION_MODES:
         raise UserError(f"--attention {attention!r} is unknown: use one of {', '.join(common.ATTENTION_MODES)}")
-    return SwinIR(scale=int(cfg.scale), n_colors=int(getattr(cfg, "n_colors", 3)),
-                  rgb_range=float(getattr(cfg, "rgb_range", 1.0)), embed_dim=embed_dim, depths=depths,
-                  num_heads=num_heads, window_size=int(getattr(cfg, "window_size", 8)),
-                  mlp_ratio=float(getattr(cfg, "mlp_ratio", 2.0)),
-                  drop_path_rate=float(getattr(cfg, "drop_path_rate", 0.1)), img_size=int(getattr(cfg, "img_size", 64)),
-                  img_range=float(getattr(cfg, "img_range", 1.0)), data_mean=getattr(cfg, "data_mean", None),
-                  attention=attention)
+    return SwinIR(scale=int(cfg.scale), n_colors=int(cfg.n_colors), rgb_range=float(cfg.rgb_range),
+                  embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=int(cfg.window_size),
+                  mlp_ratio=float(cfg.mlp_ratio), drop_path_rate=float(cfg.drop_path_rate), img_size=int(cfg.img_size),
+                  img_range=float(cfg.img_range), data_mean=cfg.data_mean, attention=attention)
 
 
 def settings_from_state_dict(state):
@@ -198,3 +197,8 @@ def settings_from_state_dict(state):
     return {**common.bands_of(state, "conv_first.weight"), "embed_dim": embed_dim, "depths": depths,
             "num_heads": [int(t.shape[1]) for t in tables], "window_size": common.window_from_bias_table(tables[0]),
             "mlp_ratio": hidden / embed_dim}
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   tile_multiple=tile_multiple, convert_official_state_dict=convert_official_state_dict,
+                   settings_from_state_dict=settings_from_state_dict)

@@ -42,6 +42,7 @@ from torch import nn
 
 from errors import UserError
 from model import common
+from model.spec import NetworkSpec
 
 PATCH = 8  # side of the patches that become tokens
 MIN_PATCHES = 12  # the official lower limit (exclusive) on the number of LR patches
@@ -288,10 +289,9 @@ class TransENet(nn.Module):
 
 def make_model(cfg):
     """TransENet from the run configuration (its fixed input: the LR training patch)."""
-    return TransENet(scale=int(cfg.scale), n_colors=int(getattr(cfg, "n_colors", 3)),
-                     rgb_range=float(getattr(cfg, "rgb_range", 1.0)), n_feats=int(getattr(cfg, "n_feats", 64)),
-                     input_size=fixed_input_size(cfg), en_depth=int(getattr(cfg, "en_depth", 8)),
-                     de_depth=int(getattr(cfg, "de_depth", 1)), data_mean=getattr(cfg, "data_mean", None))
+    return TransENet(scale=int(cfg.scale), n_colors=int(cfg.n_colors), rgb_range=float(cfg.rgb_range),
+                     n_feats=int(cfg.n_feats), input_size=fixed_input_size(cfg), en_depth=int(cfg.en_depth),
+                     de_depth=int(cfg.de_depth), data_mean=cfg.data_mean)
 
 
 def settings_from_state_dict(state):
@@ -307,3 +307,8 @@ def settings_from_state_dict(state):
     if rgb_range is not None:
         settings["rgb_range"] = rgb_range
     return settings
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   extra_architecture_flags=EXTRA_ARCHITECTURE_FLAGS, fixed_input_size=fixed_input_size,
+                   settings_from_state_dict=settings_from_state_dict)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import common
+from model.spec import NetworkSpec
 
 PRE_UPSAMPLED = True
 N_FEATS = 64
@@ -69,3 +70,7 @@ class VDSR(nn.Module):
 def settings_from_state_dict(state):
     """Flags an official state_dict implies: the band count, from its first convolution (the rest is fixed)."""
     return common.bands_of(state, "head.0.0.weight")
+
+
+SPEC = NetworkSpec(make_model, default_tile=DEFAULT_TILE, default_tile_overlap=DEFAULT_TILE_OVERLAP,
+                   pre_upsampled=PRE_UPSAMPLED, settings_from_state_dict=settings_from_state_dict)

@@ -1,0 +1,58 @@
+"""A dataset root's `dataset.json` (band names, white level, ground sample distance, dtype, description), and the
+mark of a root that prepare_dataset.py is still writing. The dataset scripts write it, the configuration reads it
+as one of its layers, the metric script reads its band names."""
+import json
+from pathlib import Path
+
+import atomic
+from errors import UserError
+from radiometry import range_problem
+
+DATASET_METADATA = "dataset.json"
+# prepare_dataset.py marks a root it is writing; dataset.json is written last and the mark then removed, so a killed
+# preparation is never mistaken for a dataset.
+PREPARING_MARK = ".preparing"
+
+
+def read_dataset_metadata(root):
+    """The dataset.json of a dataset root as a dict ({} when there is none). Keys: bands (names in file order),
+    data_range (white level, null: from the dtype), gsd (ground sample distance of HR, in metres), description."""
+    path = Path(root) / DATASET_METADATA
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not valid JSON ({err}); fix or delete it") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: expected a JSON object with bands / data_range / gsd")
+    bands = meta.get("bands")
+    if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
+        raise UserError(f"{path}: 'bands' must be a list of band names, e.g. [\"blue\", \"green\", \"red\", \"nir\"]")
+    data_range, gsd = meta.get("data_range"), meta.get("gsd")
+    if data_range is not None and range_problem(data_range):
+        raise UserError(f"{path}: 'data_range' {range_problem(data_range)}; it must be the file value of full "
+                        f"white (e.g. 255, 65535 or 10000) or null")
+    if gsd is not None and range_problem(gsd, (1e-6, 1e6)):
+        raise UserError(f"{path}: 'gsd' {range_problem(gsd, (1e-6, 1e6))}; it must be the HR pixel size in "
+                        f"metres or null")
+    description = meta.get("description")
+    if description is not None and not isinstance(description, str):
+        raise UserError(f"{path}: 'description' must be text")
+    return meta
+
+
+def check_complete(root):
+    """A root that prepare_dataset.py did not finish writing is refused, in one line."""
+    if (Path(root) / PREPARING_MARK).exists():
+        raise UserError(f"{root} is an incomplete dataset: prepare_dataset.py was stopped while writing it (it holds "
+                        f"{PREPARING_MARK} and no finished dataset.json); run prepare_dataset.py again with "
+                        f"--overwrite")
+
+
+def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None):
+    """Write <root>/dataset.json (see read_dataset_metadata); None values are written as null."""
+    meta = {"description": description, "bands": bands, "data_range": data_range, "gsd": gsd}
+    if dtype is not None:  # the prepared data's dtype (prepare_dataset.py); older files have no such key
+        meta["dtype"] = dtype
+    atomic.write_text(Path(root) / DATASET_METADATA, json.dumps(meta, indent=2) + "\n")
