@@ -64,10 +64,6 @@ class Config(argparse.Namespace):
         """{flag: value} of the settings (not `sources`)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "sources"}
 
-    def replace(self, **changes):
-        """A new Config with some values changed (their source: 'replaced')."""
-        return Config({**self.values(), **changes}, {**self.sources, **dict.fromkeys(changes, "replaced")})
-
     def describe(self):
         """One line per setting, with where it came from when it is not a built-in default."""
         lines = []
