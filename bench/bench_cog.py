@@ -28,9 +28,10 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 
+import geotiff  # noqa: E402
 import image_io  # noqa: E402
 
-STRIP_ROWS = image_io.GEOTIFF_BLOCK  # whole block rows, as demo_deploy's AlignedRows hands them over
+STRIP_ROWS = geotiff.GEOTIFF_BLOCK  # whole block rows, as demo_deploy's AlignedRows hands them over
 VARIANTS = {"plain": False, "cog": True}
 
 
@@ -122,7 +123,7 @@ def run_child(args):
     height, width, bands = lr.shape[0] * args.scale, lr.shape[1] * args.scale, lr.shape[2]
     start = time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=args.cache_mib * 2**20):
-        writer = image_io.GeoTiffWindowWriter(args.out, height, width, bands, lr.dtype, meta, args.scale,
+        writer = geotiff.GeoTiffWindowWriter(args.out, height, width, bands, lr.dtype, meta, args.scale,
                                               cog=VARIANTS[args.child])
         with writer:
             for row, strip in upsampled_strips(lr, args.scale):

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+import image_files
 import image_io
+import imresize
 import metrics
 from errors import UserError
-from radiometry import bicubic_baseline
+from radiometry import bicubic_baseline, to_dtype
 
 CROP = 256  # HR pixels per panel side, at most
 MIN_PANEL = 192  # smaller crops are enlarged (nearest, integer factor) to at least this width
@@ -49,7 +51,7 @@ def write_figures(cfg, source, records, out_dir, written):
 def find_hr(hr_dir, rel):
     """The HR of `rel` in hr_dir: same relative path, else same name in hr_dir, with any image extension."""
     for folder in (hr_dir / rel.parent, hr_dir):
-        found = image_io.find_image(folder, rel.stem, prefer=rel.suffix.lower())
+        found = image_files.find_image(folder, rel.stem, prefer=rel.suffix.lower())
         if found:
             return found
     raise UserError(f"no HR image {rel.stem}.<ext> in {hr_dir} (nor in {hr_dir / rel.parent})")
@@ -59,7 +61,7 @@ def write_figure(cfg, lr_path, sr_path, hr_dir, rel, out_dir, record, written):
     s = cfg.scale
     hr_path = find_hr(hr_dir, rel)
     lr, sr = image_io.read_image(lr_path), image_io.read_image(sr_path)
-    hr = image_io.modcrop(image_io.read_image(hr_path), s)
+    hr = imresize.modcrop(image_io.read_image(hr_path), s)
     if hr.shape != sr.shape:
         raise UserError(f"{hr_path} is {hr.shape[1]}x{hr.shape[0]}x{hr.shape[2]} after mod-crop to x{s}, the SR is "
                         f"{sr.shape[1]}x{sr.shape[0]}x{sr.shape[2]}: give the HR images the LR were made from")
@@ -96,7 +98,7 @@ class Comparison:
         if model == "BICUBIC":  # its SR is the bicubic panel: show it once
             del panels[2], self.captions[2]
         bands = display_bands(band_names, hr.shape[2])
-        limits = image_io.stretch_limits(hr[window][..., bands], STRETCH_PERCENTILES) if needs_stretch(hr) else None
+        limits = stretch_limits(hr[window][..., bands], STRETCH_PERCENTILES) if needs_stretch(hr) else None
         self.panels = [to_display(p[..., bands], limits) for p in panels]
 
 
@@ -137,7 +139,7 @@ def to_display(image, limits):
     if limits is None:
         rgb = image.astype(np.uint8)
     else:
-        rgb = image_io.stretch_to_uint8(image, *limits)
+        rgb = stretch_to_uint8(image, *limits)
     return np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
 
 
@@ -155,3 +157,15 @@ def compose(panels, captions):
         draw.text((k * (width + GAP) + 2, 2), title, fill=(0, 0, 0), font=font)
         draw.text((k * (width + GAP) + 2, 2 + CAPTION // 2), detail, fill=(0, 0, 0), font=font)
     return np.asarray(image)
+
+
+def stretch_limits(image, percentiles=(2, 98), valid=None):
+    """Per-band (low, high) percentiles of an (H, W, C) image, over the `valid` (H, W) pixels when given."""
+    pixels = image[valid] if valid is not None else image.reshape(-1, image.shape[2])
+    low, high = np.percentile(pixels.astype(np.float64), percentiles, axis=0)
+    return low, np.maximum(high, low + 1e-6)  # a flat band must not divide by zero
+
+
+def stretch_to_uint8(image, low, high):
+    """Linear per-band stretch of [low, high] onto 0..255, rounded half away from zero and saturated."""
+    return to_dtype((image.astype(np.float64) - low) * (255.0 / (high - low)), np.uint8)

@@ -36,6 +36,7 @@ import torch
 
 import budget
 import checkpoint
+import image_files
 import image_io
 import paths
 import template
@@ -430,10 +431,10 @@ def largest_training_lr_side(root, split, scale):
     """The largest short side, in LR pixels, among the training images (header reads only); None without them."""
     lr_dir, hr_dir = root / split / f"LR_x{scale}", root / split / "HR"
     if lr_dir.is_dir():
-        headers = [image_io.image_header(path) for path in image_io.list_images(lr_dir)]
+        headers = [image_io.image_header(path) for path in image_files.list_images(lr_dir)]
         return max((min(h[:2]) for h in headers), default=None)
     if hr_dir.is_dir():
-        headers = [image_io.image_header(path) for path in image_io.list_images(hr_dir)]
+        headers = [image_io.image_header(path) for path in image_files.list_images(hr_dir)]
         return max((min(h[:2]) // scale for h in headers), default=None)
     return None
 

@@ -16,6 +16,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+import geotiff
 import image_io
 import metrics
 from imresize import bicubic_downsample
@@ -30,7 +31,7 @@ def lr_consistency(sr_path, lr, mask, scale, white):
     their downsample mixes in the nodata blocks of the SR."""
     height, bands = lr.shape[0], lr.shape[2]
     valid = np.ones(lr.shape[:2], bool) if mask is None else ~ndimage.binary_dilation(mask, iterations=2)
-    tiled = sr_path.suffix.lower() in image_io.TIFF_EXTENSIONS
+    tiled = sr_path.suffix.lower() in geotiff.TIFF_EXTENSIONS
     step = WINDOW_ROWS if tiled else height
     squared, difference, angles, count = 0.0, np.zeros(bands), 0.0, 0
     for first in range(0, height, step):

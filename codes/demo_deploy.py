@@ -34,6 +34,8 @@ import torch
 
 import atomic
 import distributed
+import geotiff
+import image_files
 import image_io
 import option
 import paths
@@ -78,10 +80,10 @@ def input_files(cfg, out_dir):
     if not source.exists():
         raise UserError(f"input {source} does not exist: give an image or a folder with --dir_data")
     outputs = out_dir.resolve()
-    files = [p for p in image_io.list_images(source, recursive=cfg.recursive)
+    files = [p for p in image_files.list_images(source, recursive=cfg.recursive)
              if outputs == source.resolve() or outputs not in p.resolve().parents]
     if not files:
-        raise UserError(f"{source} holds no images ({', '.join(image_io.IMAGE_EXTENSIONS)})"
+        raise UserError(f"{source} holds no images ({', '.join(image_files.IMAGE_EXTENSIONS)})"
                         + ("" if cfg.recursive else "; add --recursive to read sub-folders"))
     return source, files
 
@@ -166,7 +168,7 @@ class AlignedRows:
     """Buffers image rows and hands them to a GeoTiffWindowWriter in whole TIFF block rows, so that every
     (compressed) block is written once, complete: never re-read, re-compressed or left waiting in GDAL's cache."""
 
-    def __init__(self, writer, block_rows=image_io.GEOTIFF_BLOCK):
+    def __init__(self, writer, block_rows=geotiff.GEOTIFF_BLOCK):
         self.writer, self.block_rows = writer, block_rows
         self.pending, self.row = [], 0  # rows not yet written, and the image row of the first of them
 
@@ -220,9 +222,9 @@ class Deployer:
             forward = self.model.inference_fn(radiometry=radiometry)
             strips = self.plan.strips(forward, x, s, on_tile=tiles.update)
             images = (self.to_image(strip, radiometry, mask, nodata, row) for row, strip in strips)
-            if out_path.suffix.lower() in image_io.TIFF_EXTENSIONS:
+            if out_path.suffix.lower() in geotiff.TIFF_EXTENSIONS:
                 with rasterio.Env(GDAL_CACHEMAX=GDAL_WRITE_CACHE_BYTES), \
-                        image_io.GeoTiffWindowWriter(out_path, height, width, bands, lr.dtype, meta, s,
+                        geotiff.GeoTiffWindowWriter(out_path, height, width, bands, lr.dtype, meta, s,
                                                      cog=cog) as writer:
                     rows = AlignedRows(writer)
                     for image in images:
@@ -233,7 +235,7 @@ class Deployer:
         consistency = lr_consistency(out_path, lr, mask, s, radiometry.white)
         return {"input": rel.as_posix(), "output": rel.as_posix(), "lr_size": [lr.shape[1], lr.shape[0]],
                 "sr_size": [width, height], "bands": bands, "dtype": lr.dtype.name,
-                "cog": cog and out_path.suffix.lower() in image_io.TIFF_EXTENSIONS,
+                "cog": cog and out_path.suffix.lower() in geotiff.TIFF_EXTENSIONS,
                 "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
                 "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles,
                 "lr_consistency": consistency}

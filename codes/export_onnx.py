@@ -56,6 +56,7 @@ import onnx
 import torch
 
 import atomic
+import image_files
 import image_io
 import option
 import paths
@@ -150,7 +151,7 @@ def verification_image(cfg, dataset_root):
         folder = Path(root) / cfg.data_test / f"LR_x{cfg.scale}"
         if not folder.is_dir():
             continue
-        for path in image_io.list_images(folder)[:1]:
+        for path in image_files.list_images(folder)[:1]:
             image = image_io.read_image(path, cfg.max_pixels)
             if image.shape[2] == cfg.n_colors:
                 return path, image

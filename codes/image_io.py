@@ -4,27 +4,10 @@ Images are numpy arrays (H, W, C), always 3-D (C = bands, 1..N), in their native
 float32, ...). 3-band PNG/JPG are in R, G, B order. Every write is atomic: a temp file in the same folder, then
 os.replace, so an interrupted run never leaves a half-written image under the final name.
 
-GeoTIFF band semantics travel from reader to writer in ImageMeta.geo: CRS, transform, nodata, band descriptions,
-colour interpretation, scale/offset (e.g. Sentinel-2 L2A and Landsat Collection-2 reflectance stored as scaled
-integers), units, dataset and band tags. PHOTOMETRIC=RGB is used only for 3 bands read as red, green, blue; any other
-GeoTIFF is MINISBLACK, each band keeping the input's colour interpretation, so no band becomes an alpha mask.
-
-Resolution record: every georeferenced TIFF written here carries these dataset tags (numbers as text, x then y):
-  RSSR_INPUT_GSD   pixel size (ground sample distance) of the input the meta was read from, in CRS units
-  RSSR_OUTPUT_GSD  pixel size of this file: the input's divided by the scale
-  RSSR_SCALE       that scale (4 for an x4 SR output, 0.25 for an image downsampled by 4)
-  RSSR_GSD_UNIT    the CRS's linear unit ("metre"; "degree" for a geographic CRS), absent when unknown
-e.g. RSSR_INPUT_GSD="30 30", RSSR_OUTPUT_GSD="7.5 7.5", RSSR_SCALE="4", RSSR_GSD_UNIT="metre".
-
-cog=True (write_image, GeoTiffWindowWriter) writes a Cloud-Optimized GeoTIFF through GDAL's COG driver: 512x512
-tiles, overviews, DEFLATE with predictor 2 (integers) or 3 (floats), BigTIFF when needed.
+GeoTIFF and COG writing (band semantics, the RSSR_* resolution tags, window-by-window writes) is geotiff.py's; PNG
+at the byte level png16.py's; finding images image_files.py's.
 """
-import contextlib
 import math
-import os
-import struct
-import sys
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -35,36 +18,23 @@ import numpy as np
 import rasterio
 import tifffile
 from PIL import Image
-from rasterio._err import CPLE_BaseError  # what GDAL errors are raised as; no public name
-from rasterio.enums import ColorInterp
-from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioError
-from rasterio.shutil import copy as gdal_copy
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from atomic import TEMP_MARK, atomic_target
-from errors import OUTPUT_ADVICE, UserError, output_error
-from radiometry import to_dtype
+from atomic import atomic_target
+from errors import UserError, output_error
+from geotiff import TIFF_EXTENSIONS, crs_unit, output_compression, pixel_size, write_cog, write_geotiff
+from image_files import IMAGE_EXTENSIONS
+from png16 import PNG_SIGNATURE, encode_png16, png_chunk_data
+from radiometry import as_hwc
 
 # The pixel budget is ours (check_pixel_budget, from the header, before any decode); Pillow's own bomb check would
 # otherwise refuse large scenes below it with an exception of its own.
 Image.MAX_IMAGE_PIXELS = None
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 EXIF_ORIENTATION = 0x0112
 EXIF_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height
-TIFF_EXTENSIONS = (".tif", ".tiff")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Compressions GDAL writes losslessly; a lossy source compression (JPEG, WEBP) becomes DEFLATE so pixels survive.
-LOSSLESS_COMPRESSIONS = {"lzw", "deflate", "zstd", "packbits", "lzma"}
-GEOTIFF_BLOCK = 256
-COG_BLOCK = 512
-# The COG intermediate is written once and read once: favour speed over size.
-COG_INTERMEDIATE_COMPRESSION = {"compress": "zstd", "zstd_level": 1}
-# GDAL block cache during the COG rewrite, which streams blocks: a larger cache only costs memory (measured on an
-# 8000x8000x3 uint16 scene: 1 GiB of cache took the same time and 686 MiB of peak RSS instead of 245 MiB).
-COG_REWRITE_CACHE_BYTES = 64 * 2**20
-RGB_COLOURS = ("red", "green", "blue")
 # What imageio/Pillow, tifffile and rasterio raise on a corrupt or unsupported file (Pillow's errors are OSErrors).
 READ_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, KeyError, IndexError, RasterioError, zlib.error)
 
@@ -95,98 +65,15 @@ class ImageMeta:
     @property
     def gsd(self):
         """(x, y) pixel size in CRS units (ground sample distance), or None when not georeferenced."""
-        return _gsd(self.geo)
+        return pixel_size(self.geo)
 
     @property
     def gsd_unit(self):
         """The CRS's linear unit name ("metre", "degree", ...), or None."""
-        return _crs_unit(self.geo.get("crs")) if self.geo else None
-
-
-def _gsd(geo):
-    transform = geo.get("transform") if geo else None
-    if transform is None or transform == Affine.identity():
-        return None  # GDAL's identity transform means "no georeferencing", not 1-unit pixels
-    return (math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
-
-
-def _crs_unit(crs):
-    if crs is None:
-        return None
-    try:
-        name = crs.units_factor[0]
-    except CRSError:  # a CRS without a linear or angular unit (e.g. some engineering CRSs)
-        return None
-    return name if name and name != "unknown" else None
-
-
-# ----------------------------------------------------------------------------------------------------------- listing
-def is_image_file(path):
-    """True for a visible file with a supported image extension (case-insensitive)."""
-    path = Path(path)
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def list_images(folder, recursive=False):
-    """Image paths in `folder`, sorted by relative path; hidden files and folders (our temp files, .git) are skipped."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"image folder {folder} does not exist (or is not a folder): check the path")
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    relative = [p.relative_to(folder) for p in candidates if is_image_file(p)]
-    visible = [r for r in relative if not any(part.startswith(".") for part in r.parts)]
-    return [folder / r for r in sorted(visible, key=lambda r: r.as_posix())]
-
-
-def check_unique_stems(paths, folder):
-    """Images are matched by name without extension: two files with one stem (x.png, x.tif) are ambiguous."""
-    seen = {}
-    for path in paths:
-        other = seen.setdefault(path.stem, path)
-        if other != path:
-            raise UserError(f"{folder} holds two images named {path.stem!r} ({other.name} and {path.name}): images "
-                            f"are matched by name, so keep one")
-    return paths
-
-
-def find_image(folder, stem, prefer=None):
-    """The image `<stem>.<ext>` in folder (any supported extension, either case; `prefer` first), or None."""
-    exts = [e for e in (prefer,) if e] + [e for e in IMAGE_EXTENSIONS if e != prefer]
-    for ext in exts:
-        for candidate in (Path(folder) / f"{stem}{ext}", Path(folder) / f"{stem}{ext.upper()}"):
-            if candidate.is_file():
-                return candidate
-    return None
+        return crs_unit(self.geo.get("crs")) if self.geo else None
 
 
 # ----------------------------------------------------------------------------------------------------------- pixels
-def stretch_limits(image, percentiles=(2, 98), valid=None):
-    """Per-band (low, high) percentiles of an (H, W, C) image, over the `valid` (H, W) pixels when given."""
-    pixels = image[valid] if valid is not None else image.reshape(-1, image.shape[2])
-    low, high = np.percentile(pixels.astype(np.float64), percentiles, axis=0)
-    return low, np.maximum(high, low + 1e-6)  # a flat band must not divide by zero
-
-
-def stretch_to_uint8(image, low, high):
-    """Linear per-band stretch of [low, high] onto 0..255, rounded half away from zero and saturated."""
-    return to_dtype((image.astype(np.float64) - low) * (255.0 / (high - low)), np.uint8)
-
-
-def modcrop(img, scale):
-    """Crop the bottom/right so that height and width are multiples of `scale` (the SR convention for HR)."""
-    height, width = img.shape[0], img.shape[1]
-    return img[: height - height % scale, : width - width % scale]
-
-
-def _as_hwc(array):
-    array = np.asarray(array)
-    if array.ndim == 2:
-        return array[:, :, None]
-    if array.ndim != 3:
-        raise ValueError(f"expected an image array (H, W) or (H, W, C), got shape {array.shape}")
-    return array
-
-
 # ----------------------------------------------------------------------------------------------------------- reading
 DEFAULT_MAX_PIXELS = 2**28  # the default of --max_pixels (option.py): a 16384 x 16384 scene
 
@@ -230,28 +117,12 @@ def header_orientation(path, image):
     eXIf chunk follows the pixel data, so a PNG's chunks are walked instead (a seek per chunk)."""
     if image.format != "PNG":
         return image.getexif().get(EXIF_ORIENTATION)
-    data = image.info.get("exif") or _png_chunk_data(path, b"eXIf")
+    data = image.info.get("exif") or png_chunk_data(path, b"eXIf")
     if not data:
         return None
     exif = Image.Exif()
     exif.load(data)
     return exif.get(EXIF_ORIENTATION)
-
-
-def _png_chunk_data(path, kind):
-    """The data of the first `kind` chunk of a PNG, or None; reads chunk headers only."""
-    with open(path, "rb") as f:
-        f.seek(len(PNG_SIGNATURE))
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                return None
-            length, chunk = int.from_bytes(head[:4], "big"), head[4:]
-            if chunk == kind:
-                return f.read(length)
-            if chunk == b"IEND":
-                return None
-            f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
 
 
 def _rasterio_header(path):
@@ -289,7 +160,7 @@ def read_image_with_meta(path, max_pixels=DEFAULT_MAX_PIXELS):
         elif suffix == ".png" and _png_bit_depth(path) == 16:
             array, geo = _read_with_rasterio(path)[0], None  # Pillow truncates 16-bit RGB(A) PNGs to 8 bits
         else:
-            array, geo = _as_hwc(iio.imread(path, plugin="pillow", rotate=True)), None
+            array, geo = as_hwc(iio.imread(path, plugin="pillow", rotate=True)), None
     except UserError:
         raise
     except READ_ERRORS as err:
@@ -340,7 +211,7 @@ def _read_tiff(path):
     try:
         return _read_with_rasterio(path)
     except RasterioError:
-        array = _as_hwc(tifffile.imread(path))
+        array = as_hwc(tifffile.imread(path))
         return array, None
 
 
@@ -378,7 +249,7 @@ def nodata_mask(array, meta):
     nodata = meta.nodata if meta is not None else None
     if nodata is None:
         return None
-    array = _as_hwc(array)
+    array = as_hwc(array)
     if isinstance(nodata, float) and math.isnan(nodata):
         return np.isnan(array).all(axis=2)
     return (array == nodata).all(axis=2)
@@ -411,7 +282,7 @@ def write_image(path, array, meta=None, scale=1, cog=False):
     footprint; give scale=1/s for an image downsampled by s). cog=True: a Cloud-Optimized GeoTIFF (.tif only).
     """
     path = Path(path)
-    array = _as_hwc(array)
+    array = as_hwc(array)
     suffix = path.suffix.lower()
     _check_writable(path, array, suffix)
     if cog and suffix not in TIFF_EXTENSIONS:
@@ -426,9 +297,9 @@ def write_image(path, array, meta=None, scale=1, cog=False):
 def _write_atomically(path, suffix, array, geo, scale, cog):
     with atomic_target(path) as tmp:
         if suffix in TIFF_EXTENSIONS and cog:
-            _write_cog(tmp, array, geo, scale)
+            write_cog(tmp, array, geo, scale)
         elif suffix in TIFF_EXTENSIONS and geo is not None:
-            _write_geotiff(tmp, array, geo, scale, _output_compression(geo))
+            write_geotiff(tmp, array, geo, scale, output_compression(geo))
         elif suffix in TIFF_EXTENSIONS:
             _write_plain_tiff(tmp, array)
         elif suffix == ".png" and array.dtype == np.uint16:
@@ -474,330 +345,3 @@ def _write_plain_tiff(path, array):
     tifffile.imwrite(path, data, photometric=photometric, planarconfig=planar, compression="zlib", metadata=None)
 
 
-def encode_png16(array):
-    """Encode a uint16 (H, W, 1|3|4) array as PNG; Pillow cannot write 16-bit RGB(A), PNG itself is simple."""
-    height, width, bands = array.shape
-    color_type = {1: 0, 3: 2, 4: 6}[bands]
-    raw = np.ascontiguousarray(array.astype(">u2")).view(np.uint8).reshape(height, width * bands * 2)
-    # PNG filter "Up" (type 2) on every row: byte minus the byte above, a cheap predictor that shrinks smooth images
-    filtered = raw.copy()
-    filtered[1:] = raw[1:] - raw[:-1]
-    rows = np.concatenate([np.full((height, 1), 2, np.uint8), filtered], axis=1)
-    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    return (
-        PNG_SIGNATURE
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def _png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-# ----------------------------------------------------------------------------------------------------------- GeoTIFF
-def _output_compression(geo):
-    """Profile options: the source's compression when lossless, DEFLATE for a lossy one (JPEG, WEBP) or a plain
-    image, none for an uncompressed source."""
-    source = "deflate" if geo is None else geo.get("compress")
-    if not source:
-        return {}
-    return {"compress": source if source in LOSSLESS_COMPRESSIONS else "deflate"}
-
-
-def _geotiff_profile(height, width, bands, dtype, geo, scale, tiled, compression, photometric):
-    profile = {
-        "driver": "GTiff",
-        "height": height,
-        "width": width,
-        "count": bands,
-        "dtype": np.dtype(dtype).name,
-        "interleave": "pixel",
-        "photometric": photometric,
-    }
-    if tiled:
-        profile.update(tiled=True, blockxsize=GEOTIFF_BLOCK, blockysize=GEOTIFF_BLOCK, BIGTIFF="IF_SAFER")
-    profile.update(compression)
-    if geo is not None:
-        profile["crs"] = geo.get("crs")
-        profile["transform"] = geo["transform"] @ Affine.scale(1.0 / scale)  # same origin, pixels `scale`x smaller
-        if _nodata_fits(geo.get("nodata"), dtype):
-            profile["nodata"] = geo["nodata"]
-    return profile
-
-
-def _nodata_fits(nodata, dtype):
-    """A nodata value the output dtype can hold (e.g. -9999 cannot mark a uint8 output: it is then dropped)."""
-    if nodata is None:
-        return False
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.floating):
-        return True
-    info = np.iinfo(dtype)
-    return float(nodata).is_integer() and info.min <= nodata <= info.max
-
-
-def _per_band(geo, key, bands):
-    """geo[key] when it holds one entry per output band, else None: a band count change (e.g. RGB out of 4 bands)
-    makes the source's per-band names, colours and scalings meaningless."""
-    values = geo.get(key) if geo else None
-    return tuple(values) if values is not None and len(values) == bands else None
-
-
-def _colour_plan(bands, dtype, geo):
-    """(PHOTOMETRIC, per-band colour names or None) of an output.
-
-    The input's colours where known. A plain (non-georeferenced) 3-band uint8/uint16 image is RGB, the toolbox's
-    convention for PNG/JPG and _write_plain_tiff. Everything else is MINISBLACK, which GDAL reads as grey (band 1)
-    and undefined (the others): never GDAL's default for 4-band uint8, RGB plus an alpha band that would mask out
-    every pixel whose 4th band (NIR) is 0. Palette colours need a colour table, which SR output has no use for.
-    """
-    known = _per_band(geo, "colorinterp", bands)
-    if known is not None and "palette" not in known:
-        colours = known
-    elif geo is None and bands == 3 and np.dtype(dtype) in (np.uint8, np.uint16):
-        colours = RGB_COLOURS
-    else:
-        colours = None
-    return ("RGB" if colours == RGB_COLOURS else "MINISBLACK"), colours
-
-
-def _number_text(value):
-    """4.0 -> '4', 7.5 -> '7.5': the shortest text that reads back as the same float."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def resolution_tags(meta_geo, scale):
-    """The RSSR_* dataset tags (see the module docstring) of an output written from `meta_geo` at `scale`."""
-    gsd = _gsd(meta_geo)
-    if gsd is None:
-        return {}
-    tags = {
-        "RSSR_INPUT_GSD": " ".join(_number_text(v) for v in gsd),
-        "RSSR_OUTPUT_GSD": " ".join(_number_text(v / scale) for v in gsd),
-        "RSSR_SCALE": _number_text(scale),
-    }
-    unit = _crs_unit(meta_geo.get("crs"))
-    if unit:
-        tags["RSSR_GSD_UNIT"] = unit
-    return tags
-
-
-def _write_band_semantics(dst, geo, colours, scale):
-    """Colours, names, scale/offset, units and tags of the input onto an open output (PAM off: all inside the TIFF)."""
-    bands = dst.count
-    if colours is not None:
-        dst.colorinterp = [ColorInterp[name] for name in colours]
-    if geo is None:
-        return
-    for index, text in enumerate(_per_band(geo, "descriptions", bands) or (), start=1):
-        if text:
-            dst.set_band_description(index, text)
-    scales, offsets = _per_band(geo, "scales", bands), _per_band(geo, "offsets", bands)
-    if scales is not None and any(value != 1 for value in scales):
-        dst.scales = scales
-    if offsets is not None and any(value != 0 for value in offsets):
-        dst.offsets = offsets
-    units = _per_band(geo, "units", bands)
-    if units is not None and any(units):
-        dst.units = tuple(unit or "" for unit in units)
-    for index, tags in enumerate(_per_band(geo, "band_tags", bands) or (), start=1):
-        # statistics describe the input's pixels: GDAL would show them as the output's own
-        kept = {key: value for key, value in tags.items() if not key.startswith("STATISTICS_")}
-        if kept:
-            dst.update_tags(index, **kept)
-    dataset_tags = {**dict(geo.get("tags") or {}), **resolution_tags(geo, scale)}
-    if dataset_tags:
-        dst.update_tags(**dataset_tags)
-
-
-@contextlib.contextmanager
-def _gdal_env():
-    """GDAL's settings for our writes, and its C-level messages held back: libtiff prints a full disk straight to
-    stderr (`_tiffWriteProc: No space left on device.`) and GDAL then raises only "Write failed". Such a message
-    becomes the OSError it names (so the one-line error gives the cause); after a block that succeeds the messages
-    are shown (they were warnings)."""
-    held = _Held()
-    try:
-        # No .aux.xml side files next to the temp name: everything must live inside the TIFF that gets renamed.
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), _held_c_stderr(held):
-            yield
-    except (RasterioError, CPLE_BaseError) as err:
-        code = _os_error_named_in(held.text)
-        if code is not None:
-            raise OSError(code, os.strerror(code)) from err
-        raise
-    code = _os_error_named_in(held.text)
-    if code is not None:  # GDAL may close a file it could not finish without raising: the message is the only sign
-        raise OSError(code, os.strerror(code))
-    if held.text:
-        sys.stderr.write(held.text)
-
-
-def _os_error_named_in(text):
-    return next((code for code in OUTPUT_ADVICE if os.strerror(code) in text), None)
-
-
-class _Held:
-    text = ""
-
-
-@contextlib.contextmanager
-def _held_c_stderr(held):
-    """Redirect file descriptor 2 to a temp file for the block; its text goes to `held.text`."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to hold
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            held.text = capture.read().decode("utf-8", "replace")
-
-
-def _open_geotiff(path, height, width, bands, dtype, geo, scale, tiled, compression):
-    """A GTiff opened for writing, carrying the input's georeferencing and band semantics (pixels to be written)."""
-    photometric, colours = _colour_plan(bands, dtype, geo)
-    profile = _geotiff_profile(height, width, bands, dtype, geo, scale, tiled, compression, photometric)
-    with _gdal_env(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        dst = rasterio.open(path, "w", **profile)
-        try:
-            _write_band_semantics(dst, geo, colours, scale)
-        except BaseException:
-            dst.close()
-            raise
-    return dst
-
-
-def _write_geotiff(path, array, geo, scale, compression):
-    height, width, bands = array.shape
-    tiled = height >= GEOTIFF_BLOCK and width >= GEOTIFF_BLOCK
-    dst = _open_geotiff(path, height, width, bands, array.dtype, geo, scale, tiled, compression)
-    with _gdal_env(), dst:
-        dst.write(np.moveaxis(array, -1, 0))
-
-
-# ----------------------------------------------------------------------------------------------------------- COG
-def cog_options(dtype):
-    """GDAL COG driver creation options: 512 px tiles, DEFLATE with the predictor that suits the dtype (horizontal
-    differencing for integers, floating-point for floats), overviews down to one tile, BigTIFF past 4 GB."""
-    floating = np.issubdtype(np.dtype(dtype), np.floating)
-    return {
-        "BLOCKSIZE": COG_BLOCK,
-        "COMPRESS": "DEFLATE",
-        "PREDICTOR": "FLOATING_POINT" if floating else "STANDARD",
-        "BIGTIFF": "IF_SAFER",
-        "OVERVIEWS": "AUTO",
-        # the mean of the covered pixels: no ringing or values outside the data's range, and nodata-aware
-        "OVERVIEW_RESAMPLING": "AVERAGE",
-    }
-
-
-def _translate_to_cog(source, target, dtype):
-    """Rewrite the finished GeoTIFF `source` as a COG at `target` (GDAL streams it: memory stays bounded by the cache
-    and a few full-width rows of blocks, whatever the scene's height)."""
-    with _gdal_env(), rasterio.Env(GDAL_CACHEMAX=COG_REWRITE_CACHE_BYTES), warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        gdal_copy(source, target, driver="COG", **cog_options(dtype))
-
-
-def _scratch_next_to(target):
-    """A new hidden temp file in target's folder, for an intermediate that must never outlive the write."""
-    # TEMP_MARK: a killed process's intermediate is removed at the folder's next use (atomic.remove_stale_temps)
-    fd, name = tempfile.mkstemp(dir=Path(target).parent, prefix=f".{Path(target).name}{TEMP_MARK}", suffix=".part.tif")
-    os.close(fd)
-    return Path(name)
-
-
-def _write_cog(target, array, geo, scale):
-    scratch = _scratch_next_to(target)
-    try:
-        _write_geotiff(scratch, array, geo, scale, COG_INTERMEDIATE_COMPRESSION)
-        _translate_to_cog(scratch, target, array.dtype)
-    finally:
-        scratch.unlink(missing_ok=True)
-
-
-class GeoTiffWindowWriter:
-    """Write a large (GeoT)IFF window by window: `with GeoTiffWindowWriter(...) as w: w.write(tile, row, col)`.
-
-    Georeferenced (and band semantics kept) like write_image when `meta.geo` is set, a plain tiled TIFF otherwise.
-    The file appears under its final name only when the block exits without an exception.
-
-    cog=True makes it a Cloud-Optimized GeoTIFF: the windows go to a hidden intermediate tiled GeoTIFF next to the
-    output (so memory stays bounded by the windows, never the scene), which GDAL's COG driver rewrites when the
-    block exits; the intermediate is removed on success and on failure. Needs disk room for both files meanwhile.
-    """
-
-    def __init__(self, path, height, width, bands, dtype, meta=None, scale=1, cog=False):
-        self.path = Path(path)
-        self.shape = (int(height), int(width), int(bands))
-        self.dtype = np.dtype(dtype)
-        self.geo = meta.geo if meta is not None else None
-        self.scale = scale
-        self.cog = cog
-        self._target = None
-        self._tmp = None
-        self._scratch = None
-        self._dataset = None
-
-    def __enter__(self):
-        if self.path.suffix.lower() not in TIFF_EXTENSIONS:
-            raise UserError(f"cannot write {self.path} window by window: use a .tif output")
-        self._target = atomic_target(self.path)
-        self._tmp = self._target.__enter__()
-        height, width, bands = self.shape
-        try:
-            if self.cog:
-                self._scratch = _scratch_next_to(self._tmp)
-            destination = self._scratch or self._tmp
-            compression = COG_INTERMEDIATE_COMPRESSION if self.cog else _output_compression(self.geo)
-            self._dataset = _open_geotiff(destination, height, width, bands, self.dtype, self.geo, self.scale,
-                                          tiled=True, compression=compression)
-        except BaseException as err:
-            self._discard_scratch()
-            self._target.__exit__(type(err), err, None)
-            raise
-        return self
-
-    def write(self, array_hwc, row, col):
-        """Write `array_hwc` with its top-left pixel at (row, col); floats are rounded/saturated to the dtype."""
-        array = _as_hwc(array_hwc)
-        height, width, bands = array.shape
-        if bands != self.shape[2] or row < 0 or col < 0 or row + height > self.shape[0] or col + width > self.shape[1]:
-            raise ValueError(f"window {array.shape} at ({row}, {col}) does not fit the output {self.shape}")
-        if array.dtype != self.dtype:
-            array = to_dtype(array, self.dtype)
-        with _gdal_env():
-            self._dataset.write(np.moveaxis(array, -1, 0), window=Window(col, row, width, height))
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            with _gdal_env():
-                self._dataset.close()  # flushes the last blocks
-            if self.cog and exc_type is None:
-                _translate_to_cog(self._scratch, self._tmp, self.dtype)
-        except BaseException as err:
-            if exc_type is None:
-                exc_type, exc = type(err), err
-            raise
-        finally:
-            try:
-                self._target.__exit__(exc_type, exc, tb)  # first: a full disk is judged with both files on it
-            finally:
-                self._discard_scratch()
-        return False
-
-    def _discard_scratch(self):
-        if self._scratch is not None:
-            self._scratch.unlink(missing_ok=True)

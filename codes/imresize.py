@@ -160,3 +160,9 @@ def opencv_bicubic_upsample(image_hwc, scale):
     height, width, bands = image.shape
     out = cv2.resize(image, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
     return out.reshape(height * scale, width * scale, bands)
+
+
+def modcrop(img, scale):
+    """Crop the bottom/right so that height and width are multiples of `scale` (the SR convention for HR)."""
+    height, width = img.shape[0], img.shape[1]
+    return img[: height - height % scale, : width - width % scale]

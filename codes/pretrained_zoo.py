@@ -27,7 +27,7 @@ from pathlib import Path
 import atomic
 import checkpoint
 import demo_deploy
-import image_io
+import image_files
 import paths
 import pretrained
 import template
@@ -89,7 +89,7 @@ def ship(args):
 
 def split_of(config, classes):
     root = paths.dataset_root(config["dir_data"], config["dataset"])
-    counts = {split: len(image_io.list_images(root / split / "HR")) for split in ("train", "val", "test")}
+    counts = {split: len(image_files.list_images(root / split / "HR")) for split in ("train", "val", "test")}
     return {"protocol": "ucmerced", "seed": 0, "classes": classes, **counts}
 
 
@@ -146,7 +146,7 @@ def prepare(args, split):
             raise UserError(f"{args.dir_data} does not exist: pass --src UCMerced_LandUse/Images to prepare it")
         prepare_dataset.main(["--src", str(args.src), "--dst", str(args.dir_data), "--protocol", split["protocol"],
                               "--seed", str(split["seed"])])
-    held = len(image_io.list_images(args.dir_data / "test" / "HR"))
+    held = len(image_files.list_images(args.dir_data / "test" / "HR"))
     if held != split["test"]:
         raise UserError(f"{args.dir_data}/test holds {held} images, the shipped models were scored on {split['test']} "
                         f"({split['classes']} classes, --protocol {split['protocol']} --seed {split['seed']}): "

@@ -115,3 +115,13 @@ def bicubic_baseline(lr, scale):
     """The BICUBIC model's output for an (H, W, C) LR array: MATLAB imresize on the values as doubles, rounded once
     to the LR's dtype. The baseline of the training curves and the comparison figures."""
     return to_dtype(imresize.imresize(np.asarray(lr, dtype=np.float64), scale), np.asarray(lr).dtype)
+
+
+def as_hwc(array):
+    """An image array as (H, W, C): a 2-D one gets one band."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"expected an image array (H, W) or (H, W, C), got shape {array.shape}")
+    return array

@@ -22,7 +22,9 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 
 # isort: split
 
+import image_files  # noqa: E402
 import image_io  # noqa: E402
+import imresize  # noqa: E402
 import metrics  # noqa: E402
 import option  # noqa: E402
 import paths  # noqa: E402
@@ -131,7 +133,7 @@ def resolve_inputs(args, sr=""):
 
 
 def find_sr(sr_dir, stem, suffix):
-    found = image_io.find_image(sr_dir, f"{stem}{suffix}")
+    found = image_files.find_image(sr_dir, f"{stem}{suffix}")
     if found:
         return found
     raise UserError(f"no SR image for {stem} in {sr_dir} (looked for {stem}{suffix}.<ext>); check --sr/--suffix")
@@ -161,7 +163,7 @@ def peak_value(args, manifest, sr_path, gt):
 
 def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
     manifest = manifest or {}
-    gt_files = image_io.check_unique_stems(image_io.list_images(gt_dir), gt_dir)
+    gt_files = image_files.check_unique_stems(image_files.list_images(gt_dir), gt_dir)
     if not gt_files:
         raise UserError(f"GT folder {gt_dir} holds no images")
     crop = args.crop_border if args.crop_border is not None else scale
@@ -172,7 +174,7 @@ def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
         sr_path = find_sr(sr_dir, gt_path.stem, args.suffix)
         gt, sr = image_io.read_image(gt_path, args.max_pixels), image_io.read_image(sr_path, args.max_pixels)
         if scale:
-            gt = image_io.modcrop(gt, scale)
+            gt = imresize.modcrop(gt, scale)
         if gt.shape != sr.shape:
             raise UserError(f"{sr_path} is {sr.shape[1]}x{sr.shape[0]}x{sr.shape[2]} but GT {gt_path.name} "
                             f"(mod-cropped) is {gt.shape[1]}x{gt.shape[0]}x{gt.shape[2]}")
@@ -234,7 +236,7 @@ def check_csv_outputs(outputs, plans):
     inputs = set()
     for gt_dir, sr_dir, _ in plans:
         for folder in (gt_dir, sr_dir):
-            inputs.update(p.resolve() for p in image_io.list_images(folder))
+            inputs.update(p.resolve() for p in image_files.list_images(folder))
         inputs.add((sr_dir / "manifest.json").resolve())
     for path in outputs:
         target = path.resolve()

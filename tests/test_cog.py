@@ -10,18 +10,21 @@ from rasterio.enums import Compression
 from rasterio.transform import Affine
 from rio_cogeo.cogeo import cog_validate
 
+import geotiff
+import image_files
 import image_io as io
+from errors import UserError
 
 SAMPLE_HR = Path(__file__).resolve().parents[1] / "datasets" / "Sample" / "train" / "HR"
 # Larger than two 512 px tiles each way, and no side a multiple of 512 or 256: partial edge tiles and 2 overviews.
 HEIGHT, WIDTH = 1100, 1250
-STRIP_ROWS = io.GEOTIFF_BLOCK  # the deploy hands the writer whole 256-row block rows
+STRIP_ROWS = geotiff.GEOTIFF_BLOCK  # the deploy hands the writer whole 256-row block rows
 PREDICTORS = {np.uint8: "2", np.uint16: "2", np.float32: "3"}
 
 
 def real_scene(dtype):
     """HEIGHT x WIDTH x 3 of real pixels: the Sample HR tiles side by side, then mirrored, in `dtype`'s range."""
-    tiles = [io.read_image(p) for p in io.list_images(SAMPLE_HR)[:12]]
+    tiles = [io.read_image(p) for p in image_files.list_images(SAMPLE_HR)[:12]]
     mosaic = np.concatenate([np.concatenate(tiles[r * 4:(r + 1) * 4], axis=1) for r in range(3)], axis=0)
     scene = np.pad(mosaic, ((0, HEIGHT - mosaic.shape[0]), (0, WIDTH - mosaic.shape[1]), (0, 0)), mode="symmetric")
     if dtype == np.uint16:
@@ -40,7 +43,7 @@ def scene_meta(dtype, nodata=None):
 
 def write_in_strips(path, image, meta, scale=4, cog=True):
     height, width, bands = image.shape
-    with io.GeoTiffWindowWriter(path, height, width, bands, image.dtype, meta, scale=scale, cog=cog) as writer:
+    with geotiff.GeoTiffWindowWriter(path, height, width, bands, image.dtype, meta, scale=scale, cog=cog) as writer:
         for row in range(0, height, STRIP_ROWS):
             writer.write(image[row : row + STRIP_ROWS], row, 0)
             assert not Path(path).exists()  # only hidden temp files until the block exits
@@ -112,7 +115,7 @@ def test_an_ungeoreferenced_cog_is_valid(tmp_path):
 
 def test_a_failure_inside_the_block_leaves_no_file(tmp_path):
     image = real_scene(np.uint8)
-    with pytest.raises(RuntimeError, match="interrupted"), io.GeoTiffWindowWriter(
+    with pytest.raises(RuntimeError, match="interrupted"), geotiff.GeoTiffWindowWriter(
             tmp_path / "sr.tif", HEIGHT, WIDTH, 3, np.uint8, scene_meta(np.uint8), scale=4, cog=True) as writer:
         writer.write(image[:STRIP_ROWS], 0, 0)
         assert len(list(tmp_path.iterdir())) == 2  # the hidden final temp and the hidden intermediate
@@ -125,22 +128,22 @@ def test_a_failing_cog_translation_leaves_no_file(tmp_path, monkeypatch):
         Path(target).write_bytes(b"half a COG")
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "gdal_copy", broken_copy)
-    with pytest.raises(io.UserError, match="cannot write .*sr.tif: disk full"):  # one line naming the output
+    monkeypatch.setattr(geotiff, "gdal_copy", broken_copy)
+    with pytest.raises(UserError, match="cannot write .*sr.tif: disk full"):  # one line naming the output
         write_in_strips(tmp_path / "sr.tif", real_scene(np.uint8)[:300, :300], scene_meta(np.uint8))
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(io.UserError, match="disk full"):
+    with pytest.raises(UserError, match="disk full"):
         io.write_image(tmp_path / "whole.tif", real_scene(np.uint8)[:300, :300], cog=True)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cog_needs_a_tif_output(tmp_path):
-    with pytest.raises(io.UserError, match=r"use a \.tif"):
+    with pytest.raises(UserError, match=r"use a \.tif"):
         io.write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8), cog=True)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cog_options_pick_the_predictor_by_dtype_and_bigtiff_when_needed():
-    assert io.cog_options(np.int16)["PREDICTOR"] == "STANDARD"
-    assert io.cog_options(np.float64)["PREDICTOR"] == "FLOATING_POINT"
-    assert io.cog_options(np.uint8)["BIGTIFF"] == "IF_SAFER"
+    assert geotiff.cog_options(np.int16)["PREDICTOR"] == "STANDARD"
+    assert geotiff.cog_options(np.float64)["PREDICTOR"] == "FLOATING_POINT"
+    assert geotiff.cog_options(np.uint8)["BIGTIFF"] == "IF_SAFER"

@@ -13,6 +13,7 @@ from rio_cogeo.cogeo import cog_validate
 
 import compare
 import demo_deploy
+import image_files
 import image_io
 import imresize
 import metrics
@@ -49,16 +50,16 @@ def save_basic(tmp_path, n_colors=3, scale=4, name=None, wrap_args=None):
 
 
 def sample_lr(index=0):
-    return image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x4")[index])
+    return image_io.read_image(image_files.list_images(SAMPLE / "test" / "LR_x4")[index])
 
 
 def sample_hr(index=0):
-    return image_io.read_image(image_io.list_images(SAMPLE / "test" / "HR")[index])
+    return image_io.read_image(image_files.list_images(SAMPLE / "test" / "HR")[index])
 
 
 def sample_ms_hr(index=0):
     """A real 96x96 4-band (blue, green, red, NIR) uint8 tile."""
-    return image_io.read_image(image_io.list_images(SAMPLE_MS / "test" / "HR")[index])
+    return image_io.read_image(image_files.list_images(SAMPLE_MS / "test" / "HR")[index])
 
 
 def write_geotiff(path, pixels, nodata=None, descriptions=(), transform=TRANSFORM_5M):
@@ -88,7 +89,7 @@ def assert_close_levels(a, b, identical=0.999):
 def test_sample_with_a_checkpoint_writes_sr_and_manifest(tmp_path, capsys):
     checkpoint = save_basic(tmp_path)
     out_dir, manifest = deploy(tmp_path, *TINY_ARCH, "--scale=4", "--pre_train", checkpoint)
-    lr_files = image_io.list_images(SAMPLE / "test" / "LR_x4")
+    lr_files = image_files.list_images(SAMPLE / "test" / "LR_x4")
     assert sorted(p.name for p in out_dir.glob("*.png")) == [p.name for p in lr_files]
     # the file holds exactly the network's output on that LR, rounded to uint8
     model = Model(option.parse_args(TINY_ARCH + ["--cpu", "--scale=4", "--pre_train", str(checkpoint)]))
@@ -119,7 +120,7 @@ def test_sample_with_a_checkpoint_writes_sr_and_manifest(tmp_path, capsys):
 
 def test_compare_figures_show_lr_bicubic_sr_hr_with_psnrs(tmp_path):
     out_dir, manifest = deploy(tmp_path, "--model=BICUBIC", "--scale=4", "--compare", SAMPLE / "test" / "HR")
-    names = [p.name for p in image_io.list_images(SAMPLE / "test" / "LR_x4")]
+    names = [p.name for p in image_files.list_images(SAMPLE / "test" / "LR_x4")]
     assert [f["figure"] for f in manifest["figures"]] == [f"compare/{n}" for n in names]
     record = manifest["figures"][0]
     figure = image_io.read_image(out_dir / record["figure"])
@@ -304,7 +305,7 @@ def test_band_mismatch_is_a_clear_error(tmp_path):
 def test_corrupt_files_are_named_and_skipped_exit_2_after_the_good_ones(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    good = image_io.list_images(SAMPLE / "test" / "LR_x4")[:2]
+    good = image_files.list_images(SAMPLE / "test" / "LR_x4")[:2]
     for path in good:
         shutil.copy(path, src / path.name)
     (src / "broken.png").write_bytes(good[0].read_bytes()[:200])  # truncated
@@ -341,7 +342,7 @@ def test_input_errors(tmp_path):
         demo_deploy.main(["--model=BICUBIC", "--dir_data", str(lr_dir), "--dir_out", str(lr_dir),
                           *isolated(tmp_path)])
     assert [p.read_bytes() for p in sorted(lr_dir.iterdir())] == [
-        p.read_bytes() for p in image_io.list_images(SAMPLE / "test" / "LR_x4")]
+        p.read_bytes() for p in image_files.list_images(SAMPLE / "test" / "LR_x4")]
 
 
 def test_checkpoint_errors(tmp_path):

@@ -15,7 +15,7 @@ import torch
 import checkpoint
 import demo_deploy
 import demo_train
-import image_io
+import image_files
 from errors import UserError
 from helpers import CODES, SAMPLE, TINY_BASIC, isolated
 
@@ -140,7 +140,7 @@ def test_data_parallel_deploy_writes_the_same_bytes_as_one_process(tmp_path):
     assert one_process(*flags, f"--dir_out={tmp_path / 'one'}", script=CODES / "demo_deploy.py").returncode == 0
     proc = torchrun(*flags, f"--dir_out={tmp_path / 'two'}", script=CODES / "demo_deploy.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    names = [p.name for p in image_io.list_images(SAMPLE / "test" / "LR_x2")]
+    names = [p.name for p in image_files.list_images(SAMPLE / "test" / "LR_x2")]
     for name in names:
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
@@ -161,7 +161,7 @@ def test_ema_weights_are_saved_restored_exactly_and_deployed(tmp_path):
     deploy = ["--scale=2", "--cpu", f"--pre_train={best}", *isolated(tmp_path)]
     demo_deploy.main(deploy + [f"--dir_out={tmp_path / 'ema'}"])
     demo_deploy.main(deploy + [f"--dir_out={tmp_path / 'raw'}", "--no_ema"])
-    name = image_io.list_images(SAMPLE / "test" / "LR_x4")[0].name
+    name = image_files.list_images(SAMPLE / "test" / "LR_x4")[0].name
     assert (tmp_path / "ema" / name).read_bytes() != (tmp_path / "raw" / name).read_bytes()
     demo_train.main(TRAIN + isolated(tmp_path) + ["--epochs=1", "--save=plain"])
     with pytest.raises(UserError, match="holds no EMA weights .*trained without --ema"):

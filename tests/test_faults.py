@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 import time
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -22,7 +24,10 @@ from PIL import Image
 import checkpoint
 import demo_deploy
 import demo_train
+import image_files
 import image_io
+import imresize
+import png16
 import runs
 from conftest import REPO_ROOT
 from errors import UserError
@@ -290,7 +295,7 @@ def test_reset_runs_only_after_every_check(tmp_path):
 def test_deploy_never_overwrites_its_input_file_or_the_ground_truth(tmp_path):
     scene = tmp_path / "scenes" / "scene.png"
     scene.parent.mkdir()
-    shutil.copy(image_io.list_images(SAMPLE / "test" / "LR_x4")[0], scene)
+    shutil.copy(image_files.list_images(SAMPLE / "test" / "LR_x4")[0], scene)
     before = scene.read_bytes()
     with pytest.raises(UserError, match="would overwrite the input"):
         demo_deploy.main(["--model=BICUBIC", f"--dir_data={scene}", f"--dir_out={scene.parent}", *isolated(tmp_path)])
@@ -313,7 +318,7 @@ def test_deploy_never_overwrites_its_input_file_or_the_ground_truth(tmp_path):
 def test_deploy_never_replaces_a_file_it_did_not_write(tmp_path):
     out = tmp_path / "sr"
     out.mkdir()
-    name = image_io.list_images(SAMPLE / "test" / "LR_x4")[0].name
+    name = image_files.list_images(SAMPLE / "test" / "LR_x4")[0].name
     (out / name).write_bytes(b"the user's own image")
     with pytest.raises(UserError, match=f"{name} exists and was not written by demo_deploy.py"):
         demo_deploy.main(["--model=BICUBIC", f"--dir_out={out}", *isolated(tmp_path)])
@@ -326,10 +331,10 @@ def test_deploy_never_replaces_a_file_it_did_not_write(tmp_path):
 # ----------------------------------------------------------------------------------------------- memory bombs
 def png16_bomb(path, side=100000):
     """A 16-bit PNG whose header declares side x side pixels, with almost no data: 74 bytes."""
-    ihdr = image_io.struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
-    data = image_io.zlib.compress(b"")
-    path.write_bytes(image_io.PNG_SIGNATURE + image_io._png_chunk(b"IHDR", ihdr) + image_io._png_chunk(b"IDAT", data)
-                     + image_io._png_chunk(b"IEND", b""))
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
+    data = zlib.compress(b"")
+    path.write_bytes(png16.PNG_SIGNATURE + png16.png_chunk(b"IHDR", ihdr) + png16.png_chunk(b"IDAT", data)
+                     + png16.png_chunk(b"IEND", b""))
     return path
 
 
@@ -346,7 +351,7 @@ def sparse_tiff_bomb(path, side=100000):
 def test_images_over_the_pixel_budget_are_skipped_by_name_and_the_rest_is_processed(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    shutil.copy(image_io.list_images(SAMPLE / "test" / "LR_x4")[0], src / "good.png")
+    shutil.copy(image_files.list_images(SAMPLE / "test" / "LR_x4")[0], src / "good.png")
     assert png16_bomb(src / "bomb.png").stat().st_size < 100
     sparse_tiff_bomb(src / "sparse.tif")
     proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--n_colors=3", "--dir_data", src, "--dir_out",
@@ -395,7 +400,7 @@ def test_nan_and_inf_without_declared_nodata_become_nodata_with_a_count(tmp_path
 def test_lr_and_hr_of_different_bit_depths_are_refused(tmp_path):
     data = copy_dataset(SAMPLE, tmp_path / "Mine", splits=("train", "val"), scales=(2,), limit=2)
     hr = data / "train" / "HR"
-    first = image_io.list_images(hr)[0]
+    first = image_files.list_images(hr)[0]
     image_io.write_image(first, image_io.read_image(first).astype(np.uint16) * 257)
     with pytest.raises(UserError, match="is uint8 but its HR .* is uint16: LR and HR must share a bit depth"):
         train(tmp_path, "--dataset=Mine", f"--dir_data={data}", "--epochs=1")
@@ -404,7 +409,7 @@ def test_lr_and_hr_of_different_bit_depths_are_refused(tmp_path):
 def test_the_metric_script_refuses_sr_and_gt_of_different_bit_depths(tmp_path):
     gt = tmp_path / "gt"
     sr = tmp_path / "sr"
-    for path in image_io.list_images(SAMPLE / "test" / "HR")[:2]:
+    for path in image_files.list_images(SAMPLE / "test" / "HR")[:2]:
         image = image_io.read_image(path)
         image_io.write_image(gt / path.name, image)
         image_io.write_image(sr / path.name, image.astype(np.uint16) * 257)
@@ -414,14 +419,14 @@ def test_the_metric_script_refuses_sr_and_gt_of_different_bit_depths(tmp_path):
 
 def test_duplicate_stems_are_refused(tmp_path):
     data = copy_dataset(SAMPLE, tmp_path / "Mine", splits=("train", "val"), scales=(2,), limit=2)
-    first = image_io.list_images(data / "train" / "HR")[0]
+    first = image_files.list_images(data / "train" / "HR")[0]
     image_io.write_image(first.with_suffix(".tif"), image_io.read_image(first))
     with pytest.raises(UserError, match=f"holds two images named '{first.stem}'"):
         train(tmp_path, "--dataset=Mine", f"--dir_data={data}", "--epochs=1")
 
 
 def test_exif_orientation_is_respected(tmp_path):
-    pixels = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x4")[0])[:, :20]  # 30x20, not square
+    pixels = image_io.read_image(image_files.list_images(SAMPLE / "test" / "LR_x4")[0])[:, :20]  # 30x20, not square
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=100)
@@ -435,9 +440,9 @@ def test_exif_orientation_is_respected(tmp_path):
 def test_small_images_of_any_shape_train_with_a_note(tmp_path, capsys):
     data = copy_dataset(SAMPLE, tmp_path / "Mine", splits=("train", "val"), scales=(2,), limit=4)
     for name in ("tiny_a", "tiny_b"):  # LR 5x7: smaller than the 12-pixel patch
-        hr = image_io.read_image(image_io.list_images(SAMPLE / "train" / "HR")[0])[:10, :14]
+        hr = image_io.read_image(image_files.list_images(SAMPLE / "train" / "HR")[0])[:10, :14]
         image_io.write_image(data / "train" / "HR" / f"{name}.png", hr)
-        image_io.write_image(data / "train" / "LR_x2" / f"{name}.png", image_io.modcrop(hr, 2)[::2, ::2])
+        image_io.write_image(data / "train" / "LR_x2" / f"{name}.png", imresize.modcrop(hr, 2)[::2, ::2])
     train(tmp_path, "--dataset=Mine", f"--dir_data={data}", "--epochs=1", "--test_every=0")
     assert (f"note: 2 of 6 train images of {data} are smaller than --patch_size 24 (the HR patch, as in EDSR and "
             f"HSENet: 12 LR pixels at x2) and are skipped") in capsys.readouterr().out
@@ -448,7 +453,7 @@ def test_small_images_of_any_shape_train_with_a_note(tmp_path, capsys):
 def test_float_training_data_outside_0_1_needs_the_white_level(tmp_path):
     data = tmp_path / "Float"
     for split in ("train", "val"):
-        for path in image_io.list_images(SAMPLE / split / "HR")[:2]:
+        for path in image_files.list_images(SAMPLE / split / "HR")[:2]:
             hr = image_io.read_image(path).astype(np.float32) * 40
             image_io.write_image(data / split / "HR" / f"{path.stem}.tif", hr)
             image_io.write_image(data / split / "LR_x2" / f"{path.stem}.tif", hr[::2, ::2].copy())

@@ -7,22 +7,28 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 import time
+import zlib
 
 import numpy as np
 import onnx
+import PIL.Image
 import pytest
 import torch
 from onnx import TensorProto, helper
 
+import atomic
 import checkpoint
 import demo_deploy
 import demo_train
+import image_files
 import image_io
 import option
+import png16
 from conftest import REPO_ROOT
 from errors import UserError
 from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, copy_dataset, isolated, run_script
@@ -65,7 +71,7 @@ def crafted(trained, path, change):
 def test_the_metric_csv_never_replaces_a_ground_truth_image_or_the_manifest(tmp_path):
     sr, gt = deployed(tmp_path)
     gt_copy = shutil.copytree(gt, tmp_path / "gt")
-    image = image_io.list_images(gt_copy)[0]
+    image = image_files.list_images(gt_copy)[0]
     before = image.read_bytes()
     manifest = (sr / "manifest.json").read_bytes()
     for target, fragment in ((image, "is one of the inputs"), (sr / "manifest.json", "is one of the inputs")):
@@ -112,11 +118,11 @@ def test_a_run_file_that_became_a_link_is_refused_on_resume(tmp_path):
 def png_bomb(path, side):
     """A valid 8-bit RGB PNG of side x side black pixels: about 1 MB on disk at 20000, 1.2 GB decoded."""
     row = b"\0" * (1 + 3 * side)
-    packer = image_io.zlib.compressobj(9)
+    packer = zlib.compressobj(9)
     data = b"".join([packer.compress(row) for _ in range(side)] + [packer.flush()])
-    ihdr = image_io.struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    path.write_bytes(image_io.PNG_SIGNATURE + image_io._png_chunk(b"IHDR", ihdr) + image_io._png_chunk(b"IDAT", data)
-                     + image_io._png_chunk(b"IEND", b""))
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(png16.PNG_SIGNATURE + png16.png_chunk(b"IHDR", ihdr) + png16.png_chunk(b"IDAT", data)
+                     + png16.png_chunk(b"IEND", b""))
     return path
 
 
@@ -137,7 +143,7 @@ PEAK = textwrap.dedent('''
 def test_a_valid_png_bomb_is_refused_from_its_header_at_the_memory_of_a_small_image(tmp_path):
     bomb = png_bomb(tmp_path / "bomb.png", 20000)
     assert bomb.stat().st_size < 2_000_000
-    small = image_io.list_images(SAMPLE / "test" / "HR")[0]
+    small = image_files.list_images(SAMPLE / "test" / "HR")[0]
     peaks = {}
     for name, path in (("small", small), ("bomb", bomb)):
         proc = subprocess.run([sys.executable, "-c", PEAK, str(CODES), str(path)], capture_output=True, text=True,
@@ -156,12 +162,12 @@ def test_the_orientation_of_a_png_is_read_without_decoding_it(tmp_path):
     pixels[:5] = 255
     path = tmp_path / "late_exif.png"
     image_io.write_image(path, pixels)
-    exif = image_io.Image.Exif()
+    exif = PIL.Image.Exif()
     exif[image_io.EXIF_ORIENTATION] = 6
     body = exif.tobytes()[6:]  # without "Exif\0\0": a PNG eXIf chunk holds the TIFF structure itself
     png = path.read_bytes()
     end = png.rindex(b"IEND") - 4
-    path.write_bytes(png[:end] + image_io._png_chunk(b"eXIf", body) + png[end:])
+    path.write_bytes(png[:end] + png16.png_chunk(b"eXIf", body) + png[end:])
     assert image_io.image_header(path)[:2] == (30, 20)
     assert image_io.read_image(path).shape == (30, 20, 3)
 
@@ -202,13 +208,13 @@ def test_geotiff_cog_and_png_writes_on_a_full_disk_give_the_cause_and_nothing_el
     script = textwrap.dedent('''
         import sys
         sys.path.insert(0, sys.argv[1])
-        import numpy as np, image_io
+        import numpy as np, image_io, geotiff
         from errors import run_cli
         array, meta = image_io.read_image_with_meta(sys.argv[2])
         kind, target = sys.argv[3], sys.argv[4]
         def main(argv):
             if kind == "window":
-                with image_io.GeoTiffWindowWriter(target, 400, 400, 3, np.uint16, meta) as writer:
+                with geotiff.GeoTiffWindowWriter(target, 400, 400, 3, np.uint16, meta) as writer:
                     for row in range(0, 400, 100):
                         writer.write(array[row:row + 100], row, 0)
             else:
@@ -364,7 +370,7 @@ def test_a_cache_entry_that_cannot_be_used_is_rebuilt_whatever_the_reason(tmp_pa
 def test_a_killed_preparation_is_refused_as_a_dataset_and_cleaned_by_the_rerun(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    for k, path in enumerate(image_io.list_images(SAMPLE / "train" / "HR")[:20]):
+    for k, path in enumerate(image_files.list_images(SAMPLE / "train" / "HR")[:20]):
         shutil.copy(path, src / f"{k:02d}.png")
     dst = tmp_path / "Mine"
     proc = subprocess.Popen([sys.executable, str(PREPARE), "--src", str(src), "--dst", str(dst), "--split",
@@ -376,12 +382,12 @@ def test_a_killed_preparation_is_refused_as_a_dataset_and_cleaned_by_the_rerun(t
     proc.wait()
     if (dst / "dataset.json").exists():
         pytest.skip("the preparation finished before the kill landed")
-    (dst / "train" / "HR" / f".00.png{image_io.TEMP_MARK}abc.png").write_bytes(b"half")  # what a kill leaves
+    (dst / "train" / "HR" / f".00.png{atomic.TEMP_MARK}abc.png").write_bytes(b"half")  # what a kill leaves
     with pytest.raises(UserError, match="is an incomplete dataset: prepare_dataset.py was stopped"):
         train(tmp_path, "--dataset=Mine", f"--dir_data={dst}", "--epochs=1")
     proc = run_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.8,0.1,0.1", "--scales", "2", "--overwrite")
     assert proc.returncode == 0, proc.stderr
-    assert not [p for p in dst.rglob("*") if image_io.TEMP_MARK in p.name or p.name == ".preparing"]
+    assert not [p for p in dst.rglob("*") if atomic.TEMP_MARK in p.name or p.name == ".preparing"]
     train(tmp_path, "--dataset=Mine", f"--dir_data={dst}", "--epochs=1")
 
 
@@ -408,14 +414,14 @@ def test_sigint_during_a_multi_scene_cog_deploy_never_exits_0(tmp_path):
     # a temp file of a write the signal cut short is removed by the next start in that folder
     demo_deploy.main(["--model=BICUBIC", "--scale=4", "--n_colors=4", "--dir_data", str(scenes), "--dir_out",
                       str(out), *isolated(tmp_path)])
-    assert not [p for p in out.iterdir() if image_io.TEMP_MARK in p.name]
+    assert not [p for p in out.iterdir() if atomic.TEMP_MARK in p.name]
 
 
 def test_files_are_named_in_skips(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    (src / "broken.png").write_bytes(image_io.PNG_SIGNATURE + b"\0" * 40)
-    shutil.copy(image_io.list_images(SAMPLE / "test" / "LR_x4")[0], src / "good.png")
+    (src / "broken.png").write_bytes(png16.PNG_SIGNATURE + b"\0" * 40)
+    shutil.copy(image_files.list_images(SAMPLE / "test" / "LR_x4")[0], src / "good.png")
     proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--n_colors=3", "--dir_data", src, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, "1 of 2 inputs skipped", str(src / "broken.png"))

@@ -10,7 +10,10 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.transform import Affine
 
+import geotiff
+import image_files
 import image_io as io
+import imresize
 from errors import UserError
 from radiometry import default_white, to_dtype
 
@@ -22,7 +25,7 @@ RGBN = "data/registry/rgbn.tif"
 @pytest.fixture(scope="module")
 def rgb8():
     """A real 8-bit RGB crop (the embedded Landsat sample), 60x50 so no size is a multiple of 16."""
-    return io.read_image(io.list_images(SAMPLE_HR)[0])[:60, :50]
+    return io.read_image(image_files.list_images(SAMPLE_HR)[0])[:60, :50]
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +200,7 @@ def test_window_meta_shifts_the_origin(tiny_geotiff):
 # ----------------------------------------------------------------------------------------------------- window writer
 def write_in_windows(path, image, meta, scale, window=(23, 17)):
     height, width, bands = image.shape
-    with io.GeoTiffWindowWriter(path, height, width, bands, image.dtype, meta, scale=scale) as writer:
+    with geotiff.GeoTiffWindowWriter(path, height, width, bands, image.dtype, meta, scale=scale) as writer:
         for row in range(0, height, window[0]):
             for col in range(0, width, window[1]):
                 writer.write(image[row : row + window[0], col : col + window[1]], row, col)
@@ -219,20 +222,20 @@ def test_window_writer_matches_a_whole_write(tmp_path, tiny_geotiff, georeferenc
 
 
 def test_window_writer_rounds_float_windows(tmp_path):
-    with io.GeoTiffWindowWriter(tmp_path / "f.tif", 1, 4, 1, np.uint8) as writer:
+    with geotiff.GeoTiffWindowWriter(tmp_path / "f.tif", 1, 4, 1, np.uint8) as writer:
         writer.write(np.array([[[2.5], [254.5], [300.0], [-3.0]]]), 0, 0)
     np.testing.assert_array_equal(io.read_image(tmp_path / "f.tif")[0, :, 0], [3, 255, 255, 0])
 
 
 def test_window_writer_leaves_nothing_when_the_block_fails(tmp_path, rgb8):
-    with pytest.raises(RuntimeError), io.GeoTiffWindowWriter(tmp_path / "x.tif", 60, 50, 3, np.uint8) as writer:
+    with pytest.raises(RuntimeError), geotiff.GeoTiffWindowWriter(tmp_path / "x.tif", 60, 50, 3, np.uint8) as writer:
         writer.write(rgb8[:20], 0, 0)
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_window_writer_rejects_a_window_outside_the_image(tmp_path, rgb8):
-    with pytest.raises(ValueError, match="does not fit"), io.GeoTiffWindowWriter(tmp_path / "x.tif", 60, 50, 3,
+    with pytest.raises(ValueError, match="does not fit"), geotiff.GeoTiffWindowWriter(tmp_path / "x.tif", 60, 50, 3,
                                                                                  np.uint8) as writer:
         writer.write(rgb8, 1, 0)
 
@@ -275,7 +278,7 @@ def test_default_white():
 
 
 def test_modcrop_crops_bottom_right(rgb8):
-    cropped = io.modcrop(rgb8, 4)  # 60x50 -> 60x48
+    cropped = imresize.modcrop(rgb8, 4)  # 60x50 -> 60x48
     assert cropped.shape == (60, 48, 3)
     np.testing.assert_array_equal(cropped, rgb8[:, :48])
 
@@ -284,11 +287,11 @@ def test_list_images_sorted_case_insensitive_and_recursive(tmp_path, rgb8):
     for rel in ["b.PNG", "a.tif", "notes.txt", ".hidden.png", "sub/c.jpg", "sub/deeper/d.jpeg", ".cache/e.png"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    assert [p.name for p in io.list_images(tmp_path)] == ["a.tif", "b.PNG"]
-    relative = [p.relative_to(tmp_path).as_posix() for p in io.list_images(tmp_path, recursive=True)]
+    assert [p.name for p in image_files.list_images(tmp_path)] == ["a.tif", "b.PNG"]
+    relative = [p.relative_to(tmp_path).as_posix() for p in image_files.list_images(tmp_path, recursive=True)]
     assert relative == ["a.tif", "b.PNG", "sub/c.jpg", "sub/deeper/d.jpeg"]
     with pytest.raises(UserError, match="nope"):
-        io.list_images(tmp_path / "nope")
+        image_files.list_images(tmp_path / "nope")
 
 
 def test_geotiff_nodata_the_output_dtype_cannot_hold_is_dropped(tmp_path, tiny_geotiff):
@@ -309,7 +312,7 @@ def write_with(writer, path, image, meta, scale):
         io.write_image(path, image, meta, scale=scale)
         return
     height, width, bands = image.shape
-    with io.GeoTiffWindowWriter(path, height, width, bands, image.dtype, meta, scale=scale,
+    with geotiff.GeoTiffWindowWriter(path, height, width, bands, image.dtype, meta, scale=scale,
                                 cog=writer == "cog") as out:
         for row in range(0, height, 64):
             out.write(image[row : row + 64], row, 0)

@@ -6,6 +6,7 @@ import torch
 import image_io
 import imresize
 import metrics
+import radiometry
 from errors import UserError
 from helpers import SAMPLE_MS
 from loss import Loss, parse_loss
@@ -35,7 +36,7 @@ def sample_ms_pair():
     path = sorted((SAMPLE_MS / "test" / "HR").iterdir())[0]
     hr = image_io.read_image(path)
     lr = image_io.read_image(SAMPLE_MS / "test" / "LR_x3" / path.name)
-    sr = image_io.to_dtype(imresize.bicubic_upsample(lr.astype(float), 3), np.uint8)
+    sr = radiometry.to_dtype(imresize.bicubic_upsample(lr.astype(float), 3), np.uint8)
 
     def as_tensor(a):
         return torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255)[None]

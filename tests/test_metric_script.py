@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 import demo_deploy
+import image_files
 import image_io
 import imresize
 import metrics
+import radiometry
 from conftest import REPO_ROOT
 from errors import UserError
 from helpers import SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
@@ -38,13 +40,13 @@ def test_no_arguments_evaluates_the_newest_results(tmp_path):
     script.main(["--dir_experiment", str(tmp_path / "experiment")])
     columns, rows = read_csv(tmp_path / "experiment" / "results" / "BICUBICx4_Sample" / "psnr_ssim.csv")
     assert columns == ["image", "psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
-    hr_files = image_io.list_images(SAMPLE / "test" / "HR")
+    hr_files = image_files.list_images(SAMPLE / "test" / "HR")
     assert [r["image"] for r in rows] == [p.stem for p in hr_files] + ["average"]
     # each row equals the metrics module on the same pixels: MATLAB bicubic x4 of the test LR vs the HR
     for row, hr_path in zip(rows, hr_files):
         hr = image_io.read_image(hr_path)
         sr = imresize.bicubic_upsample(image_io.read_image(SAMPLE / "test" / "LR_x4" / hr_path.name).astype(float), 4)
-        sr = image_io.to_dtype(sr, np.uint8)
+        sr = radiometry.to_dtype(sr, np.uint8)
         assert float(row["psnr_y"]) == pytest.approx(metrics.calculate_psnr(sr, hr, 4, test_y_channel=True), abs=1e-5)
         assert float(row["ssim_rgb"]) == pytest.approx(metrics.calculate_ssim(sr, hr, 4), abs=1e-6)
     average = rows[-1]

@@ -7,6 +7,7 @@ import torch
 import demo_deploy
 import demo_train
 import image_io
+import radiometry
 from errors import UserError
 from helpers import SAMPLE, isolated
 from model import Model
@@ -47,7 +48,7 @@ def test_deploy_with_an_official_checkpoint(tmp_path, shared_dir, name):
     lr = image_io.read_image(lr_path)
     with torch.no_grad():
         sr = model(torch.from_numpy(lr.transpose(2, 0, 1).astype(np.float32) / 255)[None])
-    expected = image_io.to_dtype(sr[0].clamp(0, 1).numpy().transpose(1, 2, 0) * 255, np.uint8)
+    expected = radiometry.to_dtype(sr[0].clamp(0, 1).numpy().transpose(1, 2, 0) * 255, np.uint8)
     assert written.shape == (lr.shape[0] * scale, lr.shape[1] * scale, 3)
     assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
     assert (written == expected).mean() > 0.999

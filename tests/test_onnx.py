@@ -15,6 +15,7 @@ import torch
 import checkpoint
 import demo_deploy
 import export_onnx
+import image_files
 import image_io
 import option
 from errors import UserError
@@ -215,7 +216,7 @@ def test_deepness_loads_the_export_and_runs_it_equal_to_deploy(files, tmp_path):
                         "batch": None, "model_type": "Superresolution"}
     # A 256 x 512 map: two real 256-pixel tiles side by side (Sample test LR, mirrored up to the tile).
     tiles = []
-    for index, path in enumerate(image_io.list_images(SAMPLE / "test" / "LR_x4")[:2]):
+    for index, path in enumerate(image_files.list_images(SAMPLE / "test" / "LR_x4")[:2]):
         lr = image_io.read_image(path)
         tile = np.pad(lr, ((0, 256 - lr.shape[0]), (0, 256 - lr.shape[1]), (0, 0)), mode="symmetric")
         image_io.write_image(tmp_path / "tiles" / f"tile{index}.png", tile)
@@ -241,7 +242,7 @@ def test_deepness_standardization_maps_a_16_bit_layer_to_the_graph_range(tmp_pat
     export_onnx.main(["--pre_train", str(ckpt), "--tile=32", "--out", str(out), *isolated(tmp_path)])
     meta = metadata(out)
     assert meta["training_white"] == 65535.0 and meta["standardization_std"] == [257.0] * 3
-    lr = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x4")[0])
+    lr = image_io.read_image(image_files.list_images(SAMPLE / "test" / "LR_x4")[0])
     tile = np.pad(lr, ((0, 2), (0, 2), (0, 0)), mode="symmetric").astype(np.uint16) * 257  # real pixels, 16-bit
     got = DeepnessSuperresolution(out).process(tile[None], output_scaling=1.0)[0]
     net = Model(option.parse_args(["--pre_train", str(ckpt), "--cpu"], purpose="deploy")).model
@@ -262,7 +263,7 @@ def test_deepness_refuses_a_dynamic_size_graph_hence_the_fixed_default(files):
 def test_dynamic_graph_runs_at_two_sizes_and_batches_equal_to_pytorch(files):
     session = ort.InferenceSession(str(files["hsenet_dynamic"]), providers=["CPUExecutionProvider"])
     net = Model(option.parse_args(["--pre_train", str(files["hsenet"]), "--cpu"], purpose="deploy")).eval()
-    lr = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x4")[1])
+    lr = image_io.read_image(image_files.list_images(SAMPLE / "test" / "LR_x4")[1])
     x = Radiometry.of(lr.dtype, None, 1.0).to_network(lr)[None]
     for batch in (x[..., :30, :26], torch.cat([x[..., 3:20, 5:28], x[..., 9:26, 1:24]])):
         got = session.run(["output"], {"input": batch.numpy()})[0]
@@ -297,7 +298,7 @@ def test_both_backends_agree_on_the_sample_basic_and_hsenet(files, tmp_path):
 
 def nodata_geotiff(path):
     """A 4-band SampleMS LR GeoTIFF with a declared nodata (0) block in a corner."""
-    source = image_io.list_images(SAMPLE_MS / "test" / "LR_x4")[0]
+    source = image_files.list_images(SAMPLE_MS / "test" / "LR_x4")[0]
     with rasterio.open(source) as src:
         profile, pixels = src.profile, src.read()
     pixels[:, :7, :9] = 0
@@ -309,7 +310,7 @@ def nodata_geotiff(path):
 
 def test_both_backends_agree_on_4_band_geotiffs_tiled_with_nodata(files, tmp_path):
     inputs = tmp_path / "inputs"
-    for path in image_io.list_images(SAMPLE_MS / "test" / "LR_x4"):
+    for path in image_files.list_images(SAMPLE_MS / "test" / "LR_x4"):
         (inputs / path.name).parent.mkdir(parents=True, exist_ok=True)
         (inputs / path.name).write_bytes(path.read_bytes())
     nodata_geotiff(inputs / "with_nodata.tif")

@@ -11,6 +11,8 @@ from rasterio.transform import Affine
 import consistency
 import demo_deploy
 import demo_train
+import geotiff
+import image_files
 import image_io
 from data_scripts import prepare_dataset
 from helpers import SAMPLE, SAMPLE_MS, isolated
@@ -24,7 +26,7 @@ SIX_BANDS = "blue,green,red,nir,swir1,swir2"
 def six_band_scene(path, gsd=28.5, descriptions=()):
     """A real-pixel 6-band uint8 scene: SampleMS's 4-band tiles side by side, plus two bands derived from them (as a
     Landsat-7 scene has 6 reflective bands), no band names unless given."""
-    tiles = [image_io.read_image(p) for p in image_io.list_images(SAMPLE_MS / "train" / "HR")[:6]]
+    tiles = [image_io.read_image(p) for p in image_files.list_images(SAMPLE_MS / "train" / "HR")[:6]]
     rows = [np.concatenate(tiles[k:k + 3], axis=1) for k in (0, 3)]
     four = np.concatenate(rows, axis=0)  # 192 x 288 x 4
     swir = np.stack([four[:, :, 3] // 2 + four[:, :, 2] // 2, four[:, :, 3] // 3 + four[:, :, 0] // 3], axis=2)
@@ -40,7 +42,7 @@ def test_a_scene_becomes_a_dataset_a_model_and_an_sr_cog_with_named_bands(tmp_pa
                                  "--scales", "4"]) == 0
     meta = json.loads((root / "dataset.json").read_text())
     assert meta["bands"] == SIX_BANDS.split(",") and meta["gsd"] == 28.5 and meta["dtype"] == "uint8"
-    tiles = image_io.list_images(root / "train" / "HR")
+    tiles = image_files.list_images(root / "train" / "HR")
     with rasterio.open(tiles[0]) as src:
         assert src.descriptions == tuple(SIX_BANDS.split(",")) and src.res == (28.5, 28.5) and src.count == 6
     # no band or size flag: the band count comes from dataset.json, the patch is fitted to the tiles with a note
@@ -66,7 +68,7 @@ def test_band_descriptions_of_the_scene_name_the_bands(tmp_path):
     root = tmp_path / "Named"
     prepare_dataset.main(["--src", str(scene), "--dst", str(root), "--tile", "64", "--scales", "2"])
     assert json.loads((root / "dataset.json").read_text())["bands"] == list(names)
-    with rasterio.open(image_io.list_images(root / "test" / "LR_x2")[0]) as src:
+    with rasterio.open(image_files.list_images(root / "test" / "LR_x2")[0]) as src:
         assert src.descriptions == names and src.res == (57.0, 57.0)
 
 
@@ -79,7 +81,7 @@ def test_tiles_of_nodata_nan_or_one_value_are_skipped_and_counted(tmp_path, caps
     prepare_dataset.main(["--src", str(scene), "--dst", str(tmp_path / "D"), "--tile", "64", "--scales", "2",
                           "--split", "1,0,0"])
     assert "3 of 6 tiles" in capsys.readouterr().out
-    kept = sorted(p.stem for p in image_io.list_images(tmp_path / "D" / "train" / "HR"))
+    kept = sorted(p.stem for p in image_files.list_images(tmp_path / "D" / "train" / "HR"))
     assert kept == ["s_r00000_c00128", "s_r00064_c00000", "s_r00064_c00064"]
 
 
@@ -97,11 +99,11 @@ def independent(sr, lr):
 def test_lr_consistency_of_a_tiled_tiff_equals_the_whole_image_computation(tmp_path, offset):
     """More rows than one window (WINDOW_ROWS), so the halo joins are checked; an offset of 10 levels shows as a bias
     of 10 (less the saturation at 255)."""
-    lr = np.concatenate([image_io.read_image(p) for p in image_io.list_images(SAMPLE_MS / "train" / "HR")[:4]])
+    lr = np.concatenate([image_io.read_image(p) for p in image_files.list_images(SAMPLE_MS / "train" / "HR")[:4]])
     assert lr.shape[0] > consistency.WINDOW_ROWS
     sr = np.clip(bicubic_upsample(lr, 2).astype(int) + offset, 0, 255).astype(np.uint8)
     path = tmp_path / "sr.tif"
-    with image_io.GeoTiffWindowWriter(path, *sr.shape, np.uint8) as writer:
+    with geotiff.GeoTiffWindowWriter(path, *sr.shape, np.uint8) as writer:
         writer.write(sr, 0, 0)
     got = consistency.lr_consistency(path, lr, None, 2, 255.0)
     psnr, bias, sam = independent(sr, lr)
@@ -128,12 +130,12 @@ def test_the_gsd_guard_warns_across_sensors_only(tmp_path):
     assert "0.3 m pixels" in consistency.gsd_warning("u.tif", meta(0.3), 30, 4)  # and the other way round
     assert consistency.gsd_warning("ok.tif", meta(0.5), 0.3, 4) is None  # within [0.15, 2.4]
     assert consistency.gsd_warning("ok.tif", meta(30), None, 4) is None  # the model's GSD is unknown
-    plain = image_io.read_image_with_meta(image_io.list_images(SAMPLE / "test" / "HR")[0])[1]  # a PNG
+    plain = image_io.read_image_with_meta(image_files.list_images(SAMPLE / "test" / "HR")[0])[1]  # a PNG
     assert consistency.gsd_warning("p.png", plain, 0.3, 4) is None  # the input's GSD is unknown
 
 
 def test_a_shipped_uc_merced_model_on_a_30_m_scene_warns(tmp_path, capsys):
-    pixels = image_io.read_image(image_io.list_images(SAMPLE_MS / "test" / "HR")[0])[:, :, :3].copy()
+    pixels = image_io.read_image(image_files.list_images(SAMPLE_MS / "test" / "HR")[0])[:, :, :3].copy()
     scene = write_geotiff(tmp_path / "landsat.tif", pixels, transform=Affine(30, 0, 0, 0, -30, 0))
     demo_deploy.main(["--pre_train", "lgcnet_x2_ucmerced16", "--scale=2", f"--dir_data={scene}",
                       f"--dir_out={tmp_path / 'sr'}", *isolated(tmp_path)])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import image_files
 import image_io
 import model as model_package
 import option
@@ -32,7 +33,7 @@ def config(name, precision):
 def sample_pairs(split):
     """(LR, HR) float tensors in [0, 1] of the embedded Sample (real Landsat-8 tiles) at x2."""
     pairs = []
-    for hr_path in image_io.list_images(SAMPLE / split / "HR"):
+    for hr_path in image_files.list_images(SAMPLE / split / "HR"):
         lr = image_io.read_image(SAMPLE / split / f"LR_x{SCALE}" / Path(hr_path).name)
         hr = image_io.read_image(hr_path)[:lr.shape[0] * SCALE, :lr.shape[1] * SCALE]
         pairs.append(tuple(Radiometry.of(a.dtype, None, 1.0).to_network(a) for a in (lr, hr)))

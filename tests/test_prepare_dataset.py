@@ -10,8 +10,9 @@ import pytest
 
 from data_scripts.prepare_dataset import PROTOCOLS, group_by_class, parse_split, split_counts, split_stratified
 from errors import UserError
-from image_io import list_images, modcrop, read_image, read_image_with_meta, write_image
-from imresize import bicubic_downsample
+from image_files import list_images
+from image_io import read_image, read_image_with_meta, write_image
+from imresize import bicubic_downsample, modcrop
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "codes" / "data_scripts" / "prepare_dataset.py"

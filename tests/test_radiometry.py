@@ -9,6 +9,7 @@ import rasterio
 import torch
 
 import demo_deploy
+import image_files
 import image_io
 import metrics
 from conftest import REPO_ROOT
@@ -57,7 +58,7 @@ def test_an_8_bit_deploy_with_a_lower_white_level_is_not_capped(tmp_path):
     """The bug: a BICUBIC deploy of 8-bit data with --data_range 200 wrote images whose maximum was 200."""
     out = tmp_path / "sr"
     demo_deploy.main(["--model=BICUBIC", "--scale=4", "--data_range=200", f"--dir_out={out}", *isolated(tmp_path)])
-    lr_max = max(int(image_io.read_image(p).max()) for p in image_io.list_images(SAMPLE / "test" / "LR_x4"))
+    lr_max = max(int(image_io.read_image(p).max()) for p in image_files.list_images(SAMPLE / "test" / "LR_x4"))
     sr_max = max(int(image_io.read_image(p).max()) for p in out.glob("*.png"))
     assert lr_max > 200 and sr_max > 200
 

@@ -1,8 +1,9 @@
-"""Every command block of the README, run as written, in order, in one shell's working folder, on a copy of the
-repository as a fresh clone has it. The blocks are read from README.md here, so the README and this test cannot
-drift. A command that needs what a fresh clone cannot hold (a download, a cluster, a GPU, your own scene, hours of
-training) is passed over only when it matches an entry of NEEDS_OUTSIDE, each with its reason, and every entry must
-still match a README command."""
+"""Every command block of the README and of the docs pages, run as written, in order, in one shell's working folder,
+on a copy of the repository as a fresh clone has it. The blocks are read from the pages here (COMMAND_PAGES: the
+README first, then each docs page in a fixed order), so the pages and this test cannot drift. A command that needs
+what a fresh clone cannot hold (a download, a cluster, a GPU, your own scene, hours of training) is passed over only
+when it matches an entry of NEEDS_OUTSIDE, each with its reason, and every entry must still match a command of those
+pages."""
 import csv
 import re
 import shutil
@@ -12,6 +13,15 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
+
+# the pages whose ```bash blocks run, in this order: the README first (its quick start makes the runs the other pages
+# use), then the docs pages in the order a reader meets them. Each page's first block starts at the repository root.
+COMMAND_PAGES = ["README.md", "docs/datasets.md", "docs/training.md", "docs/evaluation.md", "docs/deploy.md",
+                 "docs/qgis.md", "docs/models.md", "docs/performance.md", "docs/model_zoo.md"]
+# the pages that must hold no ```bash block (or be listed above)
+OTHER_PAGES = ["CHANGELOG.md", "docs/*.md", "datasets/README.md", "experiment/README.md"]
+# a block that begins with one of these starts at the repository root
+ROOT_STARTS = ("cd ", "python codes/", "python bench/", "pip ")
 
 # substring of a command -> why a fresh clone cannot run it here
 NEEDS_OUTSIDE = {
@@ -36,13 +46,15 @@ NEEDS_OUTSIDE = {
     "for m in": "the zoo loop trains every network on UC Merced",
     "python demo_train.py --model=$m": "the zoo loop trains every network on UC Merced",
     "python demo_deploy.py --model=$m": "the zoo loop trains every network on UC Merced",
+    "my_rgb_tiles/": "your own RGB tiles",
+    "--dir_data /data/mine": "a dataset of your own to fine-tune on",
 }
 LOOP_END = "done"  # the zoo loop's last line
 
 
 def readme_blocks(text):
-    """The ```bash blocks of the README (indented ones too), each as its logical commands: continuation lines
-    joined, comments and blank lines dropped."""
+    """The ```bash blocks of a page (indented ones too), each as its logical commands: continuation lines joined,
+    comments and blank lines dropped."""
     blocks = []
     for match in re.finditer(r"^( *)```bash\n(.*?)^\1```", text, flags=re.S | re.M):
         indent = len(match.group(1))
@@ -75,10 +87,27 @@ def runnable(command):
     return command != LOOP_END and not any(key in command for key in NEEDS_OUTSIDE)
 
 
+def page_blocks():
+    """(page, its blocks) for each of COMMAND_PAGES, in order."""
+    return [(page, readme_blocks((REPO_ROOT / page).read_text(encoding="utf-8"))) for page in COMMAND_PAGES]
+
+
 def test_every_outside_need_still_matches_a_readme_command():
-    commands = [c for block in readme_blocks((REPO_ROOT / "README.md").read_text()) for c in block]
+    commands = [c for _, blocks in page_blocks() for block in blocks for c in block]
     for key in NEEDS_OUTSIDE:
-        assert any(key in command for command in commands), f"NEEDS_OUTSIDE {key!r} matches no README command"
+        assert any(key in command for command in commands), f"NEEDS_OUTSIDE {key!r} matches no command of the pages"
+
+
+def test_every_page_with_commands_is_run_and_each_starts_at_the_repository_root():
+    for pattern in OTHER_PAGES:
+        for path in REPO_ROOT.glob(pattern):
+            page = path.relative_to(REPO_ROOT).as_posix()
+            assert page in COMMAND_PAGES or not readme_blocks(path.read_text(encoding="utf-8")), \
+                f"{page} has ```bash blocks: add it to COMMAND_PAGES"
+    for page, blocks in page_blocks():
+        first = next((commands for commands in blocks if commands), None)
+        assert first, f"{page} has no command block: take it out of COMMAND_PAGES"
+        assert first[0].startswith(ROOT_STARTS), f"{page}: its first block must start at the repository root"
 
 
 @pytest.fixture(scope="module")
@@ -93,20 +122,24 @@ def clone(tmp_path_factory):
 
 
 def test_every_readme_command_block_runs_as_written_in_order(clone):
-    """Every runnable command must succeed. A block that begins with `cd` or a repository-relative script starts at
-    the repository root; any other block continues in the folder the one before it left, as a reader would."""
-    blocks = readme_blocks((REPO_ROOT / "README.md").read_text())
-    assert len(blocks) > 10
-    folder, ran = clone, []
-    for commands in blocks:
-        if commands and commands[0].startswith(("cd ", "python codes/", "python bench/", "pip ")):
-            folder = clone
-        for command in filter(runnable, commands):
-            script = f"set -e\n{command}\npwd"
-            proc = subprocess.run(["bash", "-c", script], cwd=folder, capture_output=True, text=True, timeout=1200)
-            assert proc.returncode == 0, (command, str(folder), proc.stdout[-1500:], proc.stderr[-2500:])
-            folder = Path(proc.stdout.strip().splitlines()[-1])
-            ran.append((command, proc))
+    """Every runnable command must succeed. Each page starts at the repository root, and so does a block that begins
+    with `cd` or a repository-relative script; any other block continues in the folder the one before it left, as a
+    reader would."""
+    pages = page_blocks()
+    assert sum(len(blocks) for _, blocks in pages) > 10
+    ran = []
+    for page, blocks in pages:
+        folder = clone
+        for commands in blocks:
+            if commands and commands[0].startswith(ROOT_STARTS):
+                folder = clone
+            for command in filter(runnable, commands):
+                script = f"set -e\n{command}\npwd"
+                proc = subprocess.run(["bash", "-c", script], cwd=folder, capture_output=True, text=True,
+                                      timeout=1200)
+                assert proc.returncode == 0, (page, command, str(folder), proc.stdout[-1500:], proc.stderr[-2500:])
+                folder = Path(proc.stdout.strip().splitlines()[-1])
+                ran.append((command, proc))
     outputs = {}
     for command, proc in ran:  # a command's first run: the quick start's
         outputs.setdefault(command, proc)

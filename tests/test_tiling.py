@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import image_files
 import image_io
 import option
 import tiling
@@ -28,7 +29,7 @@ def basic_x4():
 @pytest.fixture(scope="module")
 def real_lr():
     """A real 120x120 RGB tile (the Sample HR) as an LR input, in [0, 1]."""
-    image = image_io.read_image(image_io.list_images(SAMPLE / "test" / "HR")[0])
+    image = image_io.read_image(image_files.list_images(SAMPLE / "test" / "HR")[0])
     return torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / 255)[None]
 
 

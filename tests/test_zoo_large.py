@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import image_files
 import image_io
 import tiling
 from errors import UserError
@@ -332,7 +333,7 @@ def test_a_full_size_official_edsr_baseline_file_deploys_with_no_size_flags(tmp_
     out = tmp_path / "sr"
     demo_deploy.main(["--model=EDSR", "--scale=2", "--cpu", f"--pre_train={path}", f"--dir_data={lr_dir}",
                       f"--dir_out={out}", *isolated(tmp_path)])
-    name = image_io.list_images(lr_dir)[0]
+    name = image_files.list_images(lr_dir)[0]
     lr = torch.from_numpy(image_io.read_image(name).transpose(2, 0, 1).astype("float32") / 255)[None]
     with torch.no_grad():
         expected = (net.eval()(lr)[0].clamp(0, 1) * 255).round().byte().numpy().transpose(1, 2, 0)
@@ -348,7 +349,7 @@ def test_a_full_size_official_edsr_baseline_file_deploys_with_no_size_flags(tmp_
 def test_onednn_linear_serves_inference_only_and_gives_nn_linear_output(name, monkeypatch):
     torch.manual_seed(0)
     net = network_spec(name).make_model(network_args(name, scale=2, n_colors=3, rgb_range=1.0, **SMALL[name]))
-    tile = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x2")[0])[:32, :32]
+    tile = image_io.read_image(image_files.list_images(SAMPLE / "test" / "LR_x2")[0])[:32, :32]
     x = Radiometry.of(tile.dtype, None, 1.0).to_network(tile)[None]
     decisions = []
     decide = common.Linear._onednn_applies

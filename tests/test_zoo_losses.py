@@ -15,6 +15,7 @@ import torchvision
 import checkpoint
 import demo_deploy
 import demo_train
+import image_files
 import image_io
 from conftest import REPO_ROOT
 from data import make_dataset
@@ -356,7 +357,7 @@ def fake_div2k(tmp_path):
 def test_div2k_converter_and_dataset(tmp_path, fake_div2k):
     dst = tmp_path / "datasets" / "DIV2K"
     prepare_div2k.main(["--src", str(fake_div2k), "--dst", str(dst), "--val", "2"])
-    names = {split: sorted(p.stem for p in image_io.list_images(dst / split / "HR")) for split in ("train", "val",
+    names = {split: sorted(p.stem for p in image_files.list_images(dst / split / "HR")) for split in ("train", "val",
                                                                                                    "test")}
     assert names == {"train": ["0001", "0002", "0003"], "val": ["0801", "0802"], "test": ["0801", "0802", "0803"]}
     official = fake_div2k / "DIV2K_train_LR_bicubic" / "X4" / "0002x4.png"

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import image_files
 import image_io
 import imresize
 from errors import UserError
@@ -157,7 +158,7 @@ def cubic_matrix(n, scale):
 @pytest.fixture(scope="module")
 def sample_lr_non_square():
     """A real Sample LR tile (uint8 RGB), cropped to be non-square."""
-    lr = image_io.read_image(image_io.list_images(SAMPLE / "test" / "LR_x4")[0])
+    lr = image_io.read_image(image_files.list_images(SAMPLE / "test" / "LR_x4")[0])
     return lr[:, :19]
 
 
@@ -188,7 +189,7 @@ def test_opencv_upsample_single_band_stays_three_dimensional(sample_lr_non_squar
 
 
 def test_opencv_upsample_four_band_geotiff():
-    lr = image_io.read_image(image_io.list_images(SAMPLE_MS / "test" / "LR_x4")[0])
+    lr = image_io.read_image(image_files.list_images(SAMPLE_MS / "test" / "LR_x4")[0])
     assert lr.shape[2] == 4
     up = imresize.opencv_bicubic_upsample(lr, 4)
     assert up.shape == (lr.shape[0] * 4, lr.shape[1] * 4, 4) and up.dtype == lr.dtype
@@ -225,7 +226,7 @@ def test_a_pre_upsampled_network_deploys_on_lr_upsampled_in_its_file_values(tmp_
     out = tmp_path / "sr"
     demo_deploy.main(["--model=SRCNN", "--scale=2", "--cpu", f"--pre_train={ckpt}", f"--dir_out={out}",
                       f"--dir_data={SAMPLE / 'test' / 'LR_x2'}", *isolated(tmp_path)])
-    lr_path = image_io.list_images(SAMPLE / "test" / "LR_x2")[0]
+    lr_path = image_files.list_images(SAMPLE / "test" / "LR_x2")[0]
     lr = image_io.read_image(lr_path)
     up = cv2.resize(lr, (lr.shape[1] * 2, lr.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
     with torch.no_grad():

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 import atomic
 import budget
+import image_files
 import image_io
 import imresize
 import progress
@@ -127,15 +128,15 @@ class SRData(Dataset):
             raise UserError(f"dataset folder {self.root} does not exist: {self.how_to_get}")
         if not self.dir_hr.is_dir():
             raise UserError(f"{self.dir_hr} is missing: {LAYOUT_HELP}")
-        hr_files = image_io.check_unique_stems(image_io.list_images(self.dir_hr), self.dir_hr)
+        hr_files = image_files.check_unique_stems(image_files.list_images(self.dir_hr), self.dir_hr)
         if not hr_files:
-            raise UserError(f"{self.dir_hr} holds no images ({', '.join(image_io.IMAGE_EXTENSIONS)}): "
+            raise UserError(f"{self.dir_hr} holds no images ({', '.join(image_files.IMAGE_EXTENSIONS)}): "
                             f"{LAYOUT_HELP}")
         if self.lr_from_hr:
             return hr_files, [None] * len(hr_files)
         if not self.dir_lr.is_dir():
             raise UserError(f"{self.dir_lr} is missing (no x{self.scale} LR images): {LAYOUT_HELP}")
-        lr_files = image_io.check_unique_stems(image_io.list_images(self.dir_lr), self.dir_lr)
+        lr_files = image_files.check_unique_stems(image_files.list_images(self.dir_lr), self.dir_lr)
         lr_by_stem = {p.stem: p for p in lr_files}
         missing = [p.name for p in hr_files if p.stem not in lr_by_stem]
         if missing:
@@ -163,7 +164,7 @@ class SRData(Dataset):
         if self.images is not None:
             return self.images[i]
         hr_path = self.hr_files[i]
-        hr = image_io.modcrop(self.read(hr_path), self.scale)
+        hr = imresize.modcrop(self.read(hr_path), self.scale)
         if self.lr_from_hr:  # cached beside the HR's entry, keyed on the HR file's stamp
             lr = self.read(hr_path, f".x{self.scale}", lambda _: imresize.bicubic_downsample(hr, self.scale))
         else:

@@ -23,9 +23,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from compare import stretch_limits, stretch_to_uint8
 from data.dataset_json import write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
-from image_io import read_image_with_meta, stretch_limits, stretch_to_uint8, window_meta
+from image_io import read_image_with_meta, window_meta
 from paths import DATASETS_DIR, REPO_ROOT
 from prepare_dataset import SPLIT_NAMES, write_sample
 

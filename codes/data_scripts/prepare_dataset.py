@@ -31,18 +31,16 @@ import numpy as np  # noqa: E402
 import atomic  # noqa: E402
 from data.dataset_json import PREPARING_MARK, write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
+from image_files import IMAGE_EXTENSIONS, list_images
 from image_io import (
-    IMAGE_EXTENSIONS,
     image_header,
-    list_images,
-    modcrop,
     nodata_mask,
     read_image_with_meta,
     window_meta,
     with_band_names,
     write_image,
 )
-from imresize import bicubic_downsample
+from imresize import bicubic_downsample, modcrop
 from progress import Counter
 from radiometry import invalid_pixels
 

@@ -29,7 +29,8 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 from data.dataset_json import write_dataset_metadata
 from data_scripts.prepare_dataset import check_destination, make_lr, parse_scales
 from errors import OneLineParser, UserError, run_cli
-from image_io import image_header, list_images, read_image, write_image
+from image_files import list_images
+from image_io import image_header, read_image, write_image
 from progress import Counter
 
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
