@@ -133,8 +133,8 @@ def interleaved(functions, repeats, warm=()):
 
     `warm`: the names whose timed call follows an untimed one, so that it finds its operands in the cache, as an
     operator inside a network finds what the one before it has just written. A single operator timed in turns with
-    others otherwise reloads them from memory: a 96->96 3x3 conv at 64x64 ran at 217-224 GFLOP/s back to back and
-    at 189-201 in turns with onnxruntime or with a 64 MB multiply, in a probe."""
+    others otherwise reloads them from memory: a 96->96 3x3 conv at 64x64 runs about 10 % slower in turns with
+    onnxruntime or with a 64 MB multiply than back to back."""
     quiet = 0
     for _ in range(MAX_WARM_UP_ROUNDS):
         before = page_faults()

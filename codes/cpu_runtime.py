@@ -1,25 +1,24 @@
 """Settings of the CPU runtime that must come before torch allocates or loads (import this module first in an entry
 script): how long OpenMP's idle threads spin, and how glibc's malloc serves large blocks.
 
-**OpenMP's spin count.** After each parallel region the OpenMP threads of torch's CPU kernels spin, waiting for the
-next one: GNU OpenMP (torch's Linux wheels) spins 300000 times before it sleeps. On a machine shared with other jobs
-(a CI runner, a server running several deploys, the data-loader workers of the same training) the spinning threads
-take the cores that the working threads need. Measured on 2 cores with 2 busy processes beside it, 2 epochs of HSENet
-on the Sample took 20.7 s with no spinning (OMP_WAIT_POLICY=PASSIVE), 43.7 s with a spin count of 30000, and by
-default, in an older run under the same kind of load, 286 s against 44 s with no spinning. On idle cores the
+**OpenMP's spin count.** After each parallel region the OpenMP threads of torch's CPU kernels spin, waiting for the next
+one: GNU OpenMP (torch's Linux wheels) spins 300000 times before it sleeps. On a machine shared with other jobs (a CI
+runner, a server running several deploys, the data-loader workers of the same training) the spinning threads take the
+cores that the working threads need. Measured on 2 cores with 2 busy processes beside it, 2 epochs of HSENet on the
+Sample took 20.7 s with no spinning (OMP_WAIT_POLICY=PASSIVE) and 43.7 s with a spin count of 30000; on idle cores the
 spin count of 30000 cost nothing measurable (8.0-8.8 s, as the default's 7.6-8.7 s) where PASSIVE cost about 15 %
-(8.7-10.9 s). So 30000 is the default here. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. OpenMP reads them
-once, when torch's library loads, so this must run before `import torch`.
+(8.7-10.9 s). So 30000 is the default here. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. OpenMP reads them once,
+when torch's library loads, so this must run before `import torch`.
 
 **glibc's heap.** torch allocates every tensor with malloc, and glibc maps each block above 32 MB (sooner, before its
 threshold adapts) straight from the kernel and unmaps it when freed; the next tensor of that size then faults in and
 zeroes every 4 KiB page again. A super-resolution network at deploy tiles and training batches makes such blocks in
-every layer: one VDSR tile of 256x256 LR pixels took 1.27 million page faults per inference (about 2.6 s of kernel
-time in a probe). So glibc is asked to serve every block from its heap and to keep freed memory for reuse instead
-of giving it back to the kernel, as onnxruntime's arena and torch's CUDA cache do. The price is memory: the heap
-keeps what it once held, and its holes. `python bench/bench_heap.py` measures both settings (see the README's
-"Speed on the CPU"). Other C libraries, a preloaded allocator (jemalloc, tcmalloc) and any MALLOC_* setting of the
-user's own are left alone; MALLOC_MMAP_MAX_=65536 (glibc's default) restores glibc's behaviour.
+every layer: one VDSR tile of 256x256 LR pixels took 1.27 million page faults per inference. So glibc is asked to serve
+every block from its heap and to keep freed memory for reuse instead of giving it back to the kernel, as onnxruntime's
+arena and torch's CUDA cache do. The price is memory: the heap keeps what it once held, and its holes. `python
+bench/bench_heap.py` measures both settings (see docs/performance.md). Other C libraries, a preloaded allocator
+(jemalloc, tcmalloc) and any MALLOC_* setting of the user's own are left alone; MALLOC_MMAP_MAX_=65536 (glibc's default)
+restores glibc's behaviour.
 """
 import ctypes
 import os

@@ -32,7 +32,7 @@ import paths
 import pretrained
 import template
 from errors import UserError, run_cli
-from paths import DATASETS_DIR, EXPERIMENT_DIR, REPO_ROOT
+from paths import EXPERIMENT_DIR, REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "metric_scripts"))
 import calculate_PSNR_SSIM  # noqa: E402
@@ -52,7 +52,8 @@ def parse(argv):
     table = sub.add_parser("table", help="deploy and score every shipped model on its test split; print the table")
     table.add_argument("--src", type=Path, default=None, help="the UC Merced Images folder, to prepare the split "
                        "when the dataset root does not exist yet")
-    table.add_argument("--dir_data", type=Path, default=DATASETS_DIR / "UCMerced", help="the prepared dataset root")
+    table.add_argument("--dir_data", type=Path, default=paths.dataset_root(None, "UCMerced"),
+                       help="the prepared dataset root")
     table.add_argument("--dir_out", type=Path, default=EXPERIMENT_DIR / "results" / "pretrained",
                        help="where the SR images and their scores go")
     table.add_argument("--write", action="store_true", help="record the scores in pretrained/index.json")

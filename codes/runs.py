@@ -1,7 +1,7 @@
 """Run folders (their names and places are in paths.py): their lock, the record of what a run wrote, --reset, the log
 and metrics.csv.
 
-Promises (see README, "What the toolbox promises"):
+Promises (see docs/deploy.md, "What the toolbox promises"):
 - One writer per folder: an OS file lock (`.lock`, released when the process dies, however it dies); a second
   writer gets a one-line error naming the holder's PID.
 - Every file a run writes is recorded in `written_files.json` before it is written. `--reset` deletes exactly those

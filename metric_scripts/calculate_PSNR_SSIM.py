@@ -6,7 +6,7 @@
 
 CSV columns: image, psnr_chmean, psnr_rgb, psnr_y, ssim_rgb, ssim_y (psnr_y and ssim_y for 1 and 3 bands only;
 + per-band PSNR/SSIM, SAM, ERGAS, RMSE, CC and index errors for multispectral images), then a row `average`. The
-definitions are in codes/metrics.py and README.md.
+definitions are in codes/metrics.py and docs/evaluation.md.
 With several --sr folders (e.g. one per model), each gets its own per-image CSV (<folder>/psnr_ssim.csv) and one
 summary CSV (--csv, default psnr_ssim_summary.csv in the folders' common parent) holds every folder's average row,
 with the columns model (from the folder's manifest, else the folder's name) and folder first.

@@ -170,8 +170,8 @@ def test_ema_weights_are_saved_restored_exactly_and_deployed(tmp_path):
 
 # Counts the process's threads before the script and after its teardown. gloo runs each process group's collectives on
 # worker threads; if they outlive the script, one of them can drop a collective's tensors while the interpreter shuts
-# down, and the rank aborts in C++ ("terminate called without an active exception"), a race that hit about 1 run in
-# 12 here. The count makes the race's precondition visible in every run instead of 1 in 12.
+# down, and the rank aborts in C++ ("terminate called without an active exception"), a race that ends about 1 two-rank
+# run in 12 on 2 busy cores without distributed.teardown. The count makes its precondition visible in every run.
 COUNT_THREADS = textwrap.dedent('''
     import os, sys
     sys.path.insert(0, sys.argv[1])

@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 # the pages whose ```bash blocks run, in this order: the README first (its quick start makes the runs the other pages
 # use), then the docs pages in the order a reader meets them. Each page's first block starts at the repository root.
 COMMAND_PAGES = ["README.md", "docs/datasets.md", "docs/training.md", "docs/evaluation.md", "docs/deploy.md",
-                 "docs/qgis.md", "docs/models.md", "docs/performance.md", "docs/model_zoo.md"]
+                 "docs/qgis.md", "docs/models.md", "docs/performance.md", "docs/model_zoo.md", "docs/contributing.md"]
 # the pages that must hold no ```bash block (or be listed above)
 OTHER_PAGES = ["CHANGELOG.md", "docs/*.md", "datasets/README.md", "experiment/README.md"]
 # a block that begins with one of these starts at the repository root
@@ -48,6 +48,7 @@ NEEDS_OUTSIDE = {
     "python demo_deploy.py --model=$m": "the zoo loop trains every network on UC Merced",
     "my_rgb_tiles/": "your own RGB tiles",
     "--dir_data /data/mine": "a dataset of your own to fine-tune on",
+    "--model=ESPCN": "the network docs/contributing.md walks through adding",
 }
 LOOP_END = "done"  # the zoo loop's last line
 
