@@ -33,7 +33,6 @@ from data.dataset_json import PREPARING_MARK, write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_files import IMAGE_EXTENSIONS, list_images
 from image_io import (
-    image_header,
     nodata_mask,
     read_image_with_meta,
     window_meta,
@@ -154,14 +153,22 @@ def split_counts(n, fractions):
     return counts
 
 
+def shuffled_cut(items, seed_key, counts):
+    """{split name: items} of `items` in sorted order shuffled by a RNG seeded with the text `seed_key` (str seeds are
+    hashed stably across runs), then cut into `counts` (one per split, in SPLIT_NAMES order)."""
+    items = sorted(items)
+    random.Random(seed_key).shuffle(items)
+    cuts = np.cumsum([0, *counts])
+    return {name: items[cuts[k]:cuts[k + 1]] for k, name in enumerate(SPLIT_NAMES)}
+
+
 def split_stratified(classes, fractions, seed, split_text=""):
     """{split name: sorted paths}; each class is shuffled with its own seeded RNG, then cut by split_counts. A split
     that was asked for (fraction > 0) but gets no image of some class is an error: it would be silently empty or
     biased."""
     splits = {name: [] for name in SPLIT_NAMES}
     for class_name in sorted(classes):
-        paths = sorted(classes[class_name])
-        random.Random(f"{seed}:{class_name}").shuffle(paths)  # str seeds are hashed stably across runs
+        paths = classes[class_name]
         counts = split_counts(len(paths), fractions)
         for name, fraction, count in zip(SPLIT_NAMES, fractions, counts):
             if fraction > 0 and count == 0:
@@ -169,10 +176,8 @@ def split_stratified(classes, fractions, seed, split_text=""):
                 raise UserError(f"--split {split_text}: {where} has {len(paths)} images, which gives the {name} "
                                 f"split none ({'/'.join(map(str, counts))}); raise its fraction or use --split with "
                                 f"a 0 for {name}")
-        start = 0
-        for name, count in zip(SPLIT_NAMES, counts):
-            splits[name].extend(paths[start : start + count])
-            start += count
+        for name, part in shuffled_cut(paths, f"{seed}:{class_name}", counts).items():
+            splits[name].extend(part)
     return {name: sorted(paths) for name, paths in splits.items()}
 
 
@@ -185,10 +190,10 @@ def check_unique_names(images):
 
 
 # ----------------------------------------------------------------------------------------------------------- metadata
-def band_names(text, first_image, descriptions=()):
+def band_names(text, first_image, meta):
     """--bands, else the source's band descriptions (when every band has one), else red/green/blue for 3 bands, else
-    b1..bN: dataset.json always names every band, so training needs no --n_colors."""
-    bands = image_header(first_image)[2]
+    b1..bN: dataset.json always names every band, so training needs no --n_colors. `meta`: the first image's."""
+    bands, descriptions = meta.bands, (meta.geo or {}).get("descriptions") or ()
     if text:
         names = [b.strip().lower() for b in text.split(",") if b.strip()]
         if len(names) != bands:
@@ -199,9 +204,8 @@ def band_names(text, first_image, descriptions=()):
     return ["red", "green", "blue"] if bands == 3 else [f"b{k}" for k in range(1, bands + 1)]
 
 
-def ground_sample_distance(first_image):
-    """The HR pixel size in CRS units of a georeferenced source (its x size), else None."""
-    _, meta = read_image_with_meta(first_image)
+def ground_sample_distance(meta):
+    """The HR pixel size in CRS units of a georeferenced source (its x size; `meta`: the first image's), else None."""
     return abs(meta.geo["transform"].a) if meta.geo and meta.geo.get("crs") else None
 
 
@@ -267,14 +271,11 @@ def scene_tiles(hr, meta, tile):
 def split_scene(path, names, fractions, seed):
     """{split: tile names} of one scene: its tiles shuffled with the scene's own seeded RNG and cut by the fractions,
     each split asked for getting at least one tile (a small scene still gives val and test tiles)."""
-    names = sorted(names)
-    random.Random(f"{seed}:{path.stem}").shuffle(names)
     counts = split_counts(len(names), fractions)
     for index, fraction in enumerate(fractions):
         if fraction > 0 and counts[index] == 0 and max(counts) > 1:
             counts[index], counts[counts.index(max(counts))] = 1, max(counts) - 1
-    cuts = np.cumsum([0, *counts])
-    return {name: sorted(names[cuts[k]:cuts[k + 1]]) for k, name in enumerate(SPLIT_NAMES)}
+    return {name: sorted(part) for name, part in shuffled_cut(names, f"{seed}:{path.stem}", counts).items()}
 
 
 def prepare_scenes(args, scales, fractions, ext, split_text):
@@ -287,8 +288,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text):
                         f"{4 * max(scales)} pixels, e.g. --tile 192")
     check_unique_names(scenes)
     first, first_meta = read_image_with_meta(scenes[0])
-    descriptions = (first_meta.geo or {}).get("descriptions") or ()
-    bands, gsd = band_names(args.bands, scenes[0], descriptions), ground_sample_distance(scenes[0])
+    bands, gsd = band_names(args.bands, scenes[0], first_meta), ground_sample_distance(first_meta)
     counts, skipped, total = dict.fromkeys(SPLIT_NAMES, 0), {}, 0
     start_writing(args.dst)
     with Counter(len(scenes), "scenes", unit="scene") as counter:
@@ -350,8 +350,7 @@ def main(argv=None):
         warn_incomplete_source(args.protocol, args.src, classes)
     splits = split_stratified(classes, fractions, args.seed, split_text)
     first_meta = read_image_with_meta(images[0])[1]
-    descriptions = (first_meta.geo or {}).get("descriptions") or ()
-    bands, gsd = band_names(args.bands, images[0], descriptions), ground_sample_distance(images[0])
+    bands, gsd = band_names(args.bands, images[0], first_meta), ground_sample_distance(first_meta)
     start_writing(args.dst)
     with Counter(len(images), "prepare", unit="img") as counter:
         for name, fraction in zip(SPLIT_NAMES, fractions):

@@ -35,8 +35,8 @@ DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 64
 
 
-def make_model(args):
-    return DCM(scale=int(args.scale), n_colors=int(args.n_colors))
+def make_model(cfg):
+    return DCM(scale=int(cfg.scale), n_colors=int(cfg.n_colors))
 
 
 def conv_prelu(in_channels, out_channels):

@@ -28,8 +28,8 @@ DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 48
 
 
-def make_model(args):
-    return FSRCNN(scale=int(args.scale), n_colors=int(args.n_colors))
+def make_model(cfg):
+    return FSRCNN(scale=int(cfg.scale), n_colors=int(cfg.n_colors))
 
 
 class FSRCNN(nn.Module):

@@ -30,8 +30,8 @@ DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 24
 
 
-def make_model(args):
-    return LGCNET(n_colors=int(args.n_colors))
+def make_model(cfg):
+    return LGCNET(n_colors=int(cfg.n_colors))
 
 
 class LGCNET(nn.Module):

@@ -26,8 +26,8 @@ DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 24
 
 
-def make_model(args):
-    return SRCNN(n_colors=int(args.n_colors))
+def make_model(cfg):
+    return SRCNN(n_colors=int(cfg.n_colors))
 
 
 class SRCNN(nn.Module):

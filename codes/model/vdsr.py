@@ -32,8 +32,8 @@ DEFAULT_TILE = 256
 DEFAULT_TILE_OVERLAP = 48
 
 
-def make_model(args):
-    return VDSR(n_colors=int(args.n_colors))
+def make_model(cfg):
+    return VDSR(n_colors=int(cfg.n_colors))
 
 
 class ConvBNReLU(common.BasicBlock):
