@@ -42,7 +42,8 @@ runs) are printed.
 
 Export path: torch.onnx's TorchScript exporter (the dynamo exporter needs onnxscript), on a fresh copy of the loaded
 network that never ran, so no cache of an earlier input size is baked into the trace. Fused attention
-(scaled_dot_product_attention) exports from opset 14; below that the network is rebuilt with --attention naive.
+(scaled_dot_product_attention) exports from opset 14; below that it is built with --attention naive
+(config.decide_export_settings), unless the command line chooses the attention.
 """
 import cpu_runtime  # noqa: F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command for a few minutes on a GPU: check CUDA, bf16 autocast and NCCL, then train HSENet x4 and ConvFormerSR
-# x3 on UC Merced, half of the budget each. Every run is resumable: a second call continues both where they stopped.
+# One command for a few minutes on a GPU: check CUDA, bf16 autocast and NCCL, run every network on CUDA
+# (bench/bench_cuda.py), then train HSENet x4 and ConvFormerSR x3 on UC Merced, half of the budget each. Every run
+# is resumable: a second call continues both where they stopped.
 #
 #   cd codes && bash gpu_session.sh 10                       # 10 minutes in all
 #   UCM_SRC=/data/UCMerced_LandUse/Images bash gpu_session.sh  # prepares datasets/UCMerced first when it is missing
@@ -33,6 +34,10 @@ if torch.cuda.is_available():
 elif not dry_run:
     sys.exit("no CUDA device: run on the GPU machine, or set GPU_SESSION_CPU=1 for a dry run on the CPU")
 EOF
+
+if [[ -z "${GPU_SESSION_CPU:-}" ]]; then
+    python ../bench/bench_cuda.py  # every network at its published size: CUDA against the CPU, bf16 against fp32
+fi
 
 if [[ ! -f ../datasets/UCMerced/dataset.json ]]; then
     if [[ -z "${UCM_SRC:-}" ]]; then

@@ -214,3 +214,23 @@ def test_full_size_defaults_fast_equals_official_path():
         model.set_attention("fast")
         torch.testing.assert_close(model(x), official, rtol=1e-4, atol=1e-5)
     assert official.shape == (1, 3, 39, 57)
+
+
+def test_a_fused_kernel_returning_the_heads_in_another_memory_order_gives_the_same_output(monkeypatch):
+    """CUDA's fused attention kernels return (batch, heads, tokens, dim) as a view of a (batch, tokens, heads, dim)
+    buffer; the window attention must take any such layout (a view() there failed on CUDA at the paper's sizes).
+    Emulated on the CPU by a kernel that returns its result in that memory order."""
+    model = small_model().eval()
+    x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(3))  # 2: the batch and windows merge
+    with torch.no_grad():
+        expected = model(x)
+    fused = F.scaled_dot_product_attention
+
+    def heads_last_in_memory(*args, **kwargs):
+        out = fused(*args, **kwargs)
+        return out.transpose(-3, -2).contiguous().transpose(-3, -2)  # same values, CUDA's memory order
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", heads_last_in_memory)
+    with torch.no_grad():
+        got = model(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)

@@ -336,7 +336,7 @@ class WindowAttention(nn.Module):
             on_cpu = qkv.device.type == "cpu"
             # No fused CPU kernel returns a mask gradient, and SDPA's math fallback is slower than an explicit
             # product. The fused kernel runs fp32 on the CPU even under autocast: at a window's 64 tokens and 16-30
-            # wide heads it is slower in bf16 (2.4 against 1.6 ms for a ConvFormerSR block at 64²).
+            # wide heads it is slower in bf16.
             explicit = on_cpu and self.bias_takes_gradients()
             fused_fp32 = on_cpu and not explicit
             mask = self.combined_mask(height, width, shift, torch.float32 if fused_fp32 else qkv.dtype)
@@ -348,7 +348,8 @@ class WindowAttention(nn.Module):
                 out = in_fp32(lambda *qkvm: F.scaled_dot_product_attention(*qkvm, scale=self.scale), q, k, v, mask)
             else:
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-            out = out.view(b_, self.num_heads, n, -1)
+            # reshape, not view: CUDA's fused kernels may return the heads in another memory order
+            out = out.reshape(b_, self.num_heads, n, -1)
         return self.proj(out.transpose(1, 2).reshape(b_, n, c))
 
     def naive_attention(self, qkv, height, width, shift):
