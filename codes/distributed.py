@@ -3,7 +3,7 @@
     torchrun --standalone --nproc_per_node 4 demo_train.py --model=HSENET --scale=4 --dataset=UCMerced
     torchrun --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d --rdzv_endpoint HOST:29500 demo_train.py ...
 
-Without torchrun's environment (WORLD_SIZE unset or 1) everything runs in one process, as before.
+Without torchrun's environment (WORLD_SIZE unset or 1) everything runs in one process.
 
 - `setup(cpu)` joins the process group (NCCL on CUDA, gloo with --cpu or without a GPU) with a timeout on every
   collective, so a rank that hangs or dies brings the others down within DIST_TIMEOUT_S instead of never (torchrun

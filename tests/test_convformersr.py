@@ -218,7 +218,7 @@ def test_full_size_defaults_fast_equals_official_path():
 
 def test_a_fused_kernel_returning_the_heads_in_another_memory_order_gives_the_same_output(monkeypatch):
     """CUDA's fused attention kernels return (batch, heads, tokens, dim) as a view of a (batch, tokens, heads, dim)
-    buffer; the window attention must take any such layout (a view() there failed on CUDA at the paper's sizes).
+    buffer; the window attention must take any such layout (a view() of it cannot merge the batch and the windows).
     Emulated on the CPU by a kernel that returns its result in that memory order."""
     model = small_model().eval()
     x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(3))  # 2: the batch and windows merge
