@@ -77,7 +77,13 @@ def mosaic_dataset(tmp_path_factory):
 
 @pytest.mark.parametrize("model", sorted(FULL_SIZE))
 def test_an_official_full_size_file_deploys_fine_tunes_tests_and_exports_with_no_size_flag(tmp_path, model,
-                                                                                            mosaic_dataset):
+                                                                                            mosaic_dataset, capsys):
+    """Deploy runs as a user types it (a process of its own); fine-tuning, --test_only and the export run the same
+    scripts' main() in this process, sparing three interpreter starts per network (every script's command line is
+    run as typed by test_readme.py)."""
+    import demo_train
+    import export_onnx
+
     state = official_state_dict(model)
     official = tmp_path / f"{model.lower()}_x4.pt"
     torch.save(state, official)
@@ -90,19 +96,20 @@ def test_an_official_full_size_file_deploys_fine_tunes_tests_and_exports_with_no
     # fine-tune: the architecture comes from the file; TransENet's fixed 48-pixel input needs LR larger than the
     # Sample's 30 pixels, so it fine-tunes on the mosaic dataset
     data = ["--dataset=Mosaic", f"--dir_data={mosaic_dataset}"] if model == "TRANSENET" else []
-    run(codes, "demo_train.py", *base, *data, "--epochs=1", "--test_every=1", "--batch_size=1", "--save=ft")
+    assert demo_train.main([*base, *data, "--epochs=1", "--test_every=1", "--batch_size=1", "--save=ft"]) == 0
     run_dir = tmp_path / "experiment" / "ft"
     tuned = torch.load(run_dir / "model" / "model_latest.pt", weights_only=True)["model"]
     assert {k: tuple(v.shape) for k, v in tuned.items()} == {k: tuple(v.shape) for k, v in state.items()}
     if model in SHAPE_FLAG:
         assert f"{SHAPE_FLAG[model]}  (checkpoint)" in (run_dir / "config.txt").read_text()
     # --test_only on the official file itself
-    tested = run(codes, "demo_train.py", *base, "--test_only", "--save=tested")
-    assert "psnr" in tested.stdout
+    capsys.readouterr()
+    assert demo_train.main([*base, "--test_only", "--save=tested"]) == 0
+    assert "psnr" in capsys.readouterr().out
     # ONNX export (a small tile keeps the graph quick to verify; TransENet's tile is its fixed input)
     tile = [] if model == "TRANSENET" else ["--tile=32"]
     out = tmp_path / f"{model.lower()}.onnx"
-    run(codes, "export_onnx.py", *base, *tile, f"--out={out}")
+    assert export_onnx.main([*base, *tile, f"--out={out}"]) == 0
     assert out.stat().st_size > 0
 
 
