@@ -25,7 +25,7 @@ import atomic
 import budget
 import pretrained
 from errors import UserError
-from radiometry import range_problem
+from radiometry import plausible_gsd
 
 LATEST = "model_latest.pt"
 BEST = "model_best.pt"
@@ -160,7 +160,7 @@ class Checkpoint:
         if gsd is None:
             gsd = pretrained.recorded_gsd(self.path)
         recorded = self.recorded
-        return {"radiometry": record if isinstance(record, dict) else None, "gsd": checked_gsd(gsd),
+        return {"radiometry": record if isinstance(record, dict) else None, "gsd": plausible_gsd(gsd),
                 "dataset": recorded.get("dataset") or None, "dir_data": recorded.get("dir_data") or None}
 
     def official_weights(self, spec):
@@ -176,11 +176,6 @@ class Checkpoint:
             if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise UserError(f"{self.path}: weight {key} holds NaN or Inf values (the training diverged); use "
                                 f"an earlier checkpoint or train again with a lower --lr")
-
-
-def checked_gsd(value):
-    """A recorded ground sample distance in metres, or None when it is missing or not a plausible one."""
-    return float(value) if range_problem(value, (1e-6, 1e6)) is None else None
 
 
 def upgrade_settings(recorded, version):

@@ -43,6 +43,7 @@ import template
 from data.dataset_json import read_dataset_metadata
 from errors import UserError
 from model import known_network_spec, network_spec
+from radiometry import plausible_gsd
 
 PURPOSES = ("train", "resume", "test", "deploy", "export", "none")
 
@@ -239,7 +240,7 @@ def trained_with(ckpt, onnx_meta):
     training GSD only."""
     if ckpt is not None:
         return ckpt.trained_with()
-    gsd = checkpoint.checked_gsd(onnx_meta.get("gsd_m")) if onnx_meta else None
+    gsd = plausible_gsd(onnx_meta.get("gsd_m")) if onnx_meta else None
     return {"radiometry": None, "gsd": gsd, "dataset": None, "dir_data": None}
 
 

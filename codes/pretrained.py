@@ -15,7 +15,7 @@ from pathlib import Path
 
 from errors import UserError
 from paths import REPO_ROOT
-from radiometry import range_problem
+from radiometry import plausible_gsd
 
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
 INDEX = PRETRAINED_DIR / "index.json"
@@ -95,5 +95,5 @@ def recorded_gsd(checkpoint_path):
     for entry in read_index():
         if (PRETRAINED_DIR / entry["file"]).resolve() == target:
             gsd = entry.get("gsd")
-            return float(gsd) if range_problem(gsd, (1e-6, 1e6)) is None else None
+            return plausible_gsd(gsd)
     return None

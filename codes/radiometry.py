@@ -25,6 +25,8 @@ from errors import UserError
 # 32-bit integers. The network's own range (--rgb_range) stays where float32 keeps every 16-bit level distinct.
 FILE_WHITE_LEVELS = (1e-6, 2.0**32)
 NETWORK_WHITE_LEVELS = (1e-3, 1e5)
+# The ground sample distances (metres) a dataset.json, a checkpoint, the model index or an ONNX file may record.
+GSD_METRES = (1e-6, 1e6)
 
 
 def range_problem(value, limits=FILE_WHITE_LEVELS):
@@ -35,6 +37,11 @@ def range_problem(value, limits=FILE_WHITE_LEVELS):
     if not low <= value <= high:  # NaN fails this too
         return f"{value!r} is outside {low:g} to {high:g}"
     return None
+
+
+def plausible_gsd(value):
+    """A recorded ground sample distance in metres as a float, or None when it is missing or out of GSD_METRES."""
+    return float(value) if range_problem(value, GSD_METRES) is None else None
 
 
 def default_white(dtype):

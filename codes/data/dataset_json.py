@@ -6,7 +6,7 @@ from pathlib import Path
 
 import atomic
 from errors import UserError
-from radiometry import range_problem
+from radiometry import GSD_METRES, range_problem
 
 DATASET_METADATA = "dataset.json"
 # prepare_dataset.py marks a root it is writing; dataset.json is written last and the mark then removed, so a killed
@@ -33,8 +33,8 @@ def read_dataset_metadata(root):
     if data_range is not None and range_problem(data_range):
         raise UserError(f"{path}: 'data_range' {range_problem(data_range)}; it must be the file value of full "
                         f"white (e.g. 255, 65535 or 10000) or null")
-    if gsd is not None and range_problem(gsd, (1e-6, 1e6)):
-        raise UserError(f"{path}: 'gsd' {range_problem(gsd, (1e-6, 1e6))}; it must be the HR pixel size in "
+    if gsd is not None and range_problem(gsd, GSD_METRES):
+        raise UserError(f"{path}: 'gsd' {range_problem(gsd, GSD_METRES)}; it must be the HR pixel size in "
                         f"metres or null")
     description = meta.get("description")
     if description is not None and not isinstance(description, str):
