@@ -178,3 +178,21 @@ def test_corrupt_image_is_named(tmp_path, small_root):
 def test_missing_ucmerced_says_where_to_download(tmp_path):
     with pytest.raises(UserError, match="UCMerced_LandUse.zip"):
         make_dataset(make_args(tmp_path, tmp_path / "nowhere", "--dataset", "UCMerced"), "val")
+
+
+def test_an_epoch_shorter_than_the_dataset_still_draws_every_image(tmp_path):
+    """--test_every x --batch_size below the image count: consecutive epochs draw different images (a seeded stream
+    of permutations), so every one of the Sample's 32 training images is drawn within 4 epochs of 8 samples."""
+    root = copy_dataset(SAMPLE, tmp_path / "Sample", splits=("train",), scales=(2,))
+    args = make_args(tmp_path, root, "--test_every", "2", "--batch_size", "4", "--patch_size", "32")
+    dataset = make_dataset(args, "train", train=True)
+    count = len(dataset.usable)
+    assert len(dataset) == 8 < count == 32
+    drawn = []
+    for epoch in range(1, 5):
+        dataset.set_epoch(epoch)
+        drawn.append([dataset[i][2] for i in range(len(dataset))])
+    assert all(len(set(names)) == 8 for names in drawn)  # no image twice within an epoch
+    assert len({name for names in drawn for name in names}) == 32  # every image once in 32 samples
+    dataset.set_epoch(1)
+    assert [dataset[i][2] for i in range(8)] == drawn[0]  # the same epoch draws the same images again (resume)

@@ -226,8 +226,21 @@ class SRData(Dataset):
     def __len__(self):
         return self.samples_per_epoch or len(self.usable)
 
+    def image_of(self, index):
+        """The image that sample `index` of this epoch draws. An epoch of at least as many samples as images takes
+        every image in turn, as EDSR's `repeat` does (EDSR and the official HSENet code never make an epoch shorter
+        than the dataset). A shorter epoch (--test_every x --batch_size below the image count) takes the next
+        stretch of an endless stream of seeded permutations of the images: consecutive epochs draw different images,
+        and every image is drawn once in each run of len(usable) samples."""
+        count = len(self.usable)
+        if not self.train or self.samples_per_epoch >= count:
+            return self.usable[index % count]
+        position = max(self.epoch - 1, 0) * self.samples_per_epoch + index
+        permutation = np.random.default_rng([self.seed, position // count]).permutation(count)
+        return self.usable[permutation[position % count]]
+
     def __getitem__(self, index):
-        i = self.usable[index % len(self.usable)]
+        i = self.image_of(index)
         lr, hr = self.load_pair(i)
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, index])
