@@ -29,10 +29,7 @@
 import argparse
 import math
 import sys
-import warnings
 from pathlib import Path
-
-import torch
 
 import budget
 import checkpoint
@@ -441,16 +438,14 @@ def largest_training_lr_side(root, split, scale):
 
 
 def check_network(values, sources, spec, kinds):
-    """Build the network on the meta device (no memory, a few milliseconds): architecture flags that the parser
-    accepts one by one but that together give a layer without channels, a constructor error, or more weights than
-    the memory holds are refused now, before any file is written."""
+    """Build the network with its weights on the meta device (no memory, milliseconds): architecture flags that the
+    parser accepts one by one but that together give a layer without channels, a constructor error, or more weights
+    than the memory holds are refused now, before any file is written."""
     model = values["model"]
     flags = [key for key in checkpoint.architecture_flags(spec, kinds) if key in values and sources[key] != "default"]
     given = ", ".join(f"--{key} {shown(values[key])} ({sources[key]})" for key in flags) or "the default sizes"
     try:
-        with warnings.catch_warnings(), torch.device("meta"):
-            warnings.simplefilter("ignore")  # torch warns that zero-element tensors are not initialised
-            net = spec.make_model(argparse.Namespace(**values))
+        net = spec.build_without_weights(argparse.Namespace(**values))
     except (ValueError, RuntimeError, AssertionError, ZeroDivisionError, TypeError, IndexError) as err:
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"--model {model} cannot be built with {given}: {text}; change those sizes") from None

@@ -14,15 +14,28 @@ exactly what a whole-image downsample gives.
 import math
 
 import numpy as np
-from scipy import ndimage
 
-import geotiff
 import image_io
 import metrics
+from image_files import TIFF_EXTENSIONS
 from imresize import bicubic_downsample
 
 HALO = 4  # LR rows read beyond a window on each side
 WINDOW_ROWS = 128  # LR rows per window of a tiled output
+
+
+def grown(mask, pixels):
+    """`mask` grown by `pixels` in the 4-neighbourhood (scipy.ndimage.binary_dilation's default cross, iterated):
+    numpy shifts, so that deploy starts without importing scipy.ndimage."""
+    out = mask.copy()
+    for _ in range(pixels):
+        step = out.copy()
+        step[1:] |= out[:-1]
+        step[:-1] |= out[1:]
+        step[:, 1:] |= out[:, :-1]
+        step[:, :-1] |= out[:, 1:]
+        out = step
+    return out
 
 
 def lr_consistency(sr_path, lr, mask, scale, white):
@@ -30,8 +43,8 @@ def lr_consistency(sr_path, lr, mask, scale, white):
     `mask`: True at the input's nodata pixels (None: all valid). LR pixels within 2 pixels of nodata are left out:
     their downsample mixes in the nodata blocks of the SR."""
     height, bands = lr.shape[0], lr.shape[2]
-    valid = np.ones(lr.shape[:2], bool) if mask is None else ~ndimage.binary_dilation(mask, iterations=2)
-    tiled = sr_path.suffix.lower() in geotiff.TIFF_EXTENSIONS
+    valid = np.ones(lr.shape[:2], bool) if mask is None else ~grown(mask, 2)
+    tiled = sr_path.suffix.lower() in TIFF_EXTENSIONS
     step = WINDOW_ROWS if tiled else height
     squared, difference, angles, count = 0.0, np.zeros(bands), 0.0, 0
     for first in range(0, height, step):

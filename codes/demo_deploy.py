@@ -29,12 +29,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
 
 import atomic
 import distributed
-import geotiff
 import image_files
 import image_io
 import option
@@ -46,6 +44,7 @@ from consistency import summary_line as consistency_summary
 from data import dataset_root
 from data.dataset_json import check_complete
 from errors import UserError, run_cli
+from image_files import TIFF_EXTENSIONS
 from model import Model
 from radiometry import Radiometry, invalid_pixels
 
@@ -164,31 +163,6 @@ def invalid_mask(path, lr, meta):
     return mask if mask is not None and mask.any() else None
 
 
-class AlignedRows:
-    """Buffers image rows and hands them to a GeoTiffWindowWriter in whole TIFF block rows, so that every
-    (compressed) block is written once, complete: never re-read, re-compressed or left waiting in GDAL's cache."""
-
-    def __init__(self, writer, block_rows=geotiff.GEOTIFF_BLOCK):
-        self.writer, self.block_rows = writer, block_rows
-        self.pending, self.row = [], 0  # rows not yet written, and the image row of the first of them
-
-    def add(self, rows):
-        self.pending.append(rows)
-        held = sum(part.shape[0] for part in self.pending)
-        ready = held - held % self.block_rows
-        if ready:
-            block = np.concatenate(self.pending, axis=0) if len(self.pending) > 1 else self.pending[0]
-            self.writer.write(block[:ready], self.row, 0)
-            self.pending = [block[ready:].copy()] if ready < held else []  # a copy frees the big block
-            self.row += ready
-
-    def flush(self):
-        if self.pending:
-            self.writer.write(np.concatenate(self.pending, axis=0), self.row, 0)
-            self.row += sum(part.shape[0] for part in self.pending)
-            self.pending = []
-
-
 class Deployer:
     def __init__(self, cfg, model, out_dir):
         self.cfg = cfg
@@ -222,11 +196,15 @@ class Deployer:
             forward = self.model.inference_fn(radiometry=radiometry)
             strips = self.plan.strips(forward, x, s, on_tile=tiles.update)
             images = (self.to_image(strip, radiometry, mask, nodata, row) for row, strip in strips)
-            if out_path.suffix.lower() in geotiff.TIFF_EXTENSIONS:
+            if out_path.suffix.lower() in TIFF_EXTENSIONS:
+                import rasterio  # rasterio (GDAL) and geotiff.py: imported for the first GeoTIFF output
+
+                import geotiff
+
                 with rasterio.Env(GDAL_CACHEMAX=GDAL_WRITE_CACHE_BYTES), \
                         geotiff.GeoTiffWindowWriter(out_path, height, width, bands, lr.dtype, meta, s,
                                                      cog=cog) as writer:
-                    rows = AlignedRows(writer)
+                    rows = geotiff.AlignedRows(writer)
                     for image in images:
                         rows.add(image)
                     rows.flush()
@@ -235,7 +213,7 @@ class Deployer:
         consistency = lr_consistency(out_path, lr, mask, s, radiometry.white)
         return {"input": rel.as_posix(), "output": rel.as_posix(), "lr_size": [lr.shape[1], lr.shape[0]],
                 "sr_size": [width, height], "bands": bands, "dtype": lr.dtype.name,
-                "cog": cog and out_path.suffix.lower() in geotiff.TIFF_EXTENSIONS,
+                "cog": cog and out_path.suffix.lower() in TIFF_EXTENSIONS,
                 "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
                 "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles,
                 "lr_consistency": consistency}

@@ -35,9 +35,9 @@ from rasterio.windows import Window
 
 from atomic import TEMP_MARK, atomic_target
 from errors import OUTPUT_ADVICE, UserError
+from image_files import TIFF_EXTENSIONS
 from radiometry import as_hwc, to_dtype
 
-TIFF_EXTENSIONS = (".tif", ".tiff")
 # Compressions GDAL writes losslessly; a lossy source compression (JPEG, WEBP) becomes DEFLATE so pixels survive.
 LOSSLESS_COMPRESSIONS = {"lzw", "deflate", "zstd", "packbits", "lzma"}
 GEOTIFF_BLOCK = 256
@@ -298,6 +298,31 @@ def write_cog(target, array, geo, scale):
         _translate_to_cog(scratch, target, array.dtype)
     finally:
         scratch.unlink(missing_ok=True)
+
+
+class AlignedRows:
+    """Buffers image rows and hands them to a GeoTiffWindowWriter in whole TIFF block rows, so that every
+    (compressed) block is written once, complete: never re-read, re-compressed or left waiting in GDAL's cache."""
+
+    def __init__(self, writer, block_rows=GEOTIFF_BLOCK):
+        self.writer, self.block_rows = writer, block_rows
+        self.pending, self.row = [], 0  # rows not yet written, and the image row of the first of them
+
+    def add(self, rows):
+        self.pending.append(rows)
+        held = sum(part.shape[0] for part in self.pending)
+        ready = held - held % self.block_rows
+        if ready:
+            block = np.concatenate(self.pending, axis=0) if len(self.pending) > 1 else self.pending[0]
+            self.writer.write(block[:ready], self.row, 0)
+            self.pending = [block[ready:].copy()] if ready < held else []  # a copy frees the big block
+            self.row += ready
+
+    def flush(self):
+        if self.pending:
+            self.writer.write(np.concatenate(self.pending, axis=0), self.row, 0)
+            self.row += sum(part.shape[0] for part in self.pending)
+            self.pending = []
 
 
 class GeoTiffWindowWriter:

@@ -6,6 +6,7 @@ from pathlib import Path
 from errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_EXTENSIONS = (".tif", ".tiff")  # read and written through rasterio (GDAL)
 
 
 def is_image_file(path):

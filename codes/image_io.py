@@ -5,9 +5,13 @@ float32, ...). 3-band PNG/JPG are in R, G, B order. Every write is atomic: a tem
 os.replace, so an interrupted run never leaves a half-written image under the final name.
 
 GeoTIFF and COG writing (band semantics, the RSSR_* resolution tags, window-by-window writes) is geotiff.py's; PNG
-at the byte level png16.py's; finding images image_files.py's.
+at the byte level png16.py's; finding images image_files.py's. rasterio (GDAL), tifffile and geotiff.py are imported at
+the first TIFF or 16-bit PNG read or write: loading GDAL is a part of a second that a start on PNG or JPEG images
+does not need.
 """
+import contextlib
 import math
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -15,17 +19,11 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-import rasterio
-import tifffile
 from PIL import Image
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.transform import Affine
-from rasterio.windows import Window
 
 from atomic import atomic_target
 from errors import UserError, output_error
-from geotiff import TIFF_EXTENSIONS, crs_unit, output_compression, pixel_size, write_cog, write_geotiff
-from image_files import IMAGE_EXTENSIONS
+from image_files import IMAGE_EXTENSIONS, TIFF_EXTENSIONS
 from png16 import PNG_SIGNATURE, encode_png16, png_chunk_data
 from radiometry import as_hwc
 
@@ -35,8 +33,34 @@ Image.MAX_IMAGE_PIXELS = None
 
 EXIF_ORIENTATION = 0x0112
 EXIF_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height
-# What imageio/Pillow, tifffile and rasterio raise on a corrupt or unsupported file (Pillow's errors are OSErrors).
-READ_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, KeyError, IndexError, RasterioError, zlib.error)
+# What imageio/Pillow and tifffile raise on a corrupt or unsupported file (Pillow's errors are OSErrors); rasterio's
+# RasterioError joins them once rasterio is imported (read_errors).
+PLAIN_READ_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, KeyError, IndexError, zlib.error)
+
+
+def read_errors():
+    """What a failed read raises: rasterio's RasterioError too once rasterio is imported (nothing else raises it)."""
+    errors = sys.modules.get("rasterio.errors")
+    return PLAIN_READ_ERRORS + ((errors.RasterioError,) if errors else ())
+
+
+def rasterio_error():
+    from rasterio.errors import RasterioError
+
+    return RasterioError
+
+
+@contextlib.contextmanager
+def opened_raster(path):
+    """rasterio's dataset of `path`, open for reading, with GDAL's "not georeferenced" warning silenced (plain TIFFs
+    and PNGs carry no georeferencing)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            yield src
 
 
 @dataclass(frozen=True)
@@ -65,12 +89,20 @@ class ImageMeta:
     @property
     def gsd(self):
         """(x, y) pixel size in CRS units (ground sample distance), or None when not georeferenced."""
-        return pixel_size(self.geo)
+        if not self.geo:
+            return None
+        import geotiff
+
+        return geotiff.pixel_size(self.geo)
 
     @property
     def gsd_unit(self):
         """The CRS's linear unit name ("metre", "degree", ...), or None."""
-        return crs_unit(self.geo.get("crs")) if self.geo else None
+        if not self.geo:
+            return None
+        import geotiff
+
+        return geotiff.crs_unit(self.geo.get("crs"))
 
 
 # ----------------------------------------------------------------------------------------------------------- pixels
@@ -108,7 +140,7 @@ def image_header(path):
             return height, width, bands, np.dtype(dtype)
     except UserError:
         raise
-    except READ_ERRORS as err:
+    except read_errors() as err:
         raise UserError(f"cannot read image {path}: {_root_cause(err)} (is it a complete, valid image?)") from None
 
 
@@ -127,11 +159,11 @@ def header_orientation(path, image):
 
 def _rasterio_header(path):
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return src.height, src.width, src.count, np.dtype(src.dtypes[0])
-    except RasterioError:
+        with opened_raster(path) as src:
+            return src.height, src.width, src.count, np.dtype(src.dtypes[0])
+    except rasterio_error():
+        import tifffile
+
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             bands = page.samplesperpixel
@@ -163,7 +195,7 @@ def read_image_with_meta(path, max_pixels=DEFAULT_MAX_PIXELS):
             array, geo = as_hwc(iio.imread(path, plugin="pillow", rotate=True)), None
     except UserError:
         raise
-    except READ_ERRORS as err:
+    except read_errors() as err:
         raise UserError(f"cannot read image {path}: {_root_cause(err)} (is it a complete, valid image?)") from None
     except MemoryError:
         raise UserError(f"{path}: out of memory decoding it; lower --max_pixels to skip such images, or cut the "
@@ -180,12 +212,11 @@ def read_rows(path, first, last):
     path = Path(path)
     if path.suffix.lower() in TIFF_EXTENSIONS:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(path) as src:
-                    window = Window(0, first, src.width, last - first)
-                    return np.moveaxis(src.read(window=window), 0, -1)
-        except RasterioError as err:
+            with opened_raster(path) as src:
+                from rasterio.windows import Window
+
+                return np.moveaxis(src.read(window=Window(0, first, src.width, last - first)), 0, -1)
+        except rasterio_error() as err:
             raise UserError(f"cannot read image {path}: {_root_cause(err)}") from None
     return read_image(path)[first:last]
 
@@ -210,21 +241,23 @@ def _read_tiff(path):
     """Read any TIFF through rasterio (GDAL reads LZW/JPEG/GeoTIFF); tifffile is the fallback for what GDAL refuses."""
     try:
         return _read_with_rasterio(path)
-    except RasterioError:
+    except rasterio_error():
+        import tifffile
+
         array = as_hwc(tifffile.imread(path))
         return array, None
 
 
 def _read_with_rasterio(path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
-            array = np.moveaxis(src.read(), 0, -1)
-            return array, _geo_from_dataset(src)
+    with opened_raster(path) as src:
+        array = np.moveaxis(src.read(), 0, -1)
+        return array, _geo_from_dataset(src)
 
 
 def _geo_from_dataset(src):
     """The georeferencing bits of an open dataset, or None when it carries no CRS, transform or nodata."""
+    from rasterio.transform import Affine
+
     has_transform = src.transform != Affine.identity()
     if src.crs is None and not has_transform and src.nodata is None:
         return None
@@ -268,6 +301,8 @@ def window_meta(meta, row, col, height, width):
     """Meta of a (row, col, height, width) crop: same format, georeferencing shifted to the crop's corner."""
     geo = meta.geo
     if geo is not None:
+        from rasterio.transform import Affine
+
         geo = dict(geo, transform=geo["transform"] @ Affine.translation(col, row))
     return replace(meta, height=height, width=width, geo=geo)
 
@@ -296,10 +331,13 @@ def write_image(path, array, meta=None, scale=1, cog=False):
 
 def _write_atomically(path, suffix, array, geo, scale, cog):
     with atomic_target(path) as tmp:
-        if suffix in TIFF_EXTENSIONS and cog:
-            write_cog(tmp, array, geo, scale)
-        elif suffix in TIFF_EXTENSIONS and geo is not None:
-            write_geotiff(tmp, array, geo, scale, output_compression(geo))
+        if suffix in TIFF_EXTENSIONS and (cog or geo is not None):
+            import geotiff
+
+            if cog:
+                geotiff.write_cog(tmp, array, geo, scale)
+            else:
+                geotiff.write_geotiff(tmp, array, geo, scale, geotiff.output_compression(geo))
         elif suffix in TIFF_EXTENSIONS:
             _write_plain_tiff(tmp, array)
         elif suffix == ".png" and array.dtype == np.uint16:
@@ -341,6 +379,8 @@ def _write_plain_tiff(path, array):
     photometric = "rgb" if array.shape[2] == 3 and array.dtype in (np.uint8, np.uint16) else "minisblack"
     data = _squeeze_single_band(array)
     planar = "contig" if data.ndim == 3 else None
+    import tifffile
+
     # metadata=None: no tifffile JSON description, so the bytes depend on the pixels only (reproducible datasets)
     tifffile.imwrite(path, data, photometric=photometric, planarconfig=planar, compression="zlib", metadata=None)
 

@@ -8,9 +8,7 @@ Each axis is one sparse weight-matrix product, so a 2000x2000x4 image shrinks in
 """
 import math
 
-import cv2
 import numpy as np
-from scipy import sparse
 
 CUBIC_KERNEL_WIDTH = 4.0
 
@@ -54,6 +52,8 @@ def contributions(in_length, out_length, scale, antialiasing=True):
 
 def weight_matrix(weights, indices, in_length):
     """The (out_length, in_length) sparse matrix of one axis' resize; mirrored taps that hit one pixel are summed."""
+    from scipy import sparse  # imported at the first resize: a part of a second that most starts do not need
+
     out_length, taps = weights.shape
     rows = np.repeat(np.arange(out_length), taps)
     return sparse.csr_matrix((weights.ravel(), (rows, indices.ravel())), shape=(out_length, in_length))
@@ -158,6 +158,8 @@ def opencv_bicubic_upsample(image_hwc, scale):
     if image.ndim != 3:
         raise ValueError(f"opencv_bicubic_upsample: expected an (H, W, C) array, got shape {image.shape}")
     height, width, bands = image.shape
+    import cv2  # imported here: only the pre-upsampled networks use it
+
     out = cv2.resize(image, (width * scale, height * scale), interpolation=cv2.INTER_CUBIC)
     return out.reshape(height * scale, width * scale, bands)
 

@@ -9,7 +9,6 @@ import math
 from collections import OrderedDict
 
 import numpy as np
-from scipy import ndimage
 
 from errors import UserError
 
@@ -119,6 +118,8 @@ def gaussian_taps(size=SSIM_WINDOW_SIZE, sigma=SSIM_SIGMA):
 def filter_valid(band, taps):
     """MATLAB filter2(outer(taps, taps), band, 'valid'), done as two 1-D float64 correlations (separable, 5x
     fewer operations); the zero padding only touches the border that the 'valid' crop removes."""
+    from scipy import ndimage  # imported here: deploy, which never computes SSIM, starts without it
+
     half = len(taps) // 2
     rows_done = ndimage.correlate1d(band, taps, axis=0, mode='constant')[half:band.shape[0] - half, :]
     return ndimage.correlate1d(rows_done, taps, axis=1, mode='constant')[:, half:band.shape[1] - half]

@@ -54,6 +54,21 @@ class FolderLock:
         self.fd = fd
         return self
 
+    @staticmethod
+    def holder(folder):
+        """The PID of the process that holds <folder>/.lock, or None when no process holds it (nothing is created)."""
+        try:
+            fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        finally:
+            os.close(fd)  # closing drops a lock this probe took
+        return None
+
     def release(self):
         if self.fd is not None:
             os.close(self.fd)  # closing drops the flock

@@ -38,7 +38,6 @@ import checkpoint
 import distributed
 import image_io
 import metrics
-import plots
 import progress
 import stopping
 import template
@@ -84,8 +83,14 @@ class Trainer:
         self.run = run
         self.ctx = ctx
         self.device = model.device
-        self.optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-        self.scheduler = make_scheduler(cfg, self.optimizer)
+        weights = [p for p in model.parameters() if p.requires_grad]
+        if not weights and not cfg.test_only:
+            raise UserError(f"--model {cfg.model} has no weights to train: score it with --test_only, or deploy it")
+        # --test_only (and a network without weights, BICUBIC, which is only scored) needs no optimizer, and creating
+        # one imports torch._dynamo: seconds of start-up
+        trains = bool(weights) and not cfg.test_only
+        self.optimizer = make_optimizer(cfg, weights) if trains else None
+        self.scheduler = make_scheduler(cfg, self.optimizer) if trains else None
         # fp16 autocast needs loss scaling so small gradients do not flush to zero; a no-op otherwise
         self.scaler = torch.amp.GradScaler("cuda", enabled=model.amp_dtype == torch.float16)
         self.epoch = 0
@@ -360,6 +365,8 @@ class Trainer:
         writer.writeheader()
         writer.writerows(self.history)
         atomic.write_text(self.run.target("metrics.csv"), text.getvalue())
+        import plots  # matplotlib, imported at the first plot: --test_only never draws one
+
         plots.run_plots(self.run, self.history, self.bicubic)
 
     @torch.no_grad()
@@ -373,6 +380,8 @@ class Trainer:
                             radiometry=dataset.radiometry)
         comparison = Comparison(lr, dataset.radiometry.from_network(sr[0]), hr, self.cfg.scale,
                                 dataset.radiometry.white, self.cfg.model, self.cfg.bands)
+        import plots
+
         plots.summary(self.run, self.history, self.bicubic, comparison, self.epoch)
 
     # -- validation ----------------------------------------------------------------------------------------------
@@ -418,7 +427,7 @@ class Trainer:
         """--test_only: the metrics of the loaded model on --data_test (equal to deploy + calculate_PSNR_SSIM.py)."""
         cfg = self.cfg
         scores = self.evaluate(self.data.loader(cfg.data_test), desc="test")
-        self.run.log(f"test of {cfg.checkpoint_path} on {cfg.dataset}/{cfg.data_test} x{cfg.scale}: "
+        self.run.log(f"test of {cfg.checkpoint_path or cfg.model} on {cfg.dataset}/{cfg.data_test} x{cfg.scale}: "
                      + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         return scores
 

@@ -234,3 +234,23 @@ def test_a_fused_kernel_returning_the_heads_in_another_memory_order_gives_the_sa
     with torch.no_grad():
         got = model(x)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_drop_path_draws_as_torchvisions_stochastic_depth():
+    """common.DropPath (kept here so that the networks start without importing torchvision.ops) drops the same
+    samples and scales the kept ones the same way as torchvision's StochasticDepth in "row" mode, from one seed."""
+    from torchvision.ops import StochasticDepth
+
+    from model.common import DropPath
+
+    x = torch.rand(64, 5, 7)
+    ours, theirs = DropPath(0.3).train(), StochasticDepth(0.3, "row").train()
+    torch.manual_seed(3)
+    expected = theirs(x)
+    torch.manual_seed(3)
+    got = ours(x)
+    assert torch.equal(got, expected)
+    dropped = (got.flatten(1) == 0).all(dim=1)
+    assert 0 < int(dropped.sum()) < 64  # some samples dropped, some kept (scaled by 1 / 0.7)
+    assert torch.allclose(got[~dropped], x[~dropped] / 0.7)
+    assert torch.equal(ours.eval()(x), x)

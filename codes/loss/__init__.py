@@ -16,9 +16,7 @@ import torch.nn as nn
 
 import metrics
 from errors import UserError
-from loss.adversarial import Adversarial
 from loss.terms import loss_terms
-from loss.vgg import VGGLoss
 
 
 class SpectralIndexLoss(nn.Module):
@@ -52,9 +50,13 @@ def make_term(name, args):
         return nn.MSELoss()
     if name == "SPECTRAL":
         return SpectralIndexLoss(args.spectral_index, args.bands)
+    # imported when asked for: the adversarial term brings torch.distributed and the optimizers, a part of every
+    # script's start-up that only GAN training uses (option.py imports this package for the term names)
     if name.startswith("VGG"):
+        from loss.vgg import VGGLoss
         return VGGLoss.from_config(name, args)
     if name == "GAN":
+        from loss.adversarial import Adversarial
         return Adversarial(args)
     raise UserError(f"--loss: unknown term {name!r}; use L1, MSE, SPECTRAL, VGG54, VGG22 or GAN, e.g. "
                     f"'1*L1+0.1*SPECTRAL'")
@@ -95,8 +97,8 @@ class Loss(nn.Module):
         sr = sr.float()
         values = [term(sr, hr) for term in self.terms]
         self.last = {n: float(v.detach()) for n, v in zip(self.names, values)}
-        for term in self.terms:
-            if isinstance(term, Adversarial):
+        for name, term in zip(self.names, self.terms):
+            if name == "GAN":
                 self.last["DIS"] = term.discriminator_loss
         return sum(w * v for w, v in zip(self.weights, values))
 

@@ -122,7 +122,16 @@ class Model(nn.Module):
         self.network_range = cfg.rgb_range  # the value of full white for the network
         self.device = device if device is not None else select_device(cfg.cpu)
         self.spec = network_spec(cfg.model)
-        self.model = self.spec.make_model(cfg).to(self.device)
+        if cfg.checkpoint_path:  # the weights come from the file: no random initialisation to overwrite
+            net = self.spec.take_built(cfg)  # the configuration's check built it already
+            what = f"{cfg.model} x{cfg.scale} with {cfg.n_colors} bands"
+            # EMA weights (--ema) where the checkpoint has them, for evaluation and deploy; --resume and --no_ema
+            # take the trained ones
+            use_ema = cfg.purpose != "resume" and not cfg.no_ema
+            checkpoint.load_weights(net, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema)
+        else:
+            net = self.spec.make_model(cfg)
+        self.model = net.to(self.device)
         self.channels_last = use_channels_last(self.spec, self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -134,12 +143,6 @@ class Model(nn.Module):
         # Validation runs whole images unless --chop asks for tiles, or the network only takes tiles.
         self.validation_plan = self.tile_plan if cfg.chop or self.tile_plan.fixed else tiling.WHOLE
         self.train_net = self.model  # what training steps run: the network, or its DDP wrapper under torchrun
-        if cfg.checkpoint_path:
-            what = f"{cfg.model} x{cfg.scale} with {cfg.n_colors} bands"
-            # EMA weights (--ema) where the checkpoint has them, for evaluation and deploy; --resume and --no_ema
-            # take the trained ones
-            use_ema = cfg.purpose != "resume" and not cfg.no_ema
-            checkpoint.load_weights(self.model, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema)
 
     @property
     def net(self):

@@ -30,6 +30,29 @@ def in_autocast_dtype(x):
     return x.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else x
 
 
+class DropPath(nn.Module):
+    """Stochastic depth per sample (SwinIR's and ConvFormerSR's drop_path): in training each sample's residual
+    branch is dropped with probability `p` and the kept ones are scaled by 1 / (1 - p); identity in eval. It draws
+    its Bernoulli noise as torchvision's StochasticDepth in "row" mode does, so runs and checkpoints of either agree;
+    it lives here because importing torchvision.ops imports torch._dynamo, a second at every start."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
 def default_conv(in_channels, out_channels, kernel_size, bias=True):
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 

@@ -26,7 +26,6 @@ attention's softmax statistics are fp32.
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import StochasticDepth
 
 from errors import UserError
 from model import common
@@ -96,7 +95,7 @@ class EnhancedAttentionBlock(nn.Module):
         self.shift_size = shift_size
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, window_size, num_heads, attention)
-        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.drop_path = common.DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = common.Mlp(dim, int(dim * mlp_ratio))
         self.conv_block = ConvBranch(dim)

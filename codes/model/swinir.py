@@ -26,7 +26,6 @@ window, are reproduced this way. Official state_dicts (`params` of the released 
 """
 import torch
 from torch import nn
-from torchvision.ops import StochasticDepth
 
 from errors import UserError
 from model import common
@@ -47,7 +46,7 @@ class SwinTransformerBlock(nn.Module):
         self.shift_size = shift_size
         self.norm1 = nn.LayerNorm(dim)
         self.attn = common.WindowAttention(dim, window_size, num_heads, attention)
-        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.drop_path = common.DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = common.Mlp(dim, int(dim * mlp_ratio))
 
