@@ -291,15 +291,19 @@ def describe_mismatch(net, state):
     return "; ".join(parts)
 
 
-def load_weights(net, checkpoint, spec, what, use_ema=False):
+def load_weights(net, checkpoint, spec, what, use_ema=False, bands=None):
     """Verify, then load the checkpoint's weights into `net` strictly (its EMA weights when it has them and
     `use_ema`); a mismatch is one readable line naming the file, never a partial load. `what` describes the network
-    for that line (e.g. 'HSENET x4 with 3 bands')."""
+    for that line (e.g. 'HSENET x4 with 3 bands'). `bands`: (the checkpoint's band names, the network's), when they
+    differ in number: the layers that read or write the bands are adapted first (adapt_band_count)."""
     if checkpoint.ours:
         state = checkpoint.ema_weights if use_ema and checkpoint.ema_weights is not None else checkpoint.weights
     else:
         state = checkpoint.official_weights(spec)
     checkpoint.verify(state)
+    if bands is not None:
+        state, summary = adapt_band_count(net, state, *bands)
+        print(f"{checkpoint.path}: {summary}")
     problem = describe_mismatch(net, state)
     if problem:
         raise UserError(f"{checkpoint.path} does not fit {what}: {problem}. Check --model, --scale, --n_colors and "
@@ -313,6 +317,76 @@ def load_weights(net, checkpoint, spec, what, use_ema=False):
             raise RuntimeError(f"{what}: {left[0]} has no values after loading {checkpoint.path}")
     else:
         net.load_state_dict(state, strict=True)
+
+
+def adapt_band_count(net, state, old_bands, new_bands):
+    """(the state_dict with the tensors that read or write the bands adapted from `old_bands` to `new_bands`, a
+    one-line summary). A band of both keeps its weights, matched by name (so band order may differ). A new band's
+    input weights are zero (the network starts as the checkpoint's on the bands they share, and learns to use the
+    new one); its output weights and bias are the mean of the checkpoint's bands; in a buffer (the mean shift) it
+    takes the value the network computed for it. A tensor is adapted along each dimension whose size is the old band
+    count in the checkpoint and the new one in `net`; everything else loads strictly, as it is."""
+    own = net.state_dict()
+    buffers = {name for name, _ in net.named_buffers()}
+    pairs = [(new_bands.index(name), old_bands.index(name)) for name in new_bands if name in old_bands]
+    adapted = dict(state)
+    for key, value in state.items():
+        target = own.get(key)
+        if target is None or not torch.is_tensor(value) or value.ndim != target.ndim or value.shape == target.shape:
+            continue
+        dims = [d for d in range(value.ndim) if value.shape[d] == len(old_bands) and target.shape[d] == len(new_bands)]
+        if not dims or any(value.shape[d] != target.shape[d] for d in range(value.ndim) if d not in dims):
+            continue  # not a band dimension: the strict load names it
+        if key in buffers and not target.is_meta:
+            adapted[key] = _copied_bands(value, target.clone(), dims, pairs)
+        else:
+            adapted[key] = _new_band_weights(value, dims, len(new_bands), pairs, input_dim(net, key))
+    matched = [new_bands[i] for i, _ in pairs]
+    added = [name for name in new_bands if name not in matched]
+    return adapted, (f"adapted from {len(old_bands)} bands ({','.join(old_bands)}) to {len(new_bands)} "
+                     f"({','.join(new_bands)}): {','.join(matched) or 'no band'} kept by name in the layers that "
+                     f"read or write the bands; {','.join(added) or 'no band'} initialised (input weights zero, "
+                     f"output weights the pretrained bands' mean)")
+
+
+def input_dim(net, key):
+    """The dimension of the parameter `key` that runs over a layer's inputs (1 for convolutions and linears, 0 for
+    transposed convolutions), or None for a 1-D tensor (a bias)."""
+    module = net.get_submodule(key.rsplit(".", 1)[0]) if "." in key else net
+    parameter = getattr(module, key.rsplit(".", 1)[-1])
+    if parameter.ndim < 2:
+        return None
+    return 0 if isinstance(module, torch.nn.modules.conv._ConvTransposeNd) else 1
+
+
+def _copied_bands(value, out, dims, pairs):
+    """`out` (the network's own values) with the shared bands' entries copied from `value`."""
+    index = [slice(None)] * value.ndim
+    for combination in _band_pairs(dims, pairs):
+        new_index, old_index = list(index), list(index)
+        for d, (new_i, old_i) in zip(dims, combination):
+            new_index[d], old_index[d] = new_i, old_i
+        out[tuple(new_index)] = value[tuple(old_index)]
+    return out
+
+
+def _band_pairs(dims, pairs):
+    combinations = [[]]
+    for _ in dims:
+        combinations = [c + [p] for c in combinations for p in pairs]
+    return combinations
+
+
+def _new_band_weights(value, dims, new_count, pairs, input_dimension):
+    for d in dims:
+        shape = list(value.shape)
+        shape[d] = new_count
+        fill = torch.zeros(()) if d == input_dimension else value.float().mean(dim=d, keepdim=True)
+        out = fill.to(value.dtype).expand(shape).clone()
+        for new_i, old_i in pairs:
+            out.select(d, new_i).copy_(value.select(d, old_i))
+        value = out
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------------- writing

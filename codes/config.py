@@ -116,11 +116,13 @@ def resolve(parser, argv, purpose):
     picked = {**chosen_run, **ckpt_layer, **onnx_layer}
     model, dataset, scale = pick("model", picked), pick("dataset", picked), pick("scale", picked)
     dataset_root = paths.dataset_root(pick("dir_data", picked), dataset)
+    dataset_flags = metadata_flags(read_dataset_metadata(dataset_root))
+    ckpt_layer, pretrained_bands = band_adaptation(purpose, ckpt, ckpt_layer, cli, dataset_flags)
     templates = [(label, checked_layer(actions, f"--{label}", template.at_scale(preset, scale)))
                  for label, preset in named]
     official = official_defaults(spec, kinds, model, scale, defaults) if ckpt is not None and not ckpt.ours else {}
     layers = [("model preset", template.at_scale(template.MODEL_PRESETS.get(model, {}), scale)),
-              ("dataset metadata", metadata_flags(read_dataset_metadata(dataset_root))),
+              ("dataset metadata", dataset_flags),
               ("sample preset", template.at_scale(template.SAMPLE_PRESETS.get((model, dataset), {}), scale)),
               *templates,
               ("official defaults", official),
@@ -133,8 +135,9 @@ def resolve(parser, argv, purpose):
         values["save"] = paths.run_name(values["model"], values["scale"], values["dataset"])
         sources["save"] = "derived"
     values.update(purpose=purpose, checkpoint_path=str(ckpt.path) if ckpt else "", onnx_metadata=onnx_meta,
-                  trained_with=trained_with(ckpt, onnx_meta))
-    sources.update(dict.fromkeys(("purpose", "checkpoint_path", "onnx_metadata", "trained_with"), "derived"))
+                  trained_with=trained_with(ckpt, onnx_meta), pretrained_bands=pretrained_bands)
+    sources.update(dict.fromkeys(("purpose", "checkpoint_path", "onnx_metadata", "trained_with", "pretrained_bands"),
+                                 "derived"))
     decide_export_settings(values, sources)
     check_patch(values)
     if purpose == "train" and sources["patch_size"] not in ("command line", "checkpoint"):
@@ -145,6 +148,27 @@ def resolve(parser, argv, purpose):
     if spec is not None:  # None: an ONNX file of a model this checkout does not know
         check_network(values, sources, spec, kinds)
     return Config(values, sources)
+
+
+# A checkpoint's band names when it records none: the official networks and the shipped models are RGB.
+RGB_BANDS = ["red", "green", "blue"]
+
+
+def band_adaptation(purpose, ckpt, ckpt_layer, cli, dataset_flags):
+    """Fine-tuning a checkpoint (--pre_train) on data of another band count: the data's count (--n_colors, else the
+    dataset's dataset.json) wins, and Model adapts the checkpoint's first and last layers and mean shift when it
+    loads them (checkpoint.adapt_band_count). Returns (the checkpoint layer without its band count and band means,
+    the checkpoint's band names), or (the layer, None) when nothing is adapted."""
+    if purpose != "train" or ckpt is None or "n_colors" not in ckpt_layer:
+        return ckpt_layer, None
+    wanted = cli.get("n_colors", dataset_flags.get("n_colors"))
+    if wanted is None or wanted == ckpt_layer["n_colors"]:
+        return ckpt_layer, None
+    recorded = ckpt.recorded.get("bands") if ckpt.ours else None
+    names = [str(b).lower() for b in recorded] if isinstance(recorded, list) else None
+    if names is None or len(names) != ckpt_layer["n_colors"]:
+        names = RGB_BANDS if ckpt_layer["n_colors"] == 3 else [f"band{i + 1}" for i in range(ckpt_layer["n_colors"])]
+    return {k: v for k, v in ckpt_layer.items() if k not in ("n_colors", "data_mean")}, names
 
 
 class Picker:

@@ -42,7 +42,7 @@ import runs
 from consistency import gsd_warning, lr_consistency
 from consistency import summary_line as consistency_summary
 from data import dataset_root
-from data.dataset_json import check_complete
+from data.dataset_json import check_complete, read_dataset_metadata
 from errors import UserError, run_cli
 from image_files import TIFF_EXTENSIONS
 from model import Model
@@ -170,11 +170,15 @@ class Deployer:
         self.out_dir = out_dir
         self.plan = model.tile_plan
         self.training_gsd = cfg.trained_with["gsd"]
+        # the inputs' band names when their files name none: --input_bands, else the deployed dataset's dataset.json
+        self.input_bands = cfg.input_bands or (read_dataset_metadata(dataset_root(cfg)).get("bands")
+                                               if on_dataset(cfg) else None)
 
     def super_resolve(self, path, rel):
         """SR of one image, written to out_dir/rel; returns a manifest record of it."""
         cfg, s = self.cfg, self.cfg.scale
         lr, meta = image_io.read_image_with_meta(path, cfg.max_pixels)
+        lr, meta = image_io.select_bands(path, lr, meta, cfg.bands, self.input_bands)  # by name, where named
         check_bands(path, lr, cfg.n_colors)
         meta = image_io.with_band_names(meta, cfg.bands)
         warning = gsd_warning(path, meta, self.training_gsd, s)
@@ -366,7 +370,8 @@ def deploy(cfg, ctx):
             lock.release()
     if skipped:
         first = skipped[0]["reason"]
-        raise UserError(f"{len(skipped)} of {len(files)} inputs skipped (the others were written): {first}"
+        others = "none was written" if len(skipped) == len(files) else "the others were written"
+        raise UserError(f"{len(skipped)} of {len(files)} inputs skipped ({others}): {first}"
                         + (f" (and {len(skipped) - 1} more, listed above)" if len(skipped) > 1 else ""))
     return 0
 

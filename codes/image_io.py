@@ -297,6 +297,30 @@ def with_band_names(meta, names):
     return replace(meta, geo=dict(geo, descriptions=tuple(names)))
 
 
+def band_names(meta):
+    """The image's band names (GeoTIFF band descriptions, lower case), or None unless every band has one."""
+    names = [str(d).strip().lower() for d in ((meta.geo or {}).get("descriptions") or ()) if d]
+    return names if len(names) == meta.bands else None
+
+
+def select_bands(path, array, meta, wanted, names=None):
+    """(array, meta) with the bands named `wanted`, in that order, taken by name from an image whose bands are named
+    (`names` in file order, else the file's band descriptions): a 6-band scene gives an RGB model its red, green and
+    blue. The image as it is when its bands have no names or are exactly `wanted`. A wanted band the image lacks is
+    a one-line error naming it and the image's bands."""
+    names = [str(n).lower() for n in names] if names and len(names) == meta.bands else band_names(meta)
+    if not wanted or names is None or names == list(wanted):
+        return array, meta
+    missing = [band for band in wanted if band not in names]
+    if missing:
+        raise UserError(f"{path} has no band named {missing[0]} (its bands: {','.join(names)}); the model takes "
+                        f"{','.join(wanted)}: give an image with those bands, or name its bands in the file")
+    index = [names.index(band) for band in wanted]
+    geo = {key: (tuple(value[i] for i in index) if isinstance(value, tuple) and len(value) == meta.bands else value)
+           for key, value in (meta.geo or {}).items()} or None
+    return array[:, :, index], replace(meta, bands=len(index), geo=geo)
+
+
 def window_meta(meta, row, col, height, width):
     """Meta of a (row, col, height, width) crop: same format, georeferencing shifted to the crop's corner."""
     geo = meta.geo

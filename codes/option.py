@@ -243,6 +243,9 @@ def build_parser():
     runtime("--tile", type=nonneg_int, default=None, help="LR tile size for deploy and --chop; 0: whole images "
         "(default: the model's)")
     runtime("--tile_overlap", type=nonneg_int, default=None, help="tile overlap in LR pixels (default: the model's)")
+    runtime("--input_bands", type=name_list, default=None,
+        help="deploy: the input files' band names in file order, when the files do not name them (GeoTIFF band "
+        "descriptions do); the model is fed its own bands (--bands) by name, e.g. red,green,blue of a 6-band scene")
     runtime("--compare", default="", help="deploy: HR folder; writes LR | bicubic | SR | HR comparison PNGs")
     runtime("--cog", default="auto", choices=["auto", "yes", "no"],
         help="deploy: write TIFF outputs as Cloud-Optimized GeoTIFFs (auto: when the input is georeferenced)")

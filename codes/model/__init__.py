@@ -128,7 +128,9 @@ class Model(nn.Module):
             # EMA weights (--ema) where the checkpoint has them, for evaluation and deploy; --resume and --no_ema
             # take the trained ones
             use_ema = cfg.purpose != "resume" and not cfg.no_ema
-            checkpoint.load_weights(net, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema)
+            bands = (cfg.pretrained_bands, list(cfg.bands or [f"band{i + 1}" for i in range(cfg.n_colors)])) \
+                if cfg.pretrained_bands else None
+            checkpoint.load_weights(net, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema, bands)
         else:
             net = self.spec.make_model(cfg)
         self.model = net.to(self.device)
