@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import atomic
+import bounded
 import budget
 import pretrained
 import runs
@@ -218,6 +219,9 @@ def read(path):
     payload = _load(path)
     if not isinstance(payload, dict) or not payload:
         raise UserError(f"{path}: not a checkpoint (expected a dict of weights, got {type(payload).__name__})")
+    if bounded.nesting(payload) > bounded.MAX_NESTING:
+        raise UserError(f"{path}: not a valid checkpoint (its values are nested more than {bounded.MAX_NESTING} "
+                        f"levels deep); use a checkpoint saved by demo_train.py or an official state_dict")
     check_declared_sizes(payload, path)
     checkpoint = Checkpoint(path, payload)
     _last_read = (key, checkpoint)

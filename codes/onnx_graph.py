@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+import bounded
 from errors import UserError
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -47,7 +48,7 @@ def decode_metadata(raw):
     decoded = {}
     for key, text in raw.items():
         try:
-            decoded[key] = json.loads(text)
+            decoded[key] = bounded.loads(text)
         except ValueError:
             decoded[key] = text
     return decoded

@@ -9,10 +9,10 @@ Every value of the index is checked like a flag before it is used, and a file is
 one the index records, so a damaged or replaced download is one line naming the file, never a silent load.
 """
 import hashlib
-import json
 import re
 from pathlib import Path
 
+import bounded
 from errors import UserError
 from paths import REPO_ROOT
 from radiometry import plausible_gsd
@@ -31,7 +31,7 @@ def read_index(path=None):
     if not path.is_file():
         return []
     try:
-        index = json.loads(path.read_text())
+        index = bounded.read_json(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: not valid JSON ({err}); restore it from the repository") from None
     if not isinstance(index, dict) or not isinstance(index.get("models"), list):

@@ -96,17 +96,29 @@ def split_of(config, classes):
 
 def training_of(config, best, latest, train_images):
     """The training as the checkpoints record it, and its share of the paper's schedule (the model preset's epochs
-    over the ucmerced protocol's 945 training images: samples seen against samples the paper saw)."""
+    over the ucmerced protocol's 945 training images: samples seen against samples the paper saw). A run that
+    fine-tuned a shipped model (--pre_train NAME) adds that model's training: its samples, iterations and wall time
+    up to the weights it shipped."""
     history = latest["history"]
     batches = config["test_every"] or train_images // config["batch_size"]
-    iterations = len(history) * batches
+    iterations, best_iteration = len(history) * batches, best["best_epoch"] * batches
+    samples, best_samples = iterations * config["batch_size"], best_iteration * config["batch_size"]
+    wall = sum(row["seconds"] for row in history)
+    base = next((e for e in pretrained.read_index() if e["name"] == config.get("pre_train")), None)
+    if base is not None:
+        before = base["training"]
+        shipped = before.get("best_samples", before["best_iteration"] * before["batch"])
+        iterations, best_iteration = iterations + before["best_iteration"], best_iteration + before["best_iteration"]
+        samples, best_samples = samples + shipped, best_samples + shipped
+        wall += before["wall_seconds"]
     preset = template.MODEL_PRESETS.get(config["model"], {})
     paper_samples = preset.get("epochs", 0) * PAPER_TRAIN_IMAGES
-    return {"iterations": iterations, "best_iteration": best["best_epoch"] * batches, "batch": config["batch_size"],
+    return {"iterations": iterations, "best_iteration": best_iteration, "batch": config["batch_size"],
+            "samples": samples, "best_samples": best_samples,
+            **({"fine_tuned_from": base["name"]} if base is not None else {}),
             "patch": config["patch_size"], "lr": config["lr"], "precision": config["precision"],
-            "wall_seconds": round(sum(row["seconds"] for row in history)),
-            "machine": machine(), "paper_schedule_share": round(iterations * config["batch_size"] / paper_samples, 4)
-            if paper_samples else None}
+            "wall_seconds": round(wall), "machine": machine(),
+            "paper_schedule_share": round(samples / paper_samples, 4) if paper_samples else None}
 
 
 def machine():
@@ -167,15 +179,26 @@ def score(args, name, model_flags, scale):
 
 def print_table(rows):
     print("\n| model | scale | psnr_chmean (dB) | ssim | bicubic psnr_chmean | bicubic ssim | gain (dB) | iterations "
-          "(batch) | share of the paper's schedule |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "(batch) | samples seen | share of the paper's schedule |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for entry, scores, bicubic in rows:
         training = entry.get("training", {})
         share = training.get("paper_schedule_share")
+        samples = samples_seen(training)
         print(f"| {entry['name']} | ×{entry['scale']} | {scores['psnr_chmean']:.2f} | {scores['ssim_rgb']:.4f} | "
               f"{bicubic['psnr_chmean']:.2f} | {bicubic['ssim_rgb']:.4f} | "
               f"{scores['psnr_chmean'] - bicubic['psnr_chmean']:+.2f} | {training.get('iterations', '?')} "
-              f"({training.get('batch', '?')}) | {f'{share:.1%}' if share is not None else '?'} |")
+              f"({training.get('batch', '?')}) | {f'{samples:,}' if samples else '?'} | "
+              f"{f'{share:.1%}' if share is not None else '?'} |")
+
+
+def samples_seen(training):
+    """Training samples (patches) the run saw: recorded, else iterations x batch (entries shipped before the
+    record)."""
+    if "samples" in training:
+        return training["samples"]
+    iterations, batch = training.get("iterations"), training.get("batch")
+    return iterations * batch if isinstance(iterations, int) and isinstance(batch, int) else None
 
 
 def main(argv=None):

@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 import atomic
+import bounded
 from errors import UserError, output_error
 from paths import run_dir
 
@@ -87,7 +88,7 @@ class WrittenFiles:
         if not self.path.is_file():
             return set()
         try:
-            names = json.loads(self.path.read_text())["files"]
+            names = bounded.read_json(self.path)["files"]
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"{self.path} is damaged: without it the toolbox cannot tell its files from yours; "
                             f"move the folder's contents elsewhere or pick another --save") from None

@@ -12,7 +12,6 @@ summary CSV (--csv, default psnr_ssim_summary.csv in the folders' common parent)
 with the columns model (from the folder's manifest, else the folder's name) and folder first.
 """
 import csv
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 
 # isort: split
 
+import bounded  # noqa: E402
 import image_files  # noqa: E402
 import image_io  # noqa: E402
 import imresize  # noqa: E402
@@ -74,7 +74,7 @@ def read_manifest(sr_dir):
     if not path.is_file():
         return {}
     try:
-        manifest = json.loads(path.read_text())
+        manifest = bounded.read_json(path)
     except (OSError, ValueError):
         raise UserError(f"{path} is not valid JSON: delete it or give --gt and --scale") from None
     problem = manifest_problem(manifest)

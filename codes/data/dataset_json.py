@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import atomic
+import bounded
 from errors import UserError
 from radiometry import GSD_METRES, range_problem
 
@@ -21,7 +22,7 @@ def read_dataset_metadata(root):
     if not path.is_file():
         return {}
     try:
-        meta = json.loads(path.read_text())
+        meta = bounded.read_json(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: not valid JSON ({err}); fix or delete it") from None
     if not isinstance(meta, dict):
