@@ -80,9 +80,15 @@ def locate(purpose, pre_train, run_dir, needs_weights=True, train_flags="--model
         return path
     if pre_train:
         path = Path(pre_train)
-        shipped = None if path.exists() else pretrained.find(pre_train)
-        if shipped is not None:  # a shipped model by name (pretrained/index.json), its checksum checked
-            return pretrained.checked_file(shipped).resolve()
+        # a shipped model by name (pretrained/index.json), its checksum checked; a path (a separator or an
+        # extension) is always a file
+        shipped = None if "/" in pre_train or path.suffix else pretrained.find(pre_train)
+        if shipped is not None:
+            if path.exists():
+                raise UserError(f"--pre_train {pre_train}: both a shipped model and a file of that name in "
+                                f"{Path.cwd()}; pass ./{pre_train} for the file, or rename it to use the shipped "
+                                f"model")
+            return checked_against_entry(pretrained.checked_file(shipped).resolve(), shipped)
         if path.is_dir():
             raise UserError(f"--pre_train {path}: is a folder; give a .pt checkpoint file")
         if not path.is_file():
@@ -192,6 +198,16 @@ def all_finite(tensor):
     if tensor.device.type == "cpu" and tensor.dtype in (torch.float16, torch.float32, torch.float64):
         return bool(np.isfinite(tensor.detach().numpy()).all())
     return bool(torch.isfinite(tensor).all())
+
+
+def checked_against_entry(path, entry):
+    """`path`, once the model, scale and bands the checkpoint records are those of its index entry."""
+    recorded = read(path).recorded
+    for key in ("model", "scale", "bands"):
+        if key in entry and recorded.get(key) != entry[key]:
+            raise UserError(f"--pre_train {entry['name']}: {path} records --{key} {recorded.get(key)} but its entry "
+                            f"in {pretrained.INDEX} says {entry[key]}; restore pretrained/ from the repository")
+    return path
 
 
 def upgrade_settings(recorded, version):

@@ -87,3 +87,29 @@ def test_a_damaged_shipped_file_or_index_is_one_line(tmp_path, own_zoo):
     (own_zoo / "index.json").write_text(json.dumps({"models": [{**entry, "scale": "4"}]}))
     with pytest.raises(UserError, match="has an invalid 'scale'"):
         demo_deploy.main(flags)
+
+
+def test_a_name_means_one_thing(tmp_path, own_zoo, monkeypatch):
+    """--pre_train NAME is a shipped model only when it is not a path; a file of the same bare name in the working
+    folder makes it ambiguous (one line), and an entry whose file is another model is refused, not loaded."""
+    by_name = {entry["name"]: entry for entry in SHIPPED}
+    if not {"lgcnet_x2_ucmerced16", "lgcnet_x3_ucmerced16"} <= set(by_name):
+        pytest.skip("the LGCNet models are not shipped")
+    x2, x3 = by_name["lgcnet_x2_ucmerced16"], by_name["lgcnet_x3_ucmerced16"]
+    shutil.copy(REPO_ROOT / "pretrained" / x2["file"], own_zoo / x2["file"])
+    shutil.copy(REPO_ROOT / "pretrained" / x3["file"], own_zoo / x3["file"])
+    shutil.copy(REPO_ROOT / "pretrained" / "index.json", own_zoo / "index.json")
+    flags = ["--pre_train=lgcnet_x2_ucmerced16", "--scale=2", *isolated(tmp_path)]
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    shutil.copy(own_zoo / x3["file"], work / "lgcnet_x2_ucmerced16")  # an x3 model under the x2 model's name
+    with pytest.raises(UserError, match="both a shipped model and a file of that name"):
+        demo_deploy.main(flags)
+    (work / "lgcnet_x2_ucmerced16").unlink()
+    # an index entry whose file holds another model (x3 for the x2 entry, its checksum made to match)
+    (own_zoo / x2["file"]).write_bytes((own_zoo / x3["file"]).read_bytes())
+    entries = [{**x2, "sha256": pretrained.file_digest(own_zoo / x2["file"])}, x3]
+    (own_zoo / "index.json").write_text(json.dumps({"models": entries}))
+    with pytest.raises(UserError, match="records --scale 3 but its entry in .* says 2"):
+        demo_deploy.main(flags)
