@@ -60,12 +60,25 @@ def build_parser():
 
 
 def newest_results(experiment_dir):
+    """The results folder a deploy wrote last. One whose deploy did not finish (no manifest.json yet) is named and
+    refused rather than passed over for an older folder of another model."""
     results = paths.results_root(experiment_dir)
-    manifests = sorted(results.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime)
-    if not manifests:
+    folders = sorted((d for d in results.glob("*") if d.is_dir() and not d.name.startswith(".")), key=last_written)
+    if not folders:
         raise UserError(f"no results in {results}: run `cd codes && python demo_deploy.py --model=BASIC "
                         f"--scale=4` first, or give --gt and --sr")
-    return manifests[-1].parent
+    newest = folders[-1]
+    if not (newest / "manifest.json").is_file():
+        raise UserError(f"the newest results folder {newest} has no manifest.json: its deploy did not finish; deploy "
+                        f"again, or score another folder with --sr FOLDER")
+    return newest
+
+
+def last_written(folder):
+    """When a results folder last changed: the folder itself, its manifest or its record of written files."""
+    times = [p.stat().st_mtime for p in (folder, folder / "manifest.json", folder / "written_files.json")
+             if p.exists()]
+    return max(times)
 
 
 def read_manifest(sr_dir):

@@ -54,6 +54,20 @@ def test_no_arguments_evaluates_the_newest_results(tmp_path):
                                                           abs=1e-5)
 
 
+def test_an_unfinished_newest_deploy_is_named_not_passed_over(tmp_path):
+    """A deploy that was stopped before its manifest: the script as typed says so and exits 2, instead of scoring
+    an older folder of another model."""
+    deploy_bicubic(tmp_path, 4)
+    time.sleep(0.01)
+    interrupted = tmp_path / "experiment" / "results" / "HSENETx4_Sample"
+    interrupted.mkdir()
+    (interrupted / "written_files.json").write_text(json.dumps({"files": ["a.png"]}))
+    image_io.write_image(interrupted / "a.png", np.zeros((8, 8, 3), np.uint8))
+    proc = run_script(SCRIPT, "--dir_experiment", tmp_path / "experiment")
+    assert_one_line_error(proc, f"the newest results folder {interrupted} has no manifest.json")
+    assert not (tmp_path / "experiment" / "results" / "BICUBICx4_Sample" / "psnr_ssim.csv").exists()
+
+
 def test_explicit_folders_crop_and_csv(tmp_path):
     deploy_bicubic(tmp_path, 3)
     sr_dir = tmp_path / "experiment" / "results" / "BICUBICx3_Sample"
