@@ -43,7 +43,7 @@ from consistency import gsd_warning, lr_consistency
 from consistency import summary_line as consistency_summary
 from data import dataset_root
 from data.dataset_json import check_complete, read_dataset_metadata
-from errors import UserError, run_cli
+from errors import Terminated, UserError, run_cli
 from image_files import TIFF_EXTENSIONS
 from model import Model
 from radiometry import Radiometry, invalid_pixels
@@ -252,8 +252,9 @@ def restore_nodata(image, mask, nodata, scale, row):
 
 
 # ------------------------------------------------------------------------------------------------------- the run
-def write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds, backend=None):
-    """manifest.json; `backend`: the backend's record (default: PyTorch's)."""
+def write_manifest(out_dir, written, cfg, source, records, skipped, figures, seconds, backend=None, stopped=None):
+    """manifest.json; `backend`: the backend's record (default: PyTorch's); `stopped`: what stopped an unfinished
+    run ('SIGTERM', 'SIGINT'), which the manifest records with complete: false."""
     known_gt = on_dataset(cfg)
     radiometries = {json.dumps(r["radiometry"], sort_keys=True) for r in records}
     manifest = {"model": cfg.model, "scale": cfg.scale, "dataset": cfg.dataset if known_gt else None,
@@ -264,17 +265,18 @@ def write_manifest(out_dir, written, cfg, source, records, skipped, figures, sec
                 "radiometry": json.loads(radiometries.pop()) if len(radiometries) == 1 else None,
                 "self_ensemble": cfg.self_ensemble, "precision": cfg.precision,
                 "images": records, "figures": figures, "seconds": round(seconds, 3),
-                **(backend or {"backend": "torch"})}
+                **(backend or {"backend": "torch"}), "complete": stopped is None,
+                **({"stopped_by": stopped} if stopped else {})}
     written.add("manifest.json")
     path = out_dir / "manifest.json"
     atomic.write_text(path, json.dumps(manifest, indent=2))
     return path
 
 
-def run_all(deployer, source, files):
-    """Super-resolve every file; a UserError (unreadable, too large, wrong bands) or running out of memory on one
-    file skips it and goes on."""
-    records, skipped = [], []
+def run_all(deployer, source, files, records, skipped):
+    """Super-resolve every file into `records` and `skipped` (filled as it goes: an interrupted run keeps what was
+    finished); a UserError (unreadable, too large, wrong bands) or running out of memory on one file skips it and
+    goes on."""
     for path in progress.bar(files, f"{deployer.cfg.model} x{deployer.cfg.scale}", unit="img"):
         rel = relative_name(source, path)
         try:
@@ -290,7 +292,6 @@ def run_all(deployer, source, files):
         except torch.OutOfMemoryError:
             raise UserError(f"{path}: out of GPU memory; pass a smaller --tile (LR pixels), e.g. --tile 128, "
                             f"or --cpu") from None
-    return records, skipped
 
 
 def precision_note(cfg, model):
@@ -338,8 +339,14 @@ def claim_outputs(out_dir, source, files):
     try:
         atomic.remove_stale_temps(out_dir)
         written = runs.WrittenFiles(out_dir)
-        for path in files:
-            written.add(relative_name(source, path))
+        outputs = [relative_name(source, path) for path in files]
+        # an earlier deploy's outputs of inputs not given now would mix into this run's results: they go
+        removed = written.delete_except(outputs)
+        if removed:
+            print(f"note: removed {removed} files of an earlier deploy into {out_dir} (outputs of other inputs, its "
+                  f"manifest and figures)")
+        for rel in outputs:
+            written.add(rel)
     except BaseException:
         lock.release()
         raise
@@ -356,9 +363,15 @@ def deploy(cfg, ctx):
     if note and ctx.main:
         print(note)
     lock, written = distributed.on_main(ctx, claim_outputs, out_dir, source, files, default=(None, None))
+    records, skipped, start = [], [], time.perf_counter()
     try:
-        start = time.perf_counter()
-        records, skipped = run_all(Deployer(cfg, model, out_dir), source, distributed.shard(ctx, files))
+        try:
+            run_all(Deployer(cfg, model, out_dir), source, distributed.shard(ctx, files), records, skipped)
+        except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the manifest says what was finished
+            if ctx.main and not ctx.active:
+                write_manifest(out_dir, written, cfg, source, records, skipped, [], time.perf_counter() - start,
+                               stopped="SIGTERM" if isinstance(stop, Terminated) else "SIGINT")
+            raise
         order = {relative_name(source, p).as_posix(): k for k, p in enumerate(files)}
         records = sorted(distributed.gather(ctx, records), key=lambda r: order[r["input"]])
         skipped = sorted(distributed.gather(ctx, skipped), key=lambda r: order[r["input"]])

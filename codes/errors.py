@@ -57,6 +57,11 @@ def disk_is_full(path, spare=64 * 1024):
     return stats.f_bavail * stats.f_frsize < spare
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop (which saves and stops on its own, see stopping.py): unwinds like Ctrl-C, so
+    that every cleanup runs, and ends in one line with exit code 143."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (prog: error: ...) and exits 2, without the usage block."""
 
@@ -83,11 +88,28 @@ def run_cli(main, argv=None):
             raise
         fail(f"error: {output_error(err.filename or '(unnamed file)', err)}")
     except MemoryError:
-        fail("error: out of memory: use a smaller --tile, --batch_size or --patch_size, or a smaller --max_pixels")
+        fail(OUT_OF_MEMORY)
+    except RuntimeError as err:  # torch's allocators raise RuntimeErrors (OutOfMemoryError on CUDA)
+        if not is_out_of_memory(err):
+            raise
+        fail(OUT_OF_MEMORY)
+    except Terminated:
+        print("stopped by SIGTERM: what was finished is kept (see the folder's manifest or log)", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+OUT_OF_MEMORY = ("error: out of memory: use a smaller --tile (deploy, export), --batch_size or --patch_size "
+                 "(training), or a smaller --max_pixels")
+
+
+def is_out_of_memory(err):
+    """torch's out-of-memory errors: OutOfMemoryError (CUDA) and the CPU allocator's RuntimeError."""
+    text = str(err)
+    return type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text
 
 
 def watch_interrupts():
@@ -105,11 +127,16 @@ def watch_interrupts():
             return  # recorded by on_sigint; the exit code says it
         default_unraisable(info)
 
+    def on_sigterm(signum, frame):
+        raise Terminated
+
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is \
             signal.default_int_handler:
         signal.signal(signal.SIGINT, on_sigint)
         default_unraisable = sys.unraisablehook
         sys.unraisablehook = unraisable
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_sigterm)
     return interrupted
 
 

@@ -106,6 +106,16 @@ class WrittenFiles:
     def __contains__(self, rel):
         return Path(rel).as_posix() in self.names
 
+    def delete_except(self, keep):
+        """Delete the recorded files not in `keep` (relative paths) as delete_all does; returns the count deleted."""
+        deleted = 0
+        for rel in sorted(self.names - {Path(k).as_posix() for k in keep}):
+            if unlink_inside(self.folder, rel) in ("deleted", "missing"):
+                deleted += 1
+                self.names.discard(rel)
+        self._write()
+        return deleted
+
     def delete_all(self):
         """Delete every recorded file that is a regular file reached without symlinks, inside the folder; returns
         (deleted count, the paths left because a symlink or a non-file stands in the way)."""

@@ -71,6 +71,12 @@ def newest_results(experiment_dir):
     if not (newest / "manifest.json").is_file():
         raise UserError(f"the newest results folder {newest} has no manifest.json: its deploy did not finish; deploy "
                         f"again, or score another folder with --sr FOLDER")
+    manifest = read_manifest(newest)
+    if manifest.get("complete") is False:
+        done = len(manifest.get("outputs", []))
+        raise UserError(f"the newest results folder {newest} holds an unfinished deploy (stopped by "
+                        f"{manifest.get('stopped_by')} after {done} outputs): deploy again, or score what it holds "
+                        f"with --sr {newest}")
     return newest
 
 
@@ -109,6 +115,8 @@ def manifest_problem(manifest):
     bands = manifest.get("bands")
     if bands is not None and not (isinstance(bands, list) and all(isinstance(b, str) for b in bands)):
         return "'bands' is not a list of names"
+    if not isinstance(manifest.get("complete", True), bool) or not isinstance(manifest.get("outputs", []), list):
+        return "'complete' is not true or false, or 'outputs' is not a list"
     images = manifest.get("images") or []
     if not (isinstance(images, list) and all(isinstance(record, dict) for record in images)):
         return "'images' is not a list of records"

@@ -1,0 +1,88 @@
+"""A deploy's results folder says what the run did: a stopped run records what it finished, a rerun holds only its
+own inputs' outputs, and running out of memory is one line."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import imageio.v3 as iio
+
+import errors
+from helpers import CODES, SAMPLE, isolated, run_script
+
+SHIPPED = ["--pre_train", "basic_x4_ucmerced16", "--scale=4", "--cpu"]
+
+
+def many_inputs(folder, count):
+    """`count` real 120x120 tiles (the Sample's HR, as LR inputs)."""
+    folder.mkdir()
+    tiles = sorted((SAMPLE / "train" / "HR").iterdir())
+    for index in range(count):
+        shutil.copy(tiles[index % len(tiles)], folder / f"t{index:02d}.png")
+    return folder
+
+
+def test_a_sigterm_during_deploy_is_one_line_and_the_manifest_says_what_was_finished(tmp_path):
+    inputs, out = many_inputs(tmp_path / "in", 40), tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(CODES / "demo_deploy.py"), *SHIPPED, "--dir_data", str(inputs),
+                             "--dir_out", str(out), *isolated(tmp_path)], cwd=CODES, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):  # until two outputs are there (the first is then finished)
+        if len(list(out.glob("t*.png"))) >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "Traceback" not in stderr and "stopped by SIGTERM" in stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["stopped_by"] == "SIGTERM"
+    assert 0 < len(manifest["outputs"]) < 40
+    for name in manifest["outputs"]:  # every output it lists is whole
+        assert iio.imread(out / name).shape == (480, 480, 3)
+    # the metric script as typed does not take it for a finished run
+    proc = run_script(CODES.parent / "metric_scripts" / "calculate_PSNR_SSIM.py", "--dir_experiment",
+                      tmp_path / "experiment")
+    assert proc.returncode == 2
+
+
+def test_a_rerun_into_the_same_folder_holds_only_its_own_inputs_outputs(tmp_path):
+    inputs, out = many_inputs(tmp_path / "in", 3), tmp_path / "out"
+    flags = [*SHIPPED, "--dir_data", inputs, "--dir_out", out, *isolated(tmp_path)]
+    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    (inputs / "t02.png").unlink()
+    proc = run_script(CODES / "demo_deploy.py", *flags)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*.png")) == ["t00.png", "t01.png"]
+    assert json.loads((out / "manifest.json").read_text())["outputs"] == ["t00.png", "t01.png"]
+    (out / "mine.png").write_bytes(b"not the toolbox's")  # a file the toolbox did not write stays untouched
+    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    assert (out / "mine.png").read_bytes() == b"not the toolbox's"
+
+
+def test_running_out_of_memory_is_one_line(capsys):
+    """torch's CPU allocator raises a RuntimeError; the command line turns it into the promised line."""
+    def main(argv):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1099511627776 bytes.")
+
+    try:
+        errors.run_cli(main)
+    except SystemExit as stop:
+        assert stop.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of memory: use a smaller --tile" in err
+
+
+def test_sigterm_outside_a_training_loop_is_one_line():
+    """Any command stopped where no training loop catches the signal itself (start-up, export, scoring)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, '.'); import errors; "
+                             "errors.run_cli(lambda argv: time.sleep(60))"], cwd=CODES, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and stderr.strip().startswith("stopped by SIGTERM")
+    assert stderr.count("\n") == 1
