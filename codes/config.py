@@ -138,6 +138,8 @@ def resolve(parser, argv, purpose):
                   trained_with=trained_with(ckpt, onnx_meta), pretrained_bands=pretrained_bands)
     sources.update(dict.fromkeys(("purpose", "checkpoint_path", "onnx_metadata", "trained_with", "pretrained_bands"),
                                  "derived"))
+    if purpose == "test" and "dataset" not in cli and "dir_data" not in cli:
+        score_on_trained_dataset(values, sources)
     decide_export_settings(values, sources)
     check_patch(values)
     if purpose == "train" and sources["patch_size"] not in ("command line", "checkpoint"):
@@ -406,6 +408,22 @@ def same_value(a, b):
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
     return a == b
+
+
+def score_on_trained_dataset(values, sources):
+    """--test_only without --dataset: the model's own test split (the dataset its checkpoint records) when it is
+    prepared here, at datasets/<name> or the recorded --dir_data; else the default dataset, with a note naming both."""
+    trained = values["trained_with"]
+    name = trained.get("dataset")
+    if not name or name == values["dataset"]:
+        return
+    for root in (paths.dataset_root(None, name), Path(trained["dir_data"]) if trained.get("dir_data") else None):
+        if root is not None and (root / values["data_test"] / "HR").is_dir():
+            values["dataset"], values["dir_data"] = name, str(root)
+            sources["dataset"] = sources["dir_data"] = "the checkpoint's training data (its test split)"
+            return
+    print(f"note: scoring on {values['dataset']}, not on the test split of {name} that the model was trained on "
+          f"(not prepared here: see docs/datasets.md, or pass --dataset and --dir_data)")
 
 
 def check_against_checkpoint(cli, ckpt, ckpt_layer, architecture):

@@ -206,6 +206,11 @@ class Trainer:
                                  f"{self.run.path('model', checkpoint.LATEST)} holds the run: continue it with the "
                                  f"same command and --resume")
                     return stopper.exit_code(reason)
+                if reason and reason != "time budget":  # a signal during the last validation: the run is complete
+                    self.run.log(f"{reason}: received during the last epoch ({self.epoch} of {cfg.epochs}), which "
+                                 f"is complete and saved in {self.run.path('model', checkpoint.LATEST)}; the summary "
+                                 f"figure was not drawn")
+                    return stopper.exit_code(reason)
         if self.ctx.main and self.history:
             self.write_summary(loader_val.dataset)
             self.warn_below_bicubic()
