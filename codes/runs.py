@@ -184,8 +184,9 @@ class RunFolder:
             raise
 
     def open(self, cfg):
-        for folder in (self.dir, self.dir / "model"):
-            atomic.remove_stale_temps(folder)
+        if self.lock:  # only the folder's writer: a reader (--test_only) must not take a live writer's temp files
+            for folder in (self.dir, self.dir / "model"):
+                atomic.remove_stale_temps(folder)
         self.written = WrittenFiles(self.dir)
         if cfg.reset:
             self.reset()

@@ -21,6 +21,7 @@ import rasterio
 import torch
 from PIL import Image
 
+import atomic
 import checkpoint
 import demo_deploy
 import demo_train
@@ -471,3 +472,17 @@ def test_nothing_is_left_running_or_locked(tmp_path):
     lock = runs.FolderLock(tmp_path / "experiment" / "x", "training").acquire()
     lock.release()
     assert os.path.exists(tmp_path / "experiment" / "x" / runs.LOCK_FILE)
+
+
+def test_a_test_only_reader_leaves_a_writers_temporary_files_alone(tmp_path):
+    """A --test_only run started while the training writes its checkpoint must not delete the checkpoint's
+    temporary file (the training would then fail to save); the next training of the folder, its writer, clears
+    what a killed one left."""
+    train(tmp_path, "--save=run", "--epochs=1")
+    model_dir = tmp_path / "experiment" / "run" / "model"
+    in_flight = model_dir / f".model_latest.pt{atomic.TEMP_MARK}12345"
+    in_flight.write_bytes(b"half a checkpoint")
+    demo_train.main(TRAIN + isolated(tmp_path) + ["--save=run", "--test_only"])
+    assert in_flight.read_bytes() == b"half a checkpoint"
+    train(tmp_path, "--save=run", "--resume", "--epochs=2")
+    assert not in_flight.exists()
