@@ -4,9 +4,15 @@ moves more than a float rounding, shows here before a user's deploy meets it.
 
     python bench/bench_cuda.py                 # x4, batch 2 of 64x64 LR (TransENet: its fixed input)
     python bench/bench_cuda.py --scale 3 --batch 4
+    python bench/bench_cuda.py --train         # and the training img/s of the networks gpu_session.sh trains
+
+--train times the training step (forward, L1 backward, Adam) of HSENet x4 and ConvFormerSR x3 at their preset batch
+and patch, fp32 and bf16 autocast, and prints the iterations and samples that --minutes of training (default 6: half
+of a 12-minute gpu_session.sh, which gives each network half) would add. --device cpu runs the same on the CPU.
 """
 import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "codes"))
@@ -25,7 +31,56 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=2, help="a batch above 1 merges batch and windows in attention")
     p.add_argument("--size", type=int, default=64, help="LR side (a network of fixed input size takes its own)")
     p.add_argument("--models", default=",".join(sorted(REGISTRY)), help="comma list (default: all)")
+    p.add_argument("--train", action="store_true", help="also time the training step of gpu_session.sh's networks")
+    p.add_argument("--minutes", type=float, default=6.0, help="training minutes per network to project (--train)")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps (--train), after 3 of warm-up")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="--train on the CPU too")
     return p.parse_args(argv)
+
+
+# What gpu_session.sh trains, at the batch and LR patch of the model presets (template.MODEL_PRESETS).
+TRAINED = (("HSENET", 4, 4, 48), ("CONVFORMERSR", 3, 8, 64))  # (model, scale, batch, LR patch)
+
+
+def training_rate(name, scale, batch, patch, device, bf16, steps):
+    """Training samples per second (forward, L1 backward, Adam step) of a network at its published size."""
+    spec = network_spec(name)
+    cfg = network_args(name, scale=scale)
+    torch.manual_seed(0)
+    net = spec.make_model(cfg).to(device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    lr = torch.rand(batch, cfg.n_colors, patch, patch, device=device)
+    hr = torch.rand(batch, cfg.n_colors, patch * scale, patch * scale, device=device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            out = net(lr)
+        torch.nn.functional.l1_loss(out.float(), hr).backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def print_training_rates(args):
+    print(f"\ntraining step on {args.device} ({args.steps} steps after 3 of warm-up); what {args.minutes:g} minutes "
+          f"add")
+    print(f"{'model':14s}{'batch x LR':>12s}{'precision':>10s}{'img/s':>9s}{'iterations':>12s}{'samples':>10s}")
+    for name, scale, batch, patch in TRAINED:
+        for bf16 in (False, True):
+            rate = training_rate(name, scale, batch, patch, args.device, bf16, args.steps)
+            samples = rate * args.minutes * 60
+            print(f"{name:14s}{f'{batch} x {patch}':>12s}{'bf16' if bf16 else 'fp32':>10s}{rate:9.1f}"
+                  f"{samples / batch:12.0f}{samples:10.0f}", flush=True)
 
 
 def compare(name, args):
@@ -51,6 +106,9 @@ def compare(name, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.train and args.device == "cpu":
+        print_training_rates(args)
+        return
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this benchmark compares CUDA with the CPU")
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}; x{args.scale}, batch {args.batch}, "
@@ -59,6 +117,8 @@ def main(argv=None):
     for name in [m.strip().upper() for m in args.models.split(",") if m.strip()]:
         shape, cuda_cpu, bf16_fp32, finite = compare(name, args)
         print(f"{name:14s}{str(shape):>22s}{cuda_cpu:15.2e}{bf16_fp32:15.2e}  {finite}", flush=True)
+    if args.train:
+        print_training_rates(args)
 
 
 if __name__ == "__main__":

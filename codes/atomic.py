@@ -5,7 +5,10 @@ there before stays intact until the rename. Temp files carry TEMP_MARK in their 
 the ones a killed process left behind (`remove_stale_temps`) without touching anything else. Every OSError on the way
 (full disk, read-only folder, a file where a folder should be) becomes one UserError naming the path.
 """
+import contextlib
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -69,6 +72,47 @@ class atomic_target:
         if error is not None:
             raise error from None
         return False
+
+
+@contextlib.contextmanager
+def staging_dir(target, replace=False):
+    """A folder beside `target` to build a whole folder in (a dataset), swapped in as `target` only when the block
+    completes: a failed or interrupted build leaves `target` as it was, and takes its staging folder with it. With
+    `replace`, an existing `target` is swapped out by renames and deleted after the new one is in place; without, it
+    must not exist. A killed build's staging folders carry TEMP_MARK and are cleared by the next build of the same
+    target, so the caller must hold the target's lock (runs.FolderLock with `name`)."""
+    target = Path(target)
+    parent = ensure_dir(target.parent)
+    for entry in os.scandir(parent):  # what a killed build of this target left
+        if entry.name.startswith(f".{target.name}{TEMP_MARK}") and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}{TEMP_MARK}"))
+    except OSError as err:
+        raise output_error(target, err) from None
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp makes 0700 folders; give the usual permissions
+        old = None
+        if replace and (target.exists() or target.is_symlink()):
+            if not stat.S_ISDIR(os.lstat(target).st_mode):
+                raise UserError(f"{target} is not a folder: pick another destination")
+            old = Path(f"{staging}-old")
+            os.rename(target, old)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            if old is not None:
+                os.rename(old, target)  # the previous folder back in place
+            raise
+        if old is not None:
+            shutil.rmtree(old)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise output_error(target, err) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def os_error_in(exc):

@@ -30,15 +30,23 @@ RUN_FILES = ("config.txt", "log.txt", "metrics.csv", "loss.png", "psnr.png", "ss
 
 
 class FolderLock:
-    """An exclusive, non-blocking flock on <folder>/.lock that holds the owner's PID; the OS releases it when the
-    process exits or is killed."""
+    """An exclusive, non-blocking flock on <folder>/.lock (or <folder>/`name`) that holds the owner's PID; the OS
+    releases it when the process exits or is killed."""
 
-    def __init__(self, folder, what):
-        self.folder, self.what = Path(folder), what
+    def __init__(self, folder, what, name=LOCK_FILE, subject=None):
+        self.folder, self.what, self.name = Path(folder), what, name
+        self.subject = subject or self.folder  # what the refusal names as in use
         self.fd = None
 
+    @classmethod
+    def beside(cls, target, what):
+        """The lock of a folder that is built elsewhere and renamed into place (atomic.staging_dir): a file next to
+        it, `.<name>.lock`."""
+        target = Path(target)
+        return cls(target.parent, what, name=f".{target.name}.lock", subject=target)
+
     def acquire(self):
-        path = atomic.ensure_dir(self.folder) / LOCK_FILE
+        path = atomic.ensure_dir(self.folder) / self.name
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as err:
@@ -48,7 +56,7 @@ class FolderLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise UserError(f"{self.folder} is in use by another {self.what} (PID {holder}): wait for it to finish, "
+            raise UserError(f"{self.subject} is in use by another {self.what} (PID {holder}): wait for it to finish, "
                             f"or pick another folder") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

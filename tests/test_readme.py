@@ -43,6 +43,8 @@ NEEDS_OUTSIDE = {
     "--dir_data tiles/": "your own tiles",
     "bench_speed.py": "a 30-minute benchmark",
     "gpu_session.sh": "a GPU and the UC Merced download",
+    "pack_dataset.py": "a prepared UC Merced (tests/test_pack.py packs a prepared dataset of its own)",
+    "bench_startup.py": "a 20-minute benchmark",
     "for m in": "the zoo loop trains every network on UC Merced",
     "python demo_train.py --model=$m": "the zoo loop trains every network on UC Merced",
     "python demo_deploy.py --model=$m": "the zoo loop trains every network on UC Merced",
