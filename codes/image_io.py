@@ -21,6 +21,7 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image
 
+import budget
 from atomic import atomic_target
 from errors import UserError, output_error
 from image_files import IMAGE_EXTENSIONS, TIFF_EXTENSIONS
@@ -157,7 +158,29 @@ def header_orientation(path, image):
     return exif.get(EXIF_ORIENTATION)
 
 
+# More bands than any sensor the toolbox meets (spaceborne hyperspectral imagers record 220 to 250): a header declaring more
+# is refused before GDAL opens the file (opening parses every band's metadata: minutes for 65535 bands).
+MAX_BANDS = 256
+
+
+def _tiff_band_count(path):
+    """The band count the first image of a TIFF declares (its SamplesPerPixel, or for a planar multi-page file the
+    page count), read with tifffile without decoding; None when tifffile cannot parse it (GDAL may)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return max(page.samplesperpixel, len(tif.pages) if page.samplesperpixel == 1 else 1)
+    except Exception:  # tifffile's errors come in many types; GDAL gets its own say next
+        return None
+
+
 def _rasterio_header(path):
+    declared = _tiff_band_count(path) if path.suffix.lower() in TIFF_EXTENSIONS else None
+    if declared is not None and declared > MAX_BANDS:
+        raise UserError(f"{path} declares {declared} bands, more than the {MAX_BANDS} any sensor has: it is damaged "
+                        f"or crafted; give another image")
     try:
         with opened_raster(path) as src:
             return src.height, src.width, src.count, np.dtype(src.dtypes[0])
@@ -173,6 +196,12 @@ def _rasterio_header(path):
 def check_pixel_budget(path, max_pixels):
     """Refuse, from the header, an image larger than `max_pixels` (a 74-byte PNG may declare 10^10 pixels)."""
     height, width, bands, dtype = image_header(path)
+    if bands > MAX_BANDS:
+        raise UserError(f"{path} declares {bands} bands, more than the {MAX_BANDS} any sensor has: it is damaged or "
+                        f"crafted; give another image")
+    budget.check(height * width * bands * dtype.itemsize, f"{path} ({width}x{height} pixels, {bands} bands of "
+                 f"{dtype.name}, declared in its header)", "cut it into smaller scenes, or lower --max_pixels to skip "
+                 "such images")
     if height * width > max_pixels:
         gigabytes = height * width * bands * dtype.itemsize / 2**30
         raise UserError(f"{path} declares {width}x{height} pixels ({height * width / 1e6:.0f} MP, {gigabytes:.1f} GB "
