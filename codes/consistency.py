@@ -85,11 +85,12 @@ def summary_line(records):
     return text + (f"; SAM mean {np.mean(sams):.3f} deg" if sams else "")
 
 
-def gsd_warning(name, meta, training_gsd, scale):
+def gsd_warning(name, meta, training_gsd, scale, input_gsd=None):
     """One line when the input's pixel size is far from what the model learned: a model that makes HR at GSD g from
-    LR at g*s suits inputs within [g/2, 2*g*s]. None when it suits, or when either GSD is unknown (no metric CRS, no
-    record in the checkpoint)."""
-    gsd = meta.gsd if meta.gsd_unit == "metre" else None
+    LR at g*s suits inputs within [g/2, 2*g*s]. The input's size comes from its georeferencing (in metres, a
+    geographic CRS's converted), else `input_gsd` (the deployed dataset's LR pixel size). None when it suits, or when
+    either GSD is unknown."""
+    gsd = meta.gsd_metres or ((input_gsd, input_gsd) if input_gsd else None)
     if not training_gsd or not gsd:
         return None
     low, high = training_gsd / 2, 2 * training_gsd * scale

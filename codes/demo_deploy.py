@@ -46,7 +46,7 @@ from data.dataset_json import check_complete, read_dataset_metadata
 from errors import Terminated, UserError, run_cli
 from image_files import TIFF_EXTENSIONS
 from model import Model
-from radiometry import Radiometry, invalid_pixels
+from radiometry import Radiometry, invalid_pixels, plausible_gsd
 
 # GDAL's block cache defaults to 5% of the RAM; written blocks wait there, so without a cap a big output scene would
 # sit in memory until the file is closed. Blocks are written whole (see AlignedRows), so a small cache is enough.
@@ -170,9 +170,12 @@ class Deployer:
         self.out_dir = out_dir
         self.plan = model.tile_plan
         self.training_gsd = cfg.trained_with["gsd"]
-        # the inputs' band names when their files name none: --input_bands, else the deployed dataset's dataset.json
-        self.input_bands = cfg.input_bands or (read_dataset_metadata(dataset_root(cfg)).get("bands")
-                                               if on_dataset(cfg) else None)
+        # what the files may not say, from the deployed dataset's dataset.json: the band names (else --input_bands)
+        # and the LR pixel size (its HR GSD times the scale), for the GSD guard
+        dataset_meta = read_dataset_metadata(dataset_root(cfg)) if on_dataset(cfg) else {}
+        self.input_bands = cfg.input_bands or dataset_meta.get("bands")
+        hr_gsd = plausible_gsd(dataset_meta.get("gsd"))
+        self.input_gsd = hr_gsd * cfg.scale if hr_gsd else None
 
     def super_resolve(self, path, rel):
         """SR of one image, written to out_dir/rel; returns a manifest record of it."""
@@ -181,7 +184,7 @@ class Deployer:
         lr, meta = image_io.select_bands(path, lr, meta, cfg.bands, self.input_bands)  # by name, where named
         check_bands(path, lr, cfg.n_colors)
         meta = image_io.with_band_names(meta, cfg.bands)
-        warning = gsd_warning(path, meta, self.training_gsd, s)
+        warning = gsd_warning(path, meta, self.training_gsd, s, self.input_gsd)
         if warning:
             progress.write(warning, file=sys.stderr)
         radiometry = Radiometry.of(lr.dtype, cfg.data_range, self.model.network_range)

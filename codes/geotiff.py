@@ -69,6 +69,35 @@ def crs_unit(crs):
     return name if name and name != "unknown" else None
 
 
+# Metres per degree on the WGS84 ellipsoid, to first order: along a parallel at latitude phi it is the equator's value
+# times cos(phi); along a meridian it varies by 1 % between the equator and the poles, so its mean is used.
+METRES_PER_DEGREE_EQUATOR = 111_320.0
+METRES_PER_DEGREE_MERIDIAN = 111_132.0
+
+
+def pixel_size_metres(geo, height, width):
+    """The (x, y) pixel size in metres of a georeferenced image of `height` x `width` pixels: a projected CRS's size
+    times its unit's length in metres; a geographic CRS's size in degrees converted at the image's centre latitude
+    (the x size shrinks with cos(latitude)). None when the image is not georeferenced or its unit is neither."""
+    size = pixel_size(geo)
+    crs = geo.get("crs") if geo else None
+    if size is None or crs is None:
+        return None
+    try:
+        unit, factor = crs.units_factor
+    except CRSError:
+        return None
+    if crs.is_projected and factor:
+        return size[0] * factor, size[1] * factor
+    if crs.is_geographic and unit == "degree":
+        _, latitude = geo["transform"] * (width / 2, height / 2)
+        if not -90 <= latitude <= 90:
+            return None
+        return size[0] * METRES_PER_DEGREE_EQUATOR * math.cos(math.radians(latitude)), \
+            size[1] * METRES_PER_DEGREE_MERIDIAN
+    return None
+
+
 def output_compression(geo):
     """Profile options: the source's compression when lossless, DEFLATE for a lossy one (JPEG, WEBP) or a plain
     image, none for an uncompressed source."""

@@ -97,6 +97,15 @@ class ImageMeta:
         return geotiff.pixel_size(self.geo)
 
     @property
+    def gsd_metres(self):
+        """(x, y) pixel size in metres (a geographic CRS's degrees converted at the image's centre), or None."""
+        if not self.geo:
+            return None
+        import geotiff
+
+        return geotiff.pixel_size_metres(self.geo, self.height, self.width)
+
+    @property
     def gsd_unit(self):
         """The CRS's linear unit name ("metre", "degree", ...), or None."""
         if not self.geo:
@@ -158,8 +167,8 @@ def header_orientation(path, image):
     return exif.get(EXIF_ORIENTATION)
 
 
-# More bands than any sensor the toolbox meets (spaceborne hyperspectral imagers record 220 to 250): a header declaring more
-# is refused before GDAL opens the file (opening parses every band's metadata: minutes for 65535 bands).
+# More bands than any sensor the toolbox meets (spaceborne hyperspectral imagers record 220 to 250): a header that
+# declares more is refused before GDAL opens the file (opening parses every band's metadata: minutes for 65535).
 MAX_BANDS = 256
 
 

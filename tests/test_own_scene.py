@@ -151,3 +151,27 @@ def test_onnx_resolution_is_the_training_hr_gsd_unless_given(tmp_path):
     export_onnx.main(["--model=BICUBIC", "--scale=3", "--tile=24", "--resolution", "50", "--out", str(out),
                       *isolated(tmp_path)])
     assert decode_metadata({p.key: p.value for p in read_graph(out).metadata_props})["resolution"] == 50
+
+
+def test_a_geographic_scene_records_its_gsd_in_metres(tmp_path):
+    """A scene in longitude/latitude (EPSG:4326): its pixel size in degrees becomes metres at the scene's latitude,
+    in dataset.json, and for the GSD guard (0.00025 deg at 45 deg N: 19.7 m east-west)."""
+    pixels = six_band_scene(tmp_path / "utm.tif")
+    array = image_io.read_image(pixels)
+    scene = write_geotiff(tmp_path / "lonlat.tif", array, transform=Affine(0.00025, 0, 10.0, 0, -0.00025, 45.02))
+    with rasterio.open(scene, "r+") as dst:
+        dst.crs = CRS.from_epsg(4326)
+    prepare_dataset.main(["--src", str(scene), "--dst", str(tmp_path / "Geo"), "--tile", "48", "--scales", "2",
+                          "--bands", SIX_BANDS])
+    gsd = json.loads((tmp_path / "Geo" / "dataset.json").read_text())["gsd"]
+    assert gsd == pytest.approx(0.00025 * 111_320 * np.cos(np.radians(45.02 - 0.00025 * array.shape[0] / 2)),
+                                rel=1e-6)
+    meta = image_io.read_image_with_meta(scene)[1]
+    assert "has 19.68" in consistency.gsd_warning("g.tif", meta, 0.3, 4)
+
+
+def test_the_gsd_guard_reads_the_deployed_datasets_record(tmp_path, capsys):
+    """The Sample's PNG tiles carry no georeferencing; its dataset.json records 30 m, so a 0.3 m model warns."""
+    demo_deploy.main(["--pre_train", "lgcnet_x2_ucmerced16", "--scale=2", f"--dir_out={tmp_path / 'sr'}",
+                      *isolated(tmp_path)])
+    assert "has 60 m pixels, but the model learned to make 0.3 m pixels" in capsys.readouterr().err

@@ -205,8 +205,10 @@ def band_names(text, first_image, meta):
 
 
 def ground_sample_distance(meta):
-    """The HR pixel size in CRS units of a georeferenced source (its x size; `meta`: the first image's), else None."""
-    return abs(meta.geo["transform"].a) if meta.geo and meta.geo.get("crs") else None
+    """The HR pixel size in metres of a georeferenced source (its x size; `meta`: the first image's; a geographic
+    CRS's degrees converted at the image's centre latitude), else None."""
+    size = meta.gsd_metres
+    return round(size[0], 6) if size else None
 
 
 # ----------------------------------------------------------------------------------------------------------- writing
