@@ -29,10 +29,12 @@ import image_files
 import image_io
 import option
 import png16
+import runs
 from conftest import REPO_ROOT
 from errors import UserError
 from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, copy_dataset, isolated, run_script
 from test_deploy import sample_ms_hr, write_geotiff
+from test_faults import snapshot
 
 METRIC_SCRIPT = REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py"
 PREPARE = CODES / "data_scripts" / "prepare_dataset.py"
@@ -367,28 +369,61 @@ def test_a_cache_entry_that_cannot_be_used_is_rebuilt_whatever_the_reason(tmp_pa
     np.load(entries[1])
 
 
-def test_a_killed_preparation_is_refused_as_a_dataset_and_cleaned_by_the_rerun(tmp_path):
+def killed_preparation(src, dst, *flags):
+    """Start prepare_dataset.py and SIGKILL it once it has written an LR file (in its staging folder)."""
+    proc = subprocess.Popen([sys.executable, str(PREPARE), "--src", str(src), "--dst", str(dst), "--split",
+                             "0.8,0.1,0.1", "--scales", "2", *flags], cwd=CODES)
+    deadline = time.monotonic() + 120
+    staged = f".{dst.name}{atomic.TEMP_MARK}*/train/LR_x2/*.png"
+    while not list(dst.parent.glob(staged)) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc.returncode == -signal.SIGKILL and bool(list(dst.parent.glob(staged)))
+
+
+def test_a_killed_preparation_leaves_no_dataset_and_an_overwrite_keeps_the_old_one(tmp_path):
+    """A preparation writes into a staging folder beside --dst, renamed to --dst once complete: a killed one leaves
+    no --dst (nothing that could pass for a dataset), a killed --overwrite leaves the previous dataset intact and
+    usable, and the next preparation clears what the killed one left."""
     src = tmp_path / "src"
     src.mkdir()
     for k, path in enumerate(image_files.list_images(SAMPLE / "train" / "HR")[:20]):
         shutil.copy(path, src / f"{k:02d}.png")
     dst = tmp_path / "Mine"
-    proc = subprocess.Popen([sys.executable, str(PREPARE), "--src", str(src), "--dst", str(dst), "--split",
-                             "0.8,0.1,0.1", "--scales", "2"], cwd=CODES)
-    deadline = time.monotonic() + 120
-    while not list(dst.glob("train/LR_x2/*.png")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    if (dst / "dataset.json").exists():
+    if not killed_preparation(src, dst):
         pytest.skip("the preparation finished before the kill landed")
-    (dst / "train" / "HR" / f".00.png{atomic.TEMP_MARK}abc.png").write_bytes(b"half")  # what a kill leaves
-    with pytest.raises(UserError, match="is an incomplete dataset: prepare_dataset.py was stopped"):
+    assert not dst.exists()
+    with pytest.raises(UserError, match="Mine"):
         train(tmp_path, "--dataset=Mine", f"--dir_data={dst}", "--epochs=1")
-    proc = run_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.8,0.1,0.1", "--scales", "2", "--overwrite")
+    proc = run_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.8,0.1,0.1", "--scales", "2")
     assert proc.returncode == 0, proc.stderr
-    assert not [p for p in dst.rglob("*") if atomic.TEMP_MARK in p.name or p.name == ".preparing"]
+    assert not [p for p in tmp_path.iterdir() if atomic.TEMP_MARK in p.name]
+    before = snapshot(dst)
+    if not killed_preparation(src, dst, "--overwrite", "--seed", "7"):
+        pytest.skip("the preparation finished before the kill landed")
+    assert snapshot(dst) == before  # the old dataset, whole
     train(tmp_path, "--dataset=Mine", f"--dir_data={dst}", "--epochs=1")
+    # an --overwrite that completes holds only its own files: a smaller tiling leaves none of the earlier tiles
+    proc = run_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.5,0.5,0", "--scales", "2", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert "test" not in {p.name for p in dst.iterdir()} and not [p for p in tmp_path.iterdir()
+                                                               if atomic.TEMP_MARK in p.name]
+
+
+def test_two_preparations_of_one_destination_do_not_mix(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for k, path in enumerate(image_files.list_images(SAMPLE / "train" / "HR")[:8]):
+        shutil.copy(path, src / f"{k:02d}.png")
+    dst = tmp_path / "Mine"
+    holder = runs.FolderLock.beside(dst, "preparation").acquire()  # a preparation of dst in progress
+    try:
+        proc = run_script(PREPARE, "--src", src, "--dst", dst, "--scales", "2")
+        assert_one_line_error(proc, f"{dst} is in use by another preparation (PID {os.getpid()})")
+    finally:
+        holder.release()
+    assert not dst.exists()
 
 
 def test_sigint_during_a_multi_scene_cog_deploy_never_exits_0(tmp_path):

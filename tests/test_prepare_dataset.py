@@ -221,8 +221,9 @@ def test_non_empty_dst_needs_overwrite(tmp_path, two_class_src):
     dst.mkdir()
     (dst / "keep.txt").write_text("user data")
     assert_one_line_error(run_prepare("--src", two_class_src, "--dst", dst, "--split", "1,0,0"), "--overwrite")
-    assert run_prepare("--src", two_class_src, "--dst", dst, "--scales", "2", "--split", "1,0,0",
-                       "--overwrite").returncode == 0
+    # --overwrite replaces a dataset, never a folder of other files
+    assert_one_line_error(run_prepare("--src", two_class_src, "--dst", dst, "--scales", "2", "--split", "1,0,0",
+                                      "--overwrite"), "holds files but no dataset")
     assert (dst / "keep.txt").read_text() == "user data"
 
 

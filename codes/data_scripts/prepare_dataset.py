@@ -29,7 +29,8 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 import numpy as np  # noqa: E402
 
 import atomic  # noqa: E402
-from data.dataset_json import PREPARING_MARK, write_dataset_metadata
+import runs  # noqa: E402
+from data.dataset_json import DATASET_METADATA, PREPARING_MARK, write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_files import IMAGE_EXTENSIONS, list_images
 from image_io import (
@@ -44,6 +45,7 @@ from progress import Counter
 from radiometry import invalid_pixels
 
 SPLIT_NAMES = ("train", "val", "test")
+DATASET_MARKS = (DATASET_METADATA, PREPARING_MARK)  # what a folder this script prepared (or began to) holds
 DEFAULT_SPLIT = "0.8,0.1,0.1"
 # Published splits, per class. UC Merced: 45 train / 5 val / 50 test images of each of the 21 classes, i.e. 945 / 105
 # / 1050 (the HSENet and TransENet protocol; the authors confirmed it in github.com/Shaosifan/TransENet issue #14).
@@ -119,7 +121,11 @@ def check_destination(src, dst, overwrite, inside_ok=False):
     if dst.exists() and not dst.is_dir():
         raise UserError(f"--dst {dst} is a file: give a folder")
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise UserError(f"--dst {dst} is not empty: choose an empty folder or add --overwrite to replace its files")
+        raise UserError(f"--dst {dst} is not empty: choose an empty folder or add --overwrite to replace the dataset "
+                        f"it holds")
+    if overwrite and dst.is_dir() and any(dst.iterdir()) and not any((dst / name).exists() for name in DATASET_MARKS):
+        raise UserError(f"--dst {dst} holds files but no dataset (no dataset.json): --overwrite replaces only a "
+                        f"dataset this script prepared; choose an empty folder")
 
 
 # ----------------------------------------------------------------------------------------------------------- splitting
@@ -230,14 +236,16 @@ def write_sample(split_dir, name, hr, meta, scales, ext, bands=None):
         write_image(split_dir / f"LR_x{scale}" / f"{name}{ext}", lr, meta, scale=1 / scale)
 
 
-def start_writing(dst):
-    """Mark dst as being written (dataset.json, written last, ends it) and remove the temp files a killed run left
-    anywhere below it."""
-    atomic.ensure_dir(dst)
-    for folder in [dst, *(p for p in dst.rglob("*") if p.is_dir() and not p.is_symlink())]:
-        atomic.remove_stale_temps(folder)
-    (dst / "dataset.json").unlink(missing_ok=True)
-    atomic.write_text(dst / PREPARING_MARK, "prepare_dataset.py is writing this dataset\n")
+def in_staging(args, prepare, *arguments):
+    """prepare(*arguments, root) with root a staging folder beside --dst that becomes --dst only once complete: a
+    failed or killed preparation (an --overwrite too) leaves the previous dataset as it was, and the new dataset
+    holds only the new files. A second preparation of the same --dst meanwhile is refused in one line."""
+    lock = runs.FolderLock.beside(args.dst, "preparation").acquire()
+    try:
+        with atomic.staging_dir(args.dst, replace=args.overwrite) as root:
+            return prepare(*arguments, root)
+    finally:
+        lock.release()
 
 
 def prepare_split(paths, split_dir, scales, ext, progress, bands=None):
@@ -280,8 +288,9 @@ def split_scene(path, names, fractions, seed):
     return {name: sorted(part) for name, part in shuffled_cut(names, f"{seed}:{path.stem}", counts).items()}
 
 
-def prepare_scenes(args, scales, fractions, ext, split_text):
-    """--tile: cut every scene into tiles, split each scene's tiles on their own, write them; returns the summary."""
+def prepare_scenes(args, scales, fractions, ext, split_text, root):
+    """--tile: cut every scene into tiles, split each scene's tiles on their own, write them into `root` (the
+    staging folder of --dst); returns the summary."""
     scenes = [args.src] if args.src.is_file() else list_images(args.src, recursive=True)
     if not scenes:
         raise UserError(f"--src {args.src} holds no images ({', '.join(IMAGE_EXTENSIONS)}), also in subfolders")
@@ -292,7 +301,6 @@ def prepare_scenes(args, scales, fractions, ext, split_text):
     first, first_meta = read_image_with_meta(scenes[0])
     bands, gsd = band_names(args.bands, scenes[0], first_meta), ground_sample_distance(first_meta)
     counts, skipped, total = dict.fromkeys(SPLIT_NAMES, 0), {}, 0
-    start_writing(args.dst)
     with Counter(len(scenes), "scenes", unit="scene") as counter:
         for path in scenes:
             hr, meta = (first, first_meta) if path == scenes[0] else read_image_with_meta(path)
@@ -306,7 +314,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text):
             for name, names in splits.items():
                 for tile_name in names:
                     row, col = kept[tile_name]
-                    write_sample(args.dst / name, tile_name, hr[row:row + args.tile, col:col + args.tile],
+                    write_sample(root / name, tile_name, hr[row:row + args.tile, col:col + args.tile],
                                  window_meta(meta, row, col, args.tile, args.tile), scales,
                                  ext or path.suffix.lower(), bands)
                 counts[name] += len(names)
@@ -314,10 +322,9 @@ def prepare_scenes(args, scales, fractions, ext, split_text):
     if not sum(counts.values()):
         raise UserError(f"no {args.tile}x{args.tile} tile of {args.src} is worth training on (skipped: "
                         f"{skip_text(skipped)}); give a smaller --tile or scenes with more valid pixels")
-    write_dataset_metadata(args.dst, bands=bands, gsd=gsd, dtype=first.dtype.name,
+    write_dataset_metadata(root, bands=bands, gsd=gsd, dtype=first.dtype.name,
                            description=f"{args.tile}x{args.tile} tiles of {args.src.resolve()} (split {split_text}, "
                                        f"seed {args.seed})")
-    (args.dst / PREPARING_MARK).unlink()
     print(f"{len(scenes)} scenes -> {sum(counts.values())} of {total} tiles of {args.tile}x{args.tile} -> {args.dst} "
           f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}; skipped: {skip_text(skipped)}; bands "
           f"{','.join(bands)})")
@@ -339,7 +346,7 @@ def main(argv=None):
             raise UserError(f"--src {args.src}: no such scene or folder")
         check_destination(args.src if args.src.is_dir() else args.src.parent, args.dst, args.overwrite,
                           inside_ok=args.src.is_file())
-        return prepare_scenes(args, scales, fractions, ext, split_text)
+        return in_staging(args, prepare_scenes, args, scales, fractions, ext, split_text)
     if not args.src.is_dir():
         raise UserError(f"--src {args.src}: no such folder; give the folder of HR images")
     images = list_images(args.src, recursive=True)
@@ -351,16 +358,19 @@ def main(argv=None):
     if args.protocol:
         warn_incomplete_source(args.protocol, args.src, classes)
     splits = split_stratified(classes, fractions, args.seed, split_text)
+    return in_staging(args, prepare_images, args, images, classes, splits, scales, fractions, ext, split_text)
+
+
+def prepare_images(args, images, classes, splits, scales, fractions, ext, split_text, root):
+    """Write the splits of a folder of images into `root` (the staging folder of --dst); returns the summary."""
     first_meta = read_image_with_meta(images[0])[1]
     bands, gsd = band_names(args.bands, images[0], first_meta), ground_sample_distance(first_meta)
-    start_writing(args.dst)
     with Counter(len(images), "prepare", unit="img") as counter:
         for name, fraction in zip(SPLIT_NAMES, fractions):
             if fraction > 0:
-                prepare_split(splits[name], args.dst / name, scales, ext, counter, bands)
-    write_dataset_metadata(args.dst, bands=bands, gsd=gsd, dtype=first_meta.dtype.name,
+                prepare_split(splits[name], root / name, scales, ext, counter, bands)
+    write_dataset_metadata(root, bands=bands, gsd=gsd, dtype=first_meta.dtype.name,
                            description=f"prepared from {args.src.resolve()} (split {split_text}, seed {args.seed})")
-    (args.dst / PREPARING_MARK).unlink()
     counts = ", ".join(f"{name} {len(splits[name])}" for name in SPLIT_NAMES)
     lr_scales = ", ".join(f"x{s}" for s in scales)
     print(f"{len(images)} images in {len(classes)} classes -> {args.dst} ({counts}; LR {lr_scales})")
