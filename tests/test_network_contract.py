@@ -72,3 +72,19 @@ def test_every_registered_network_comes_back_from_a_checkpoint_of_ours(name, tmp
     other = Model(loaded).net
     for key, value in net.state_dict().items():
         assert torch.equal(value, other.state_dict()[key]), key
+
+
+def test_every_network_module_is_registered_and_nothing_else_is_a_model():
+    """REGISTRY is the one registration: every module of codes/model/ that declares a SPEC is in it (so the tests
+    above reach it), and a name that is not a network (a helper module) is the one-line unknown-model error."""
+    import importlib
+
+    from errors import UserError
+
+    folder = REPO_ROOT / "codes" / "model"
+    declared = {path.stem for path in folder.glob("*.py")
+                if path.stem != "__init__" and hasattr(importlib.import_module(f"model.{path.stem}"), "SPEC")}
+    assert declared == set(REGISTRY.values())
+    for helper in ("common", "spec"):
+        with pytest.raises(UserError, match=f"--model {helper}: unknown model"):
+            network_spec(helper)

@@ -26,7 +26,8 @@ import tiling
 from errors import UserError
 from radiometry import bicubic_baseline
 
-# --model name -> module in this package. A name missing here is also looked up as model/<name.lower()>.py.
+# --model name -> module in this package: the one registration of a network (a module with a SPEC that is not
+# listed here is refused by tests/test_network_contract.py).
 REGISTRY = {"BICUBIC": "bicubic", "BASIC": "basic", "HSENET": "hsenet", "CONVFORMERSR": "convformersr",
             "SRCNN": "srcnn", "VDSR": "vdsr", "LGCNET": "lgcnet", "DCM": "dcm", "FSRCNN": "fsrcnn",
             "TRANSENET": "transenet", "EDSR": "edsr", "RCAN": "rcan", "SWINIR": "swinir"}
@@ -38,14 +39,10 @@ def known_models():
 
 def network_spec(name):
     """The NetworkSpec of --model `name` (the `SPEC` of its module); a clear error lists the known names."""
-    module_name = REGISTRY.get(name.upper(), name.lower())
-    try:
-        module = import_module(f"model.{module_name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"model.{module_name}":
-            raise
-        raise UserError(f"--model {name}: unknown model; known models: {', '.join(known_models())}") from None
-    return module.SPEC
+    module_name = REGISTRY.get(str(name).upper())
+    if module_name is None:
+        raise UserError(f"--model {name}: unknown model; known models: {', '.join(known_models())}")
+    return import_module(f"model.{module_name}").SPEC
 
 
 def known_network_spec(name):
