@@ -66,10 +66,6 @@ def setup(cpu):
     return Context(rank, world, local_rank, device)
 
 
-def current_rank():
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 def agree(ctx, step, *args, **kwargs):
     """step(*args, **kwargs) on every rank; a UserError on any rank becomes the same UserError on all of them."""
     try:
