@@ -114,6 +114,14 @@ def check_output_folder(cfg, out_dir):
         if resolved_out == folder or folder in resolved_out.parents:
             raise UserError(f"--dir_out {out_dir} is inside {folder}, whose files are the inputs or the ground "
                             f"truth: pick a --dir_out outside it")
+    if runs.folder_kind(out_dir) == "run":
+        raise UserError(f"--dir_out {out_dir} is a training run's folder: its checkpoints, log and plots are not "
+                        f"deploy's to replace; pick another --dir_out")
+    source = Path(cfg.dir_data).resolve() if cfg.dir_data and not on_dataset(cfg) else None
+    if cfg.recursive and source is not None and source.is_dir() and source in resolved_out.parents:
+        raise UserError(f"--dir_out {out_dir} is inside {cfg.dir_data}, which --recursive reads: the inputs there "
+                        f"would be passed over, and the outputs read as inputs next time; pick a --dir_out outside "
+                        f"it")
 
 
 def check_outputs(source, files, out_dir):
@@ -395,8 +403,9 @@ def deploy(cfg, ctx):
 def finish(cfg, out_dir, written, source, records, skipped, seconds, backend):
     """The closing line, the --compare figures and the manifest (rank 0)."""
     megapixels = sum(r["sr_size"][0] * r["sr_size"][1] for r in records) / 1e6
-    print(f"{len(records)} images -> {out_dir} in {seconds:.1f} s ({len(records) / seconds:.2f} images/s, "
-          f"{megapixels / seconds:.2f} MP/s output)" + (f"; {len(skipped)} skipped" if skipped else ""))
+    rate = f" ({len(records) / seconds:.2f} images/s, {megapixels / seconds:.2f} MP/s output)" if records else ""
+    print(f"{len(records)} images -> {out_dir} in {seconds:.1f} s{rate}" + (f"; {len(skipped)} skipped" if skipped
+                                                                             else ""))
     figures = []
     if cfg.compare and records:
         import compare  # only needed here

@@ -84,6 +84,17 @@ class FolderLock:
             self.fd = None
 
 
+def folder_kind(folder):
+    """'run' (a training run's folder), 'results' (a deploy's) or None, from what the folder's written-files record
+    holds: a run writes its RUN_FILES, a deploy its manifest.json."""
+    record = WrittenFiles(folder) if (Path(folder) / WRITTEN_FILES).is_file() else None
+    if record is None:
+        return None
+    if any(name in record for name in RUN_FILES):
+        return "run"
+    return "results" if "manifest.json" in record else None
+
+
 class WrittenFiles:
     """The set of files (relative paths) written into a folder by the toolbox, kept in written_files.json."""
 
@@ -195,6 +206,9 @@ class RunFolder:
         if self.lock:  # only the folder's writer: a reader (--test_only) must not take a live writer's temp files
             for folder in (self.dir, self.dir / "model"):
                 atomic.remove_stale_temps(folder)
+        if folder_kind(self.dir) == "results":
+            raise UserError(f"{self.dir} holds a deploy's results (its manifest.json), not a training run: pick "
+                            f"another --save")
         self.written = WrittenFiles(self.dir)
         if cfg.reset:
             self.reset()

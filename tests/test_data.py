@@ -196,3 +196,13 @@ def test_an_epoch_shorter_than_the_dataset_still_draws_every_image(tmp_path):
     assert len({name for names in drawn for name in names}) == 32  # every image once in 32 samples
     dataset.set_epoch(1)
     assert [dataset[i][2] for i in range(8)] == drawn[0]  # the same epoch draws the same images again (resume)
+
+
+def test_an_lr_with_other_bands_than_its_hr_is_named_with_its_hr(tmp_path, small_root):
+    lr_path = sorted((small_root / "val" / "LR_x2").iterdir())[0]
+    lr = image_io.read_image(lr_path)
+    four = lr_path.with_suffix(".tif")
+    image_io.write_image(four, np.concatenate([lr, lr[:, :, :1]], axis=2))
+    lr_path.unlink()
+    with pytest.raises(UserError, match=f"{four} has 4 bands but its HR .* has 3"):
+        items(make_dataset(make_args(tmp_path, small_root, "--ext", "img"), "val"))

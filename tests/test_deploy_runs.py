@@ -10,7 +10,7 @@ import time
 import imageio.v3 as iio
 
 import errors
-from helpers import CODES, SAMPLE, isolated, run_script
+from helpers import CODES, SAMPLE, assert_one_line_error, isolated, run_script
 
 SHIPPED = ["--pre_train", "basic_x4_ucmerced16", "--scale=4", "--cpu"]
 
@@ -86,3 +86,32 @@ def test_sigterm_outside_a_training_loop_is_one_line():
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143 and stderr.strip().startswith("stopped by SIGTERM")
     assert stderr.count("\n") == 1
+
+
+def test_run_folders_and_results_folders_belong_to_their_own_kind(tmp_path):
+    """Deploy never writes into a training run's folder, and a training never takes a deploy's results folder as
+    its run (whose --reset would delete the deploy's images)."""
+    flags = [*isolated(tmp_path), "--cpu"]
+    train = run_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--n_feats=8", "--n_resblocks=1",
+                       "--epochs=1", "--test_every=2", "--save=run", *flags)
+    assert train.returncode == 0, train.stderr[-2000:]
+    run = tmp_path / "experiment" / "run"
+    plot = (run / "loss.png").read_bytes()
+    proc = run_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_out", run, *flags)
+    assert_one_line_error(proc, f"--dir_out {run} is a training run's folder")
+    assert (run / "loss.png").read_bytes() == plot
+    assert run_script(CODES / "demo_deploy.py", *SHIPPED, *flags).returncode == 0
+    results = tmp_path / "experiment" / "results" / "BASICx4_Sample"
+    before = sorted(p.name for p in results.iterdir())
+    proc = run_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--save=results/BASICx4_Sample",
+                      "--reset", *flags)
+    assert_one_line_error(proc, "holds a deploy's results")
+    assert sorted(p.name for p in results.iterdir()) == before
+
+
+def test_outputs_never_land_in_the_tree_recursive_reads(tmp_path):
+    inputs = many_inputs(tmp_path / "in", 2)
+    proc = run_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_data", inputs, "--recursive", "--dir_out",
+                      inputs / "sr", *isolated(tmp_path))
+    assert_one_line_error(proc, f"--dir_out {inputs / 'sr'} is inside {inputs}, which --recursive reads")
+    assert not (inputs / "sr").exists()

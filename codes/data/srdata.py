@@ -178,7 +178,10 @@ class SRData(Dataset):
         if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
             raise UserError(f"{lr_path}: LR is {lr.shape[1]}x{lr.shape[0]} but HR {hr_path.name} (mod-cropped) is "
                             f"{hr.shape[1]}x{hr.shape[0]}, not x{s} larger; regenerate the LR images or check --scale")
-        if hr.shape[2] != n or lr.shape[2] != n:
+        if lr.shape[2] != hr.shape[2]:
+            raise UserError(f"{lr_path} has {lr.shape[2]} bands but its HR {hr_path} has {hr.shape[2]}: an LR and its "
+                            f"HR must hold the same bands; make the pair again")
+        if hr.shape[2] != n:
             raise UserError(f"{hr_path} has {hr.shape[2]} bands but --n_colors is {n}: pass --n_colors "
                             f"{hr.shape[2]}")
         if lr.dtype != hr.dtype:
