@@ -248,19 +248,19 @@ def test_odd_sizes_and_images_smaller_than_a_tile(tmp_path):
     assert tiles == {"odd.png": 4 * 5, "tiny.png": 1}  # rows 0, 8, 16, 17; columns 0, 8, 16, 24, 31
 
 
-def test_recursive_keeps_relative_paths_and_skips_its_own_outputs(tmp_path):
+def test_recursive_keeps_relative_paths_and_never_writes_inside_its_inputs(tmp_path):
     src = tmp_path / "scenes"
     for rel, index in (("a.png", 0), ("north/b.png", 1), ("north/deep/c.png", 2)):
         image_io.write_image(src / rel, sample_lr(index))
     flat_dir, flat = deploy(tmp_path, "--model=BICUBIC", "--scale=2", "--dir_data", src, out="flat")
     assert flat["outputs"] == ["a.png"]
     flags = ["--model=BICUBIC", "--scale=2", "--dir_data", src, "--recursive"]
-    out_dir, manifest = deploy(tmp_path, *flags, out="scenes/sr")  # the output folder is inside the input
+    out_dir, manifest = deploy(tmp_path, *flags, out="sr")
     assert manifest["outputs"] == ["a.png", "north/b.png", "north/deep/c.png"]
     assert image_io.read_image(out_dir / "north" / "deep" / "c.png").shape == (60, 60, 3)
-    _, again = deploy(tmp_path, *flags, out="scenes/sr")
-    assert again["outputs"] == manifest["outputs"]  # scenes/sr/*.png are not inputs the second time
-    shutil.rmtree(src / "sr")
+    with pytest.raises(UserError, match="which --recursive reads"):  # an output folder inside the input tree
+        deploy(tmp_path, *flags, out="scenes/sr")
+    assert not (src / "sr").exists()
     (src / "a.png").unlink()
     with pytest.raises(UserError, match="--recursive"):
         deploy(tmp_path, "--model=BICUBIC", "--scale=2", "--dir_data", src, out="none")
