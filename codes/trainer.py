@@ -23,12 +23,14 @@ weights (BasicSR's params_ema) on every rank, validated, saved and restored with
 """
 import copy
 import csv
+import hashlib
 import io
 import math
 import random
 import shutil
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -118,7 +120,14 @@ class Trainer:
                 "epoch": self.epoch - 1 if self.partial else self.epoch, "partial": self.partial,
                 "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic,
                 "loss": self.loss.state_for_checkpoint(),  # the GAN's discriminator and its optimizer; {} otherwise
+                "training_data": self.training_data(),
                 **({"model_ema": self.ema.state_dict()} if self.ema is not None else {})}
+
+    def training_data(self):
+        """{images, names_sha256} of the training split: --resume compares it to say when the data changed."""
+        files = self.data.loader(self.cfg.data_train, train=True).dataset.hr_files
+        names = "\n".join(Path(f).name for f in files).encode()
+        return {"images": len(files), "names_sha256": hashlib.sha256(names).hexdigest()}
 
     @property
     def radiometry(self):
@@ -174,6 +183,11 @@ class Trainer:
         inside = f", inside epoch {self.epoch + 1} after batch {self.partial['batches']}" if self.partial else ""
         self.run.log(f"resumed {ckpt.path} at epoch {self.epoch}{inside} (best {BEST_KEY} {self.best:.4f} at epoch "
                      f"{self.best_epoch})")
+        recorded, now = payload.get("training_data"), self.training_data()
+        if isinstance(recorded, dict) and recorded != now:
+            self.run.log(f"note: the training data changed since {ckpt.path} was saved ({recorded.get('images')} "
+                         f"images then, {now['images']} now): the run continues over today's data, so it is no "
+                         f"longer the run an uninterrupted training would have made")
 
     # -- training ------------------------------------------------------------------------------------------------
     def train(self):

@@ -9,7 +9,7 @@ import torch
 import demo_train
 import loss as loss_module
 from errors import UserError
-from helpers import CODES, TINY_BASIC, assert_one_line_error, isolated, run_script
+from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, copy_dataset, isolated, run_script
 
 
 def train(tmp_path, *extra):
@@ -158,3 +158,17 @@ def test_checkpoint_brings_its_architecture(tmp_path):
     with pytest.raises(UserError, match="was trained with --n_feats 8, not 12"):  # a contradiction is refused
         demo_deploy.main(["--model=BASIC", "--scale=2", "--cpu", "--n_feats=12", f"--pre_train={ckpt}",
                           f"--dir_out={out}", *isolated(tmp_path)])
+
+
+def test_a_resume_over_changed_data_says_so(tmp_path):
+    root = copy_dataset(SAMPLE, tmp_path / "Mine", scales=(2,))
+    flags = ["--dataset=Mine", f"--dir_data={root}", "--save=run"]
+    train(tmp_path, *flags, "--epochs=1")
+    log = tmp_path / "experiment" / "run" / "log.txt"
+    train(tmp_path, *flags, "--resume", "--epochs=2")
+    assert "the training data changed" not in log.read_text()
+    for folder in ("HR", "LR_x2"):  # one more training image
+        first = sorted((root / "train" / folder).iterdir())[0]
+        (root / "train" / folder / f"zz_{first.name}").write_bytes(first.read_bytes())
+    train(tmp_path, *flags, "--resume", "--epochs=3")
+    assert "note: the training data changed since" in log.read_text()
