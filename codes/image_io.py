@@ -208,14 +208,14 @@ def check_pixel_budget(path, max_pixels):
     if bands > MAX_BANDS:
         raise UserError(f"{path} declares {bands} bands, more than the {MAX_BANDS} any sensor has: it is damaged or "
                         f"crafted; give another image")
-    budget.check(height * width * bands * dtype.itemsize, f"{path} ({width}x{height} pixels, {bands} bands of "
-                 f"{dtype.name}, declared in its header)", "cut it into smaller scenes, or lower --max_pixels to skip "
-                 "such images")
     if height * width > max_pixels:
         gigabytes = height * width * bands * dtype.itemsize / 2**30
         raise UserError(f"{path} declares {width}x{height} pixels ({height * width / 1e6:.0f} MP, {gigabytes:.1f} GB "
                         f"decoded), more than --max_pixels {max_pixels}: raise --max_pixels if it is a real image "
                         f"and memory allows, or cut it into smaller scenes")
+    budget.check(height * width * bands * dtype.itemsize, f"{path} ({width}x{height} pixels, {bands} bands of "
+                 f"{dtype.name}, declared in its header)", "cut it into smaller scenes, or lower --max_pixels to skip "
+                 "such images")
 
 
 def read_image_with_meta(path, max_pixels=DEFAULT_MAX_PIXELS):
