@@ -140,15 +140,17 @@ def write_text(path, text):
     write_bytes(path, text.encode())
 
 
-def remove_stale_temps(folder):
-    """Delete the temp files that atomic writes of a killed process left directly in `folder`; returns their names.
-    Only files that carry TEMP_MARK (ours) and are regular files (not symlinks) are removed."""
+def remove_stale_temps(folder, target=None):
+    """Delete the temp files that atomic writes of a killed process left directly in `folder` (only those of the
+    file named `target`, when given); returns their names. Only files that carry TEMP_MARK (ours) and are regular
+    files (not symlinks) are removed."""
     removed = []
     folder = Path(folder)
     if not folder.is_dir() or folder.is_symlink():
         return removed
+    prefix = f".{target}{TEMP_MARK}" if target else "."
     for entry in os.scandir(folder):
-        if TEMP_MARK in entry.name and entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+        if TEMP_MARK in entry.name and entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
             os.unlink(entry.path)
             removed.append(entry.name)
     return removed

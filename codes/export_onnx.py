@@ -272,6 +272,7 @@ def main(argv=None):
     source, image = verification_image(cfg, dataset_root)
     tiles = verification_tiles(cfg, image, plan, size)
     gsd, resolution_cm = gsd_resolution_cm(cfg, dataset_root, dataset_known)
+    atomic.remove_stale_temps(out.parent, out.name)  # what a killed export of this file left
     with atomic.atomic_target(out) as tmp:  # fails now if --out cannot be written; nothing is left on an error
         graph = exporter.export(size, cfg.opset)
         print(f"exported {cfg.model} x{cfg.scale} ({cfg.checkpoint_path or 'no checkpoint'}), opset {cfg.opset}, "

@@ -123,6 +123,12 @@ class Trainer:
                 "training_data": self.training_data(),
                 **({"model_ema": self.ema.state_dict()} if self.ema is not None else {})}
 
+    def resume_hint(self):
+        """How to continue the run: --resume, never beside the --reset that would start it over."""
+        if self.cfg.reset:
+            return "continue it with the same command, --resume instead of --reset"
+        return "continue it with the same command and --resume"
+
     def training_data(self):
         """{images, names_sha256} of the training split: --resume compares it to say when the data changed."""
         files = self.data.loader(self.cfg.data_train, train=True).dataset.hr_files
@@ -217,8 +223,7 @@ class Trainer:
                 reason = stopper.reason(self.ctx, self.step_seconds + self.checkpoint_seconds())
                 if reason and self.epoch < cfg.epochs:
                     self.run.log(f"{reason}: stopped after epoch {self.epoch} of {cfg.epochs}; "
-                                 f"{self.run.path('model', checkpoint.LATEST)} holds the run: continue it with the "
-                                 f"same command and --resume")
+                                 f"{self.run.path('model', checkpoint.LATEST)} holds the run: {self.resume_hint()}")
                     return stopper.exit_code(reason)
                 if reason and reason != "time budget":  # a signal during the last validation: the run is complete
                     self.run.log(f"{reason}: received during the last epoch ({self.epoch} of {cfg.epochs}), which "
@@ -301,8 +306,7 @@ class Trainer:
         self.save(is_best=False)
         self.stop_reason = reason
         self.run.log(f"{reason}: stopped at epoch {self.epoch}, batch {done} of {total}; "
-                     f"{self.run.path('model', checkpoint.LATEST)} holds the run: continue it with the same command "
-                     f"and --resume")
+                     f"{self.run.path('model', checkpoint.LATEST)} holds the run: {self.resume_hint()}")
         return True
 
     def checkpoint_seconds(self):

@@ -123,6 +123,12 @@ def test_default_output_path_and_bicubic_without_checkpoint(tmp_path, capsys):
     assert meta["checkpoint"] is None and meta["scale"] == 3 and meta["tile_size"] == 24
     assert "resolution" not in meta  # no checkpoint and no --dataset: no training data to take it from
     assert not [p for p in out.parent.iterdir() if p != out]  # no temp file left beside it
+    # a killed export's temp file of the same output goes with the next export; another file's stays
+    killed, other = out.parent / f".{out.name}.rssr-tmp-1234.onnx", out.parent / ".other.onnx.rssr-tmp-1.onnx"
+    killed.write_bytes(b"half a graph")
+    other.write_bytes(b"another export in progress")
+    assert export_onnx.main(["--model=BICUBIC", "--scale=3", "--tile=24", *isolated(tmp_path)]) == 0
+    assert not killed.exists() and other.exists()
 
 
 # ---------------------------------------------------------------------------------------- QGIS Deepness's reading

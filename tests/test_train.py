@@ -172,3 +172,12 @@ def test_a_resume_over_changed_data_says_so(tmp_path):
         (root / "train" / folder / f"zz_{first.name}").write_bytes(first.read_bytes())
     train(tmp_path, *flags, "--resume", "--epochs=3")
     assert "note: the training data changed since" in log.read_text()
+
+
+def test_the_resume_hint_after_a_reset_run_replaces_the_reset(tmp_path):
+    """A run started with --reset and stopped by its time budget: the hint says --resume instead of --reset (both
+    together are refused)."""
+    proc = run_script(CODES / "demo_train.py", *TINY_BASIC, "--scale=2", "--epochs=50", "--test_every=50", "--reset",
+                      "--time_budget=0.1", "--save=hint", *isolated(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "continue it with the same command, --resume instead of --reset" in proc.stdout
