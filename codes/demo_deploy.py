@@ -340,6 +340,9 @@ def plan_inputs(cfg, out_dir):
     check_output_folder(cfg, out_dir)
     source, files = input_files(cfg, out_dir)
     check_outputs(source, files, out_dir)
+    if cfg.compare:  # a figure and its HR are found by the input's name without extension: one stem, one input
+        for folder in sorted({p.parent for p in files}):
+            image_files.check_unique_stems([p for p in files if p.parent == folder], folder)
     return source, files
 
 

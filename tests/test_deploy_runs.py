@@ -115,3 +115,13 @@ def test_outputs_never_land_in_the_tree_recursive_reads(tmp_path):
                       inputs / "sr", *isolated(tmp_path))
     assert_one_line_error(proc, f"--dir_out {inputs / 'sr'} is inside {inputs}, which --recursive reads")
     assert not (inputs / "sr").exists()
+
+
+def test_compare_refuses_two_inputs_of_one_stem_before_any_work(tmp_path):
+    inputs = many_inputs(tmp_path / "in", 1)
+    shutil.copy(inputs / "t00.png", inputs / "t00.tif")
+    hr = many_inputs(tmp_path / "hr", 1)
+    proc = run_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_data", inputs, "--compare", hr, "--dir_out",
+                      tmp_path / "out", *isolated(tmp_path))
+    assert_one_line_error(proc, "two images named 't00' (t00.png and t00.tif)")
+    assert not (tmp_path / "out").exists()
