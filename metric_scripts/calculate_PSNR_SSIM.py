@@ -21,6 +21,8 @@ import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's 
 
 # isort: split
 
+import numpy as np  # noqa: E402
+
 import bounded  # noqa: E402
 import image_files  # noqa: E402
 import image_io  # noqa: E402
@@ -153,11 +155,25 @@ def resolve_inputs(args, sr=""):
     return gt_dir, sr_dir, scale
 
 
-def find_sr(sr_dir, stem, suffix):
-    found = image_files.find_image(sr_dir, f"{stem}{suffix}")
+def images_by_stem(folder):
+    """{stem: [paths]} of the images directly in `folder`."""
+    index = {}
+    for path in image_files.list_images(folder):
+        index.setdefault(path.stem, []).append(path)
+    return index
+
+
+def find_sr(sr_dir, sr_images, stem, suffix):
+    """The SR image of a GT stem (`sr_images`: images_by_stem of sr_dir); two of one name (x.png, x.tif) are
+    ambiguous, and none is an error."""
+    name = f"{stem}{suffix}"
+    found = sr_images.get(name, [])
+    if len(found) > 1:
+        raise UserError(f"{sr_dir} holds two SR images named {name!r} ({found[0].name} and {found[1].name}): images "
+                        f"are matched by name, so keep one")
     if found:
-        return found
-    raise UserError(f"no SR image for {stem} in {sr_dir} (looked for {stem}{suffix}.<ext>); check --sr/--suffix")
+        return found[0]
+    raise UserError(f"no SR image for {stem} in {sr_dir} (looked for {name}.<ext>); check --sr/--suffix")
 
 
 def band_names(args, manifest, gt_dir):
@@ -179,20 +195,28 @@ def peak_value(args, manifest, sr_path, gt):
             return float(record["radiometry"]["white"])
     if manifest.get("radiometry"):
         return float(manifest["radiometry"]["white"])
-    return default_white(gt.dtype)
+    white = default_white(gt.dtype)
+    if gt.dtype.kind == "f" and float(np.nanmax(gt)) > white:  # reflectance x 10000, radiance, ...: not [0, 1]
+        raise UserError(f"{sr_path}: float values up to {float(np.nanmax(gt)):g} in its GT, and no white level "
+                        f"recorded for them: give --data_range (the value of full white, e.g. 10000)")
+    return white
 
 
 def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
     manifest = manifest or {}
     gt_files = image_files.check_unique_stems(image_files.list_images(gt_dir), gt_dir)
+    broken = [p for p in sorted(gt_dir.iterdir()) if p.is_symlink() and not p.exists()
+              and p.suffix.lower() in image_files.IMAGE_EXTENSIONS]
+    if broken:
+        raise UserError(f"GT {broken[0]} is a link to nothing: it would be left out of the average; fix or remove it")
     if not gt_files:
         raise UserError(f"GT folder {gt_dir} holds no images")
     crop = args.crop_border if args.crop_border is not None else scale
     bands = band_names(args, manifest, gt_dir)
     indices = metrics.computable_indices(option.index_list(args.spectral_index), bands)
-    rows = []
+    rows, sr_images = [], images_by_stem(sr_dir)
     for gt_path in gt_files:
-        sr_path = find_sr(sr_dir, gt_path.stem, args.suffix)
+        sr_path = find_sr(sr_dir, sr_images, gt_path.stem, args.suffix)
         gt, sr = image_io.read_image(gt_path, args.max_pixels), image_io.read_image(sr_path, args.max_pixels)
         if scale:
             gt = imresize.modcrop(gt, scale)

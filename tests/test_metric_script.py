@@ -110,3 +110,30 @@ def test_numeric_flags_are_checked(tmp_path, flag):
 def test_no_results_yet(tmp_path):
     proc = run_script(SCRIPT, "--dir_experiment", tmp_path)
     assert_one_line_error(proc, "no results", "demo_deploy.py")
+
+
+def test_ambiguous_sr_broken_gt_links_and_unrecorded_float_white_are_named(tmp_path):
+    """Two SR images of one name, a GT that is a link to nothing, float data beyond [0, 1] with no white level: each
+    is one line naming the file, not a silent pick, a silent gap in the average or a score against a peak of 1."""
+    gt, sr = tmp_path / "gt", tmp_path / "sr"
+    gt.mkdir()
+    sr.mkdir()
+    hr = image_io.read_image(image_files.list_images(SAMPLE / "test" / "HR")[0])
+    image_io.write_image(gt / "a.png", hr)
+    image_io.write_image(sr / "a.png", hr)
+    image_io.write_image(sr / "a.tif", hr)
+    proc = run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
+    assert_one_line_error(proc, "two SR images named 'a' (a.png and a.tif)")
+    (sr / "a.tif").unlink()
+    (gt / "b.png").symlink_to(tmp_path / "gone.png")
+    proc = run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
+    assert_one_line_error(proc, f"GT {gt / 'b.png'} is a link to nothing")
+    (gt / "b.png").unlink()
+    reflectance = (hr.astype(np.float32) / 255 * 10000)  # float data whose white is 10000
+    image_io.write_image(gt / "a.tif", reflectance)
+    (gt / "a.png").unlink()
+    image_io.write_image(sr / "a.tif", reflectance * 0.99)
+    (sr / "a.png").unlink()
+    proc = run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
+    assert_one_line_error(proc, "float values up to", "give --data_range")
+    assert run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4", "--data_range", "10000").returncode == 0
