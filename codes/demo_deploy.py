@@ -351,9 +351,10 @@ def claim_outputs(out_dir, source, files):
     (before anyone writes it, so a crash never leaves an unrecorded file of ours)."""
     lock = runs.FolderLock(out_dir, "deploy").acquire()
     try:
-        atomic.remove_stale_temps(out_dir)
-        written = runs.WrittenFiles(out_dir)
         outputs = [relative_name(source, path) for path in files]
+        for folder in sorted({out_dir, *(out_dir / rel.parent for rel in outputs)}):  # --recursive: sub-folders too
+            atomic.remove_stale_temps(folder)
+        written = runs.WrittenFiles(out_dir)
         # an earlier deploy's outputs of inputs not given now would mix into this run's results: they go
         removed = written.delete_except(outputs)
         if removed:

@@ -192,6 +192,8 @@ def _rasterio_header(path):
                         f"or crafted; give another image")
     try:
         with opened_raster(path) as src:
+            if src.count == 1 and src.colorinterp[0].name == "palette":
+                return src.height, src.width, 3, np.dtype(np.uint8)  # read as RGB (_expanded_palette)
             return src.height, src.width, src.count, np.dtype(src.dtypes[0])
     except rasterio_error():
         import tifffile
@@ -289,18 +291,33 @@ def _read_tiff(path):
 def _read_with_rasterio(path):
     with opened_raster(path) as src:
         array = np.moveaxis(src.read(), 0, -1)
+        if src.count == 1 and src.colorinterp[0].name == "palette":  # indices into a colour table, not values
+            return _expanded_palette(src, array), _geo_from_dataset(src, palette_expanded=True)
         return array, _geo_from_dataset(src)
 
 
-def _geo_from_dataset(src):
-    """The georeferencing bits of an open dataset, or None when it carries no CRS, transform or nodata."""
+def _expanded_palette(src, indices):
+    """The RGB pixels of a palette image (its colour table applied): interpolating the indices would blend
+    unrelated colours."""
+    table = src.colormap(1)
+    lut = np.zeros((max(table) + 1 if table else 1, 3), np.uint8)
+    for index, colour in table.items():
+        lut[index] = colour[:3]
+    if indices.max(initial=0) >= len(lut):
+        raise UserError(f"{src.name}: a pixel refers to colour {int(indices.max())}, beyond its colour table")
+    return lut[indices[:, :, 0]]
+
+
+def _geo_from_dataset(src, palette_expanded=False):
+    """The georeferencing bits of an open dataset, or None when it carries no CRS, transform or nodata (for a palette
+    image expanded to RGB: three bands of red, green, blue)."""
     from rasterio.transform import Affine
 
     has_transform = src.transform != Affine.identity()
     if src.crs is None and not has_transform and src.nodata is None:
         return None
     compress = src.profile.get("compress")
-    return {
+    geo = {
         "crs": src.crs,
         "transform": src.transform,
         "nodata": src.nodata,
@@ -313,6 +330,10 @@ def _geo_from_dataset(src):
         "tags": src.tags(),
         "band_tags": tuple(src.tags(index) for index in src.indexes),
     }
+    if palette_expanded:  # the nodata index names no colour of the RGB bands
+        geo.update(nodata=None, descriptions=(None,) * 3, colorinterp=("red", "green", "blue"), scales=(1.0,) * 3,
+                   offsets=(0.0,) * 3, units=(None,) * 3, band_tags=({},) * 3)
+    return geo
 
 
 def nodata_mask(array, meta):

@@ -125,3 +125,16 @@ def test_compare_refuses_two_inputs_of_one_stem_before_any_work(tmp_path):
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, "two images named 't00' (t00.png and t00.tif)")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_clears_what_a_killed_recursive_run_left_in_sub_folders(tmp_path):
+    inputs = many_inputs(tmp_path / "in", 1)
+    (inputs / "north").mkdir()
+    shutil.copy(inputs / "t00.png", inputs / "north" / "t01.png")
+    out = tmp_path / "out"
+    flags = [*SHIPPED, "--dir_data", inputs, "--recursive", "--dir_out", out, *isolated(tmp_path)]
+    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    stale = out / "north" / ".t01.png.rssr-tmp-killed.png"  # what a kill during that output's write leaves
+    stale.write_bytes(b"half an image")
+    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    assert not stale.exists()
