@@ -206,3 +206,20 @@ def test_an_lr_with_other_bands_than_its_hr_is_named_with_its_hr(tmp_path, small
     lr_path.unlink()
     with pytest.raises(UserError, match=f"{four} has 4 bands but its HR .* has 3"):
         items(make_dataset(make_args(tmp_path, small_root, "--ext", "img"), "val"))
+
+
+def test_a_validation_image_too_small_to_score_is_named_before_the_run_starts(tmp_path, small_root):
+    """A 4x4 LR (8x8 HR at x2) leaves nothing for SSIM's 11-pixel window once 2 pixels are cropped at each border:
+    refused from its header, by name, before a run folder exists."""
+    import demo_train
+
+    hr = image_io.read_image(sorted((small_root / "val" / "HR").iterdir())[0])[:8, :8]
+    image_io.write_image(small_root / "val" / "HR" / "tiny.png", hr)
+    image_io.write_image(small_root / "val" / "LR_x2" / "tiny.png", hr[::2, ::2].copy())
+    tiny = small_root / "val" / "HR" / "tiny.png"
+    with pytest.raises(UserError, match=f"{tiny} is 8x8 pixels: a val image must be at least 15 pixels"):
+        make_dataset(make_args(tmp_path, small_root, "--ext", "img"), "val")
+    with pytest.raises(UserError, match="tiny.png is 8x8 pixels"):
+        demo_train.main(["--dir_data", str(small_root), "--scale", "2", "--data_train", "val", "--epochs", "1",
+                         "--save", "run", *isolated(tmp_path)])
+    assert not (tmp_path / "experiment" / "run").exists()

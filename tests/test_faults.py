@@ -215,10 +215,11 @@ def test_a_second_training_into_the_same_run_is_refused_naming_the_holder(tmp_pa
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         lock = tmp_path / "experiment" / "run" / runs.LOCK_FILE
-        for _ in range(600):
+        for _ in range(3000):  # up to 5 minutes: a loaded machine starts the first training slowly
             if lock.exists() and lock.read_text().strip() == str(first.pid):
                 break
             time.sleep(0.1)
+        assert lock.read_text().strip() == str(first.pid), "the first training never took its run folder"
         proc = run_script(CODES / "demo_train.py", *flags[:-1], "--epochs=1", "--resume")
         assert_one_line_error(proc, "is in use by another training", f"PID {first.pid}")
     finally:

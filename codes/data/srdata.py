@@ -24,6 +24,7 @@ import budget
 import image_files
 import image_io
 import imresize
+import metrics
 import progress
 from errors import UserError
 from radiometry import Radiometry, invalid_pixels, to_dtype
@@ -120,7 +121,7 @@ class SRData(Dataset):
             pairs = [self.load_pair(i) for i in progress.bar(range(len(self.hr_files)), f"{cfg.ext} {split}",
                                                              min_items=100)]
             self.images = pairs if cfg.ext == "ram" else None
-        self.usable = self.usable_indices() if train else list(range(len(self.hr_files)))
+        self.usable = self.usable_indices() if train else self.scorable_indices()
 
     # -- files -------------------------------------------------------------------------------------------------
     def scan(self):
@@ -213,6 +214,18 @@ class SRData(Dataset):
             print(f"note: {skipped} of {len(self.hr_files)} {self.split} images of {self.root} are smaller than "
                   f"{patch} and are skipped")
         return usable
+
+    def scorable_indices(self):
+        """Validation and test: every image, each large enough to score once the scale's border is cropped (SSIM's
+        11-pixel window must fit); a smaller one is refused by name, from its header, before the run starts."""
+        least = 2 * self.scale + metrics.SSIM_WINDOW_SIZE
+        for path in self.hr_files:
+            height, width = image_io.image_header(path)[:2]
+            if min(height, width) < least:
+                raise UserError(f"{path} is {width}x{height} pixels: a {self.split} image must be at least {least} "
+                                f"pixels on each side at x{self.scale} (the metrics crop {self.scale} pixels at each "
+                                f"border and SSIM needs {metrics.SSIM_WINDOW_SIZE}); remove it or use a larger one")
+        return list(range(len(self.hr_files)))
 
     def lr_size(self, i):
         if self.images is not None:
