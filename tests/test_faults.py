@@ -225,8 +225,9 @@ def test_a_second_training_into_the_same_run_is_refused_naming_the_holder(tmp_pa
     finally:
         first.kill()
         first.wait()
-    # the lock dies with its holder: the run can be resumed at once
-    train(tmp_path, "--save=run", "--resume", "--epochs=1")
+    # the lock dies with its holder: the run can be continued at once (resumed if the killed one had saved)
+    latest = tmp_path / "experiment" / "run" / "model" / "model_latest.pt"
+    train(tmp_path, "--save=run", "--epochs=1", *(["--resume"] if latest.exists() else []))
 
 
 def test_a_second_deploy_into_the_same_folder_is_refused(tmp_path):
