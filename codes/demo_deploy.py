@@ -184,6 +184,7 @@ class Deployer:
         self.input_bands = cfg.input_bands or dataset_meta.get("bands")
         hr_gsd = plausible_gsd(dataset_meta.get("gsd"))
         self.input_gsd = hr_gsd * cfg.scale if hr_gsd else None
+        self.align = Alignment(cfg) if cfg.align_to else None
 
     def super_resolve(self, path, rel):
         """SR of one image, written to out_dir/rel; returns a manifest record of it."""
@@ -191,6 +192,9 @@ class Deployer:
         lr, meta = image_io.read_image_with_meta(path, cfg.max_pixels)
         lr, meta = image_io.select_bands(path, lr, meta, cfg.bands, self.input_bands)  # by name, where named
         check_bands(path, lr, cfg.n_colors)
+        aligned = None
+        if self.align:
+            lr, meta, aligned = self.align.warp(path, lr, meta)
         meta = image_io.with_band_names(meta, cfg.bands)
         warning = gsd_warning(path, meta, self.training_gsd, s, self.input_gsd)
         if warning:
@@ -231,7 +235,7 @@ class Deployer:
                 "cog": cog and out_path.suffix.lower() in TIFF_EXTENSIONS,
                 "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
                 "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles,
-                "lr_consistency": consistency}
+                "lr_consistency": consistency, **({"aligned": aligned} if aligned else {})}
 
     def to_image(self, strip, radiometry, mask, nodata, row):
         """A float SR strip (1, C, h, W) -> (h, W, C) of the input's dtype; LR nodata pixels stay nodata (as s x s
@@ -242,6 +246,61 @@ class Deployer:
         if mask is not None:
             restore_nodata(image, mask, nodata, self.cfg.scale, row)
         return image
+
+
+class Alignment:
+    """--align_to RASTER: each input warped onto RASTER's LR grid (pairing.align_input), with the harmonization of a
+    paired dataset (prepare_dataset.py --lr_src --harmonize linear) that --dataset names or the model was trained on."""
+
+    def __init__(self, cfg):
+        import pairing
+
+        self.cfg, self.pairing = cfg, pairing
+        self.grid, raster_dtype = pairing.raster_grid(cfg.align_to)
+        self.radiometry = None
+        self.pairs = []
+        trained = (cfg.trained_with or {}).get("radiometry") or {}
+        dataset, where = paired_dataset(cfg)
+        record = dataset.get("pairing")
+        # the training tiles' dtype (prepare_dataset.py writes the LR in the HR's), so the white level is theirs;
+        # else the HR sensor's, the raster's
+        self.dtype = pairing.known_dtype(trained.get("dtype") or dataset.get("dtype"),
+                                         where or cfg.checkpoint_path) or raster_dtype
+        if record:
+            self.pairs = [pair for pair in record.get("pairs") or [] if isinstance(pair, dict)]
+        if record and record.get("harmonize") == "linear":
+            bands = cfg.bands or record.get("bands") or []
+            self.radiometry = {band: pairing.check_radiometry_record(record.get("radiometry"), bands, where)[band]
+                               for band in bands}
+
+    def displacement(self, path):
+        """The displacement the preparation measured and corrected for this very LR scene on this HR scene, else
+        none (another scene of the LR sensor has its own)."""
+        scene, target = str(Path(path).resolve()), str(Path(self.cfg.align_to).resolve())
+        for pair in self.pairs:
+            if pair.get("lr_source") == scene and pair.get("hr_source") == target:
+                return self.pairing.checked_displacement(pair.get("displacement_hr_px"), scene)
+        return (0.0, 0.0)
+
+    def warp(self, path, lr, meta):
+        shift = self.displacement(path)
+        lr, meta, record = self.pairing.align_input(path, lr, meta, self.grid, self.cfg.scale, self.radiometry,
+                                                    self.dtype, shift)
+        return lr, meta, dict(record, align_to=str(Path(self.cfg.align_to).resolve()), displacement_hr_px=shift)
+
+
+def paired_dataset(cfg):
+    """(dataset.json's values, its path) of the deployed dataset, else of --dataset under datasets/, else of the
+    dataset the model was trained on, when it is here and was prepared from two sensors; ({}, None) when none is."""
+    trained_root = (cfg.trained_with or {}).get("dir_data")
+    candidates = [dataset_root(cfg) if on_dataset(cfg) else None, paths.DATASETS_DIR / cfg.dataset,
+                  Path(trained_root) if trained_root else None]
+    for root in candidates:
+        if root is not None and root.is_dir():
+            values = read_dataset_metadata(root)
+            if isinstance(values.get("pairing"), dict):
+                return values, root / "dataset.json"
+    return {}, None
 
 
 def check_bands(path, lr, n_colors):

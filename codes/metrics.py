@@ -279,3 +279,48 @@ def evaluate_pair(sr, hr, scale, crop_border, data_range=255, bands=None, indice
     for index_name in indices:
         row[f'{index_name.lower()}_err'] = calculate_index_error(sr, hr, index_name, bands)
     return row
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Over valid pixels, and shift-aware (scoring against a scene of another sensor)
+# --------------------------------------------------------------------------------------------------------------
+def masked_psnr(sr, hr, valid, data_range=255):
+    """(PSNR pooled over the bands, mean of the band PSNRs) over the pixels where `valid` (H, W) is True."""
+    sr, hr = as_hwc_float(sr)[valid], as_hwc_float(hr)[valid]
+    band_psnr = [psnr_from_mse(np.mean((sr[:, b] - hr[:, b]) ** 2), data_range) for b in range(sr.shape[1])]
+    return psnr_from_mse(np.mean((sr - hr) ** 2), data_range), float(np.mean(band_psnr))
+
+
+def masked_ssim(sr, hr, valid, data_range=255):
+    """Mean band SSIM (MATLAB's windows) over the windows that hold only valid pixels; nan when none does."""
+    sr, hr = as_hwc_float(sr), as_hwc_float(hr)
+    box = np.full(SSIM_WINDOW_SIZE, 1.0 / SSIM_WINDOW_SIZE)
+    whole = filter_valid((~valid).astype(np.float64), box) < 1e-12  # no invalid pixel under the window
+    if not whole.any():
+        return float("nan")
+    sr, hr = np.where(valid[..., None], sr, 0.0), np.where(valid[..., None], hr, 0.0)
+    return float(np.mean([ssim_map(sr[..., b], hr[..., b], data_range)[whole].mean() for b in range(sr.shape[2])]))
+
+
+def calculate_cpsnr(sr, hr, valid, max_shift, data_range=255):
+    """PROBA-V's cPSNR: the best PSNR over whole-pixel shifts (dx, dy) within +-max_shift of the HR against the SR
+    cropped by max_shift on each side, after removing the mean bias, over pixels valid in both. Returns (cPSNR,
+    (dx, dy)): the SR at p matches the HR at p + (dx, dy) (x east, y south)."""
+    sr, hr = as_hwc_float(sr), as_hwc_float(hr)
+    k = max_shift
+    height, width = sr.shape[0] - 2 * k, sr.shape[1] - 2 * k
+    if height <= 0 or width <= 0:
+        raise UserError(f"cPSNR with --max_shift {k} needs images larger than {2 * k}x{2 * k} pixels")
+    core, core_valid = sr[k:k + height, k:k + width], valid[k:k + height, k:k + width]
+    best = (-math.inf, (0, 0))
+    for dy in range(-k, k + 1):
+        for dx in range(-k, k + 1):
+            rows, cols = slice(k + dy, k + dy + height), slice(k + dx, k + dx + width)
+            both = core_valid & valid[rows, cols]
+            if not both.any():
+                continue
+            difference = hr[rows, cols][both] - core[both]
+            value = psnr_from_mse(np.mean((difference - difference.mean()) ** 2), data_range)
+            if value > best[0]:
+                best = (value, (dx, dy))
+    return best

@@ -246,6 +246,9 @@ def build_parser():
     runtime("--input_bands", type=name_list, default=None,
         help="deploy: the input files' band names in file order, when the files do not name them (GeoTIFF band "
         "descriptions do); the model is fed its own bands (--bands) by name, e.g. red,green,blue of a 6-band scene")
+    runtime("--align_to", default="", help="deploy: a georeferenced raster of the HR sensor (e.g. a Sentinel-2 "
+        "band): the input is warped onto the LR grid of scale x its pixel, corners on its grid, as prepare_dataset.py "
+        "--lr_src does, and the SR is written on its grid (its CRS and pixel), over the input's footprint")
     runtime("--compare", default="", help="deploy: HR folder; writes LR | bicubic | SR | HR comparison PNGs")
     runtime("--cog", default="auto", choices=["auto", "yes", "no"],
         help="deploy: write TIFF outputs as Cloud-Optimized GeoTIFFs (auto: when the input is georeferenced)")

@@ -3,6 +3,7 @@
     cd metric_scripts && python calculate_PSNR_SSIM.py            # the newest experiment/results/* vs its test HR
     python calculate_PSNR_SSIM.py --gt ../datasets/Sample/test/HR --sr ../experiment/results/BASICx4_Sample --scale 4
     python calculate_PSNR_SSIM.py --sr ../experiment/results/EDSRx4_UCMerced ../experiment/results/HSENETx4_UCMerced
+    python calculate_PSNR_SSIM.py --gt sentinel2.tif --sr ../experiment/results/CONVFORMERSRx3_Pairs --max_shift 3
 
 CSV columns: image, psnr_chmean, psnr_rgb, psnr_y, ssim_rgb, ssim_y (psnr_y and ssim_y for 1 and 3 bands only;
 + per-band PSNR/SSIM, SAM, ERGAS, RMSE, CC and index errors for multispectral images), then a row `average`. The
@@ -10,8 +11,13 @@ definitions are in codes/metrics.py and docs/evaluation.md.
 With several --sr folders (e.g. one per model), each gets its own per-image CSV (<folder>/psnr_ssim.csv) and one
 summary CSV (--csv, default psnr_ssim_summary.csv in the folders' common parent) holds every folder's average row,
 with the columns model (from the folder's manifest, else the folder's name) and folder first.
+--gt may also name one georeferenced scene (e.g. the HR sensor's, with demo_deploy.py --align_to it): each SR is then
+scored on its common window with the scene, over the pixels valid in both, with the columns psnr_chmean, psnr_rgb and
+ssim_rgb. --max_shift K adds cpsnr (PROBA-V: the best PSNR over whole-pixel shifts within +-K pixels after removing the
+mean bias, K pixels cropped) and cpsnr_shift, the best shift as x,y (the SR at p shows the GT at p + (x, y)).
 """
 import csv
+import math
 import os
 import sys
 from pathlib import Path
@@ -41,7 +47,8 @@ BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
 
 def build_parser():
     p = OneLineParser(description=__doc__.split("\n")[0])
-    p.add_argument("--gt", default="", help="ground-truth HR folder (default: from the newest results' manifest)")
+    p.add_argument("--gt", default="", help="ground-truth HR folder (default: from the newest results' manifest), or "
+                   "one georeferenced scene that the SR images lie on (demo_deploy.py --align_to)")
     p.add_argument("--sr", nargs="+", default=[], help="SR folder(s) (default: the newest folder in "
                    "experiment/results/); several folders: a summary CSV of their averages as well")
     p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None, help="SR factor (default: manifest)")
@@ -58,6 +65,9 @@ def build_parser():
     p.add_argument("--max_pixels", type=option.positive_int, default=image_io.DEFAULT_MAX_PIXELS,
                    help="largest image read (pixels, checked in the header before decoding)")
     p.add_argument("--spectral_index", default="NDVI", help="indices whose error is reported, e.g. NDVI,NDWI")
+    p.add_argument("--max_shift", type=option.nonneg_int, default=None,
+                   help="add cpsnr: the best PSNR over shifts within +-K HR pixels after removing the bias "
+                        "(PROBA-V), and its shift cpsnr_shift")
     return p
 
 
@@ -148,6 +158,8 @@ def resolve_inputs(args, sr=""):
         gt_dir = Path(args.dir_datasets) / manifest["dataset"] / "test" / "HR"
     else:
         raise UserError(f"{sr_dir} has no manifest naming its dataset: give --gt HR_FOLDER")
+    if args.gt and gt_dir.is_file():
+        return gt_dir, sr_dir, scale
     if not gt_dir.is_dir():
         raise UserError(f"GT folder {gt_dir} does not exist: give --gt, the folder of HR images")
     if scale is None and args.crop_border is None:
@@ -230,16 +242,97 @@ def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
         values = metrics.evaluate_pair(sr, gt, scale=scale or 1, crop_border=crop, data_range=data_range,
                                        bands=bands if bands and len(bands) == gt.shape[2] else None,
                                        indices=indices)
+        if args.max_shift is not None:
+            values.update(shift_aware(sr, gt, np.ones(gt.shape[:2], dtype=bool), args.max_shift, data_range))
         rows.append({"image": gt_path.stem, **values})
     return rows
+
+
+def shift_aware(sr, gt, valid, max_shift, data_range):
+    cpsnr, (dx, dy) = metrics.calculate_cpsnr(sr, gt, valid, max_shift, data_range)
+    return {"cpsnr": cpsnr, "cpsnr_shift": f"{dx},{dy}"}
+
+
+def evaluate_on_scene(args, scene, sr_dir, manifest):
+    """Each SR image of sr_dir scored on its common window with the georeferenced GT `scene`, over the pixels valid
+    in both (nodata, NaN)."""
+    import pairing
+
+    gt, gt_meta = image_io.read_image_with_meta(scene, args.max_pixels)
+    gt_grid = pairing.scene_grid(gt_meta)
+    gt_invalid = invalid_of(gt, gt_meta)
+    outputs = manifest.get("outputs") or []
+    sr_files = [sr_dir / name for name in outputs] if outputs else image_files.list_images(sr_dir)
+    rows = []
+    for sr_path in sr_files:
+        sr, sr_meta = image_io.read_image_with_meta(sr_path, args.max_pixels)
+        gt_window, sr_window = common_window(scene, gt_grid, sr_path, pairing.scene_grid(sr_meta))
+        gt_part = select_scene_bands(scene, gt, gt_meta, sr_path, sr_meta)[gt_window]
+        sr_part = sr[sr_window]
+        valid = ~(gt_invalid[gt_window] | invalid_of(sr, sr_meta)[sr_window])
+        if not valid.any():
+            raise UserError(f"{sr_path} has no pixel valid in both it and --gt {scene}")
+        if gt_part.dtype != sr_part.dtype:
+            raise UserError(f"{sr_path} is {sr_part.dtype.name} but --gt {scene} is {gt_part.dtype.name}: compare "
+                            f"SR and GT of the same bit depth")
+        data_range = peak_value(args, manifest, sr_path, gt_part)
+        psnr_rgb, psnr_chmean = metrics.masked_psnr(sr_part, gt_part, valid, data_range)
+        row = {"image": sr_path.stem, "psnr_chmean": psnr_chmean, "psnr_rgb": psnr_rgb,
+               "ssim_rgb": metrics.masked_ssim(sr_part, gt_part, valid, data_range)}
+        if args.max_shift is not None:
+            row.update(shift_aware(sr_part, gt_part, valid, args.max_shift, data_range))
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{sr_dir} holds no SR images to score against --gt {scene}")
+    return rows
+
+
+def invalid_of(array, meta):
+    from radiometry import invalid_pixels
+
+    invalid = invalid_pixels(array)
+    nodata = image_io.nodata_mask(array, meta)
+    return invalid if nodata is None else invalid | nodata
+
+
+def common_window(scene, gt_grid, sr_path, sr_grid):
+    """(GT slices, SR slices) of the window the two share; one line when they are not on one grid."""
+    if sr_grid.crs != gt_grid.crs:
+        raise UserError(f"{sr_path} is in {sr_grid.crs} but --gt {scene} in {gt_grid.crs}: deploy with --align_to "
+                        f"{scene} to put the SR on its grid")
+    g, t = gt_grid.transform, sr_grid.transform
+    if not (math.isclose(g.a, t.a, rel_tol=1e-6) and math.isclose(g.e, t.e, rel_tol=1e-6)):
+        raise UserError(f"{sr_path} has {t.a:g} x {-t.e:g} pixels but --gt {scene} {g.a:g} x {-g.e:g}: deploy with "
+                        f"--align_to {scene} to put the SR on its grid")
+    col, row = (t.c - g.c) / g.a, (t.f - g.f) / g.e
+    if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
+        raise UserError(f"{sr_path} is not on the pixel grid of --gt {scene} (offset {col:.3f}, {row:.3f} pixels): "
+                        f"deploy with --align_to {scene}")
+    col, row = round(col), round(row)
+    top, left = max(row, 0), max(col, 0)
+    bottom, right = min(row + sr_grid.height, gt_grid.height), min(col + sr_grid.width, gt_grid.width)
+    if bottom <= top or right <= left:
+        raise UserError(f"{sr_path} does not overlap --gt {scene}")
+    return (slice(top, bottom), slice(left, right)), (slice(top - row, bottom - row), slice(left - col, right - col))
+
+
+def select_scene_bands(scene, gt, gt_meta, sr_path, sr_meta):
+    """The GT scene's bands that the SR holds, by name when both name theirs, else all of them (same count)."""
+    sr_names, gt_names = image_io.band_names(sr_meta), image_io.band_names(gt_meta)
+    if sr_names and gt_names:
+        return image_io.select_bands(scene, gt, gt_meta, sr_names, gt_names)[0]
+    if gt.shape[2] != sr_meta.bands:
+        raise UserError(f"{sr_path} has {sr_meta.bands} bands but --gt {scene} has {gt.shape[2]}, and they are not "
+                        f"named: give a GT scene with the SR's bands")
+    return gt
 
 
 def with_average(rows):
     columns = [k for k in BASE_COLUMNS if k in rows[0]] + [k for k in rows[0] if k not in BASE_COLUMNS and k != "image"]
     average = {"image": "average"}
     for c in columns:
-        values = [r[c] for r in rows if c in r]
-        average[c] = sum(values) / len(values) if values else float("nan")
+        values = [r[c] for r in rows if c in r and not isinstance(r[c], str)]
+        average[c] = sum(values) / len(values) if values else ""
     return columns, rows + [average]
 
 
@@ -255,7 +348,11 @@ def print_table(columns, rows, label="image"):
     width = max(len(r[label]) for r in rows) + 2
     print(label.ljust(width) + "".join(c.rjust(13) for c in columns))
     for row in rows:
-        print(row[label].ljust(width) + "".join(f"{row.get(c, float('nan')):13.4f}" for c in columns))
+        print(row[label].ljust(width) + "".join(cell(row.get(c, float("nan"))) for c in columns))
+
+
+def cell(value):
+    return value.rjust(13) if isinstance(value, str) else f"{value:13.4f}"
 
 
 def evaluate_results(args, gt_dir, sr_dir, scale, csv_path):
@@ -264,7 +361,9 @@ def evaluate_results(args, gt_dir, sr_dir, scale, csv_path):
     print(f"GT {gt_dir}\nSR {sr_dir}\nscale {scale}, crop_border "
           f"{args.crop_border if args.crop_border is not None else scale}")
     manifest = read_manifest(sr_dir)
-    columns, rows = with_average(evaluate_folder(args, gt_dir, sr_dir, scale, manifest))
+    evaluated = (evaluate_on_scene(args, gt_dir, sr_dir, manifest) if gt_dir.is_file() else
+                 evaluate_folder(args, gt_dir, sr_dir, scale, manifest))
+    columns, rows = with_average(evaluated)
     print_table(columns, rows)
     write_csv(csv_path, columns, rows)
     print(f"CSV: {csv_path}")
@@ -281,7 +380,8 @@ def check_csv_outputs(outputs, plans):
     inputs = set()
     for gt_dir, sr_dir, _ in plans:
         for folder in (gt_dir, sr_dir):
-            inputs.update(p.resolve() for p in image_files.list_images(folder))
+            inputs.update([folder.resolve()] if folder.is_file() else
+                          (p.resolve() for p in image_files.list_images(folder)))
         inputs.add((sr_dir / "manifest.json").resolve())
     for path in outputs:
         target = path.resolve()

@@ -51,9 +51,12 @@ def check_complete(root):
                         f"--overwrite")
 
 
-def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None):
-    """Write <root>/dataset.json (see read_dataset_metadata); None values are written as null."""
+def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None, pairing=None):
+    """Write <root>/dataset.json (see read_dataset_metadata); None values are written as null. `pairing`: the
+    record of a cross-sensor preparation (data_scripts/scene_pairs.py), left out when None."""
     meta = {"description": description, "bands": bands, "data_range": data_range, "gsd": gsd}
     if dtype is not None:  # the prepared data's dtype (prepare_dataset.py); older files have no such key
         meta["dtype"] = dtype
+    if pairing is not None:
+        meta["pairing"] = pairing
     atomic.write_text(Path(root) / DATASET_METADATA, json.dumps(meta, indent=2) + "\n")

@@ -4,6 +4,8 @@
         --protocol ucmerced                      # 45/5/50 per class: 945 / 105 / 1050
     python codes/data_scripts/prepare_dataset.py --src my_tiles --dst datasets/Mine --split 0.8,0.1,0.1 --seed 0
     python codes/data_scripts/prepare_dataset.py --src my_scene.tif --dst datasets/Mine --tile 192   # from scenes
+    python codes/data_scripts/prepare_dataset.py --src sentinel2.tif --lr_src landsat8.tif --lr_mask l8_mask.tif \
+        --scales 3 --tile 48 --dst datasets/L8S2        # cross-sensor pairs (data_scripts/scene_pairs.py)
 
 Writes <dst>/<split>/HR/<name>.<ext> (HR as it is; loaders mod-crop it to the scale when they read it) and
 <dst>/<split>/LR_x<s>/<name>.<ext> = MATLAB-bicubic downsample of the HR mod-cropped to a multiple of s.
@@ -22,6 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # codes/: the project's modules import top-level
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scene_pairs, also when imported as data_scripts.<name>
 import cpu_runtime  # noqa: E402, F401  (first: OpenMP's spin count and glibc's heap, before torch loads)
 
 # isort: split
@@ -41,8 +44,10 @@ from image_io import (
     write_image,
 )
 from imresize import bicubic_downsample, modcrop
+from pairing import HARMONIZE_MODES
 from progress import Counter
 from radiometry import invalid_pixels
+from scene_pairs import DEFAULT_SPLIT_BLOCK, check_lr_flags, prepare_pairs
 
 SPLIT_NAMES = ("train", "val", "test")
 DATASET_MARKS = (DATASET_METADATA, PREPARING_MARK)  # what a folder this script prepared (or began to) holds
@@ -74,6 +79,26 @@ def parse_args(argv):
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --dst, replacing its files")
     p.add_argument("--tile", type=int, default=None,
                    help="cut each source scene into N x N HR tiles (--src may then be one scene file)")
+    pairs = p.add_argument_group("cross-sensor pairs (--lr_src): the LR comes from a second sensor's scenes, not from "
+                                 "a bicubic downsample; see docs/datasets.md")
+    pairs.add_argument("--lr_src", type=Path, default=None,
+                       help="LR scene or folder of scenes of another sensor, warped onto the --src (HR) grid")
+    pairs.add_argument("--lr_bands", default=None, help="band names of the LR scenes in file order (default: their "
+                       "band descriptions, else their folder's dataset.json); bands are matched to --src's by name")
+    pairs.add_argument("--lr_mask", type=Path, nargs="+", default=None,
+                       help="mask rasters of the LR scenes (nonzero = cloud, shadow, ...; any grid)")
+    pairs.add_argument("--hr_mask", type=Path, nargs="+", default=None, help="mask rasters of the HR scenes")
+    pairs.add_argument("--min_corr", type=float, default=0.7,
+                       help="drop a tile whose LR/HR correlation after co-registration is below this (default 0.7)")
+    pairs.add_argument("--max_shift", type=float, default=3.0,
+                       help="drop a tile whose displacement is more than this many HR pixels from its scene's "
+                            "(default 3)")
+    pairs.add_argument("--harmonize", choices=HARMONIZE_MODES, default="none",
+                       help="none: the LR keeps its sensor's values (the network learns the mapping); linear: the LR "
+                            "is converted to the HR's units with the fitted per-band gain and offset")
+    pairs.add_argument("--split_block", type=int, default=DEFAULT_SPLIT_BLOCK,
+                       help="tiles per side of the blocks that are split together (default 4: no split shares a "
+                            "neighbouring tile's content)")
     return p.parse_args(argv)
 
 
@@ -341,6 +366,9 @@ def main(argv=None):
         raise UserError("--protocol fixes the split: drop --split")
     split_text = PROTOCOLS[args.protocol] if args.protocol else (args.split or DEFAULT_SPLIT)
     scales, fractions, ext = parse_scales(args.scales), parse_split(split_text), normalize_ext(args.ext)
+    check_lr_flags(args)
+    if args.lr_src is not None:
+        return prepare_cross_sensor(args, scales, fractions, ext, split_text)
     if args.tile is not None:
         if not args.src.exists():
             raise UserError(f"--src {args.src}: no such scene or folder")
@@ -359,6 +387,17 @@ def main(argv=None):
         warn_incomplete_source(args.protocol, args.src, classes)
     splits = split_stratified(classes, fractions, args.seed, split_text)
     return in_staging(args, prepare_images, args, images, classes, splits, scales, fractions, ext, split_text)
+
+
+def prepare_cross_sensor(args, scales, fractions, ext, split_text):
+    if len(scales) != 1:
+        raise UserError(f"--scales {args.scales}: cross-sensor pairs have one scale, the ratio of the two sensors' "
+                        f"pixel sizes, e.g. --scales 3 for Landsat-8 (30 m) onto Sentinel-2 (10 m)")
+    for flag, path in (("--src", args.src), ("--lr_src", args.lr_src)):
+        if not path.exists():
+            raise UserError(f"{flag} {path}: no such scene or folder")
+        check_destination(path if path.is_dir() else path.parent, args.dst, args.overwrite, inside_ok=path.is_file())
+    return in_staging(args, prepare_pairs, args, scales[0], fractions, ext, split_text)
 
 
 def prepare_images(args, images, classes, splits, scales, fractions, ext, split_text, root):

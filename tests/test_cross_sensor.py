@@ -1,0 +1,258 @@
+"""Cross-sensor pairs end to end, on a simulated two-sensor pair made from the real SampleMS scene: a known content
+displacement, the LR sensor's own blur, per-band gains and offsets, noise, bands in another order with names, another
+UTM zone, a nodata gap and a cloud marked by a mask raster on its own grid (codes/data_scripts/simulate_pair.py).
+Everything runs through the command lines of docs/datasets.md's recipe."""
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import transform_bounds
+from scipy.ndimage import binary_erosion, gaussian_filter
+from scipy.ndimage import shift as move
+
+from helpers import CODES, REPO_ROOT, SAMPLE_MS, assert_one_line_error, isolated, run_script
+
+sys.path.insert(0, str(CODES))
+import pairing  # noqa: E402
+from image_io import read_image_with_meta  # noqa: E402
+
+SIMULATE = CODES / "data_scripts" / "simulate_pair.py"
+PREPARE = CODES / "data_scripts" / "prepare_dataset.py"
+METRICS = REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py"
+SCALE, TILE = 3, 48
+SHIFT = (4.2, -2.7)  # HR pixels, x east, y south
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """The simulated scenes, and the dataset prepared from them (with the printed lines)."""
+    root = tmp_path_factory.mktemp("cross_sensor")
+    made = run_script(SIMULATE, "--dst", root / "scenes", "--shift", ",".join(map(str, SHIFT)))
+    assert made.returncode == 0, made.stderr
+    scenes = root / "scenes"
+    prepared = run_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", scenes / "lr.tif", "--lr_mask",
+                          scenes / "lr_cloud_mask.tif", "--scales", SCALE, "--tile", TILE, "--dst", root / "Pairs")
+    assert prepared.returncode == 0, prepared.stderr
+    return root, scenes, root / "Pairs", prepared.stdout
+
+
+def tiles_of(dataset, kind):
+    return sorted(dataset.glob(f"*/{kind}/*.tif"))
+
+
+def test_the_pairing_measures_the_displacement_and_the_gains(pair):
+    _, scenes, dataset, printed = pair
+    record = json.loads((dataset / "dataset.json").read_text())["pairing"]
+    truth = json.loads((scenes / "truth.json").read_text())
+    measured = record["pairs"][0]["displacement_hr_px"]
+    assert max(abs(m - t) for m, t in zip(measured, SHIFT)) < 0.5, measured
+    for band, gain in truth["gains"].items():
+        assert abs(record["radiometry"][band]["gain"] - gain) < 0.05, (band, record["radiometry"][band])
+    assert record["dropped"]["LR nodata or mask"] > 0  # the gap, the cloud and the rotated footprint's corners
+    assert len(record["tiles"]) == len(tiles_of(dataset, "HR")) == len(tiles_of(dataset, f"LR_x{SCALE}"))
+    assert {tile["split"] for tile in record["tiles"].values()} == {"train", "val", "test"}
+    assert "lr.tif -> hr.tif: displacement" in printed and (dataset / "pairing" / "hr__lr.png").stat().st_size
+    assert all(abs(t["shift_hr_px"][0] - SHIFT[0]) < 1.5 for t in record["tiles"].values())
+
+
+def test_tiles_are_on_the_hr_grid_in_hr_band_order(pair):
+    _, scenes, dataset, _ = pair
+    truth = json.loads((scenes / "truth.json").read_text())
+    with rasterio.open(scenes / "hr.tif") as hr_scene:
+        hr_transform, hr_crs, hr_bands = hr_scene.transform, hr_scene.crs, hr_scene.descriptions
+    for hr_path in tiles_of(dataset, "HR")[:5]:
+        lr_path = hr_path.parent.parent / f"LR_x{SCALE}" / hr_path.name
+        with rasterio.open(hr_path) as hr, rasterio.open(lr_path) as lr:
+            assert hr.crs == lr.crs == hr_crs and hr.descriptions == lr.descriptions == hr_bands
+            assert (hr.width, lr.width) == (TILE, TILE // SCALE)
+            assert lr.transform.a == SCALE * hr.transform.a and lr.transform.c == hr.transform.c
+            col = (hr.transform.c - hr_transform.c) / hr_transform.a
+            assert col == round(col) and round(col) % SCALE == 0
+            hr_low = pairing.block_mean(np.moveaxis(hr.read(), 0, -1).astype(float), SCALE)
+            lr_pixels = np.moveaxis(lr.read(), 0, -1).astype(float)
+        # the LR band at each position is the one the simulated sensor made from the HR band there (gain and offset
+        # of that band), though the LR file held them in reverse order
+        expected = np.stack([truth["gains"][b] * hr_low[..., k] + truth["offsets"][b]
+                             for k, b in enumerate(hr_bands)], axis=-1).reshape(-1, 4)
+        error = np.abs(expected[:, :, None] - lr_pixels.reshape(-1, 4)[:, None, :]).mean(axis=0)
+        assert (error.argmin(axis=1) == np.arange(4)).all(), error
+
+
+def test_no_kept_tile_touches_the_cloud_or_the_gap(pair):
+    _, scenes, dataset, _ = pair
+    with rasterio.open(scenes / "lr_cloud_mask.tif") as mask:
+        rows, cols = np.nonzero(mask.read(1))
+        left, top = mask.transform @ (cols.min(), rows.min())
+        right, bottom = mask.transform @ (cols.max() + 1, rows.max() + 1)
+        cloud = transform_bounds(mask.crs, "EPSG:32618", left, bottom, right, top)
+    for lr_path in tiles_of(dataset, f"LR_x{SCALE}"):
+        with rasterio.open(lr_path) as tile:
+            b = tile.bounds
+            pixels = tile.read()
+        assert b.right <= cloud[0] or b.left >= cloud[2] or b.top <= cloud[1] or b.bottom >= cloud[3], lr_path.name
+        assert pixels.max(axis=0).min() > 0  # no nodata pixel of the gap (LR nodata is 0)
+
+
+def mosaic(dataset, kind, block):
+    """The tiles of one kind put back on the LR grid (NaN where no tile is), HR tiles averaged down by `block`."""
+    paths = tiles_of(dataset, kind)
+    with rasterio.open(paths[0]) as first:
+        step = first.transform.a * block
+    placed = []
+    for path in paths:
+        with rasterio.open(path) as tile:
+            pixels = np.moveaxis(tile.read(), 0, -1).astype(float).mean(axis=2)
+            placed.append((tile.transform.c, tile.transform.f, pixels))
+    x0, y0 = min(p[0] for p in placed), max(p[1] for p in placed)
+    size = placed[0][2].shape[0] // block
+    out = np.full((int(round((y0 - min(p[1] for p in placed)) / step)) + size,
+                   int(round((max(p[0] for p in placed) - x0) / step)) + size), np.nan)
+    for x, y, pixels in placed:
+        row, col = int(round((y0 - y) / step)), int(round((x - x0) / step))
+        low = pixels.reshape(size, block, size, block).mean(axis=(1, 3)) if block > 1 else pixels
+        out[row:row + size, col:col + size] = low
+    return out
+
+
+def test_the_written_pairs_are_co_registered_within_a_fifth_of_an_lr_pixel(pair):
+    """Measured here by an exhaustive search (spline-shifted HR mosaic against the LR mosaic, gain and offset fitted
+    at each shift), not by the pairing's own estimator. Both mosaics are blurred alike first: a spline shift of the
+    sharper HR by half a pixel also smooths it, which would pull the search towards half-pixel shifts."""
+    _, _, dataset, _ = pair
+    lr, hr_low = mosaic(dataset, f"LR_x{SCALE}", 1), mosaic(dataset, "HR", SCALE)
+    valid = ~np.isnan(lr)
+    lr = gaussian_filter(np.where(valid, lr, np.nanmean(lr)), 1.0)
+    filled = gaussian_filter(np.where(valid, hr_low, np.nanmean(hr_low)), 1.0)
+    inner = binary_erosion(valid, iterations=6, border_value=0)  # the blur's and the spline's reach stay valid
+    errors = {}
+    for dy in np.arange(-0.5, 0.51, 0.05):
+        for dx in np.arange(-0.5, 0.51, 0.05):
+            shifted = move(filled, (-dy, -dx), order=3, mode="nearest")[inner]
+            design = np.stack([shifted, np.ones_like(shifted)], axis=1)
+            residual = np.linalg.lstsq(design, lr[inner], rcond=None)[1]
+            errors[round(dx, 2), round(dy, 2)] = float(residual[0])
+    best = min(errors, key=errors.get)
+    assert math.hypot(*best) < 0.2, best
+
+
+def test_the_estimator_recovers_known_sub_pixel_shifts_on_real_texture():
+    scene = np.stack([read_image_with_meta(p)[0].astype(float).mean(axis=2)
+                      for p in sorted((SAMPLE_MS / "train" / "HR").glob("*.tif"))[:4]])
+    for image, (dx, dy) in zip(scene, [(0.3, -0.2), (-1.45, 0.8), (2.25, 1.6), (0.0, 0.5)]):
+        ref = gaussian_filter(image, 0.8)
+        mov = 1.2 * move(ref, (-dy, -dx), order=3, mode="reflect") + 7
+        got = pairing.measure_shift(ref, mov, np.ones(ref.shape, dtype=bool))
+        assert abs(got[0] - dx) < 0.05 and abs(got[1] - dy) < 0.05, (got, dx, dy)
+        assert got[2] > 0.99
+
+
+def test_the_fit_recovers_known_gains_despite_the_blurrier_lr(pair):
+    """The real scene on the LR grid, and an LR sensor blurrier by one LR pixel with known gains and noise: a fit on
+    raw pixels is biased by the blur, the pairing's block means are not."""
+    _, scenes, _, _ = pair
+    hr = pairing.block_mean(read_image_with_meta(scenes / "hr.tif")[0].astype(float), SCALE)
+    gains, offsets = np.array([1.1, 0.9, 1.05, 0.8]), np.array([5.0, -3.0, 10.0, 0.0])
+    blurred = np.stack([gaussian_filter(hr[..., b], 1.0) for b in range(4)], axis=-1)
+    lr = blurred * gains + offsets + np.random.default_rng(0).normal(0, 2, hr.shape)
+    fits, _ = pairing.fit_radiometry(hr, lr, np.ones(hr.shape[:2], dtype=bool), ["b1", "b2", "b3", "b4"])
+    for k, fit in enumerate(fits.values()):
+        assert abs(fit["gain"] - gains[k]) < 0.02, fits
+        raw_gain = np.polyfit(hr[..., k].ravel(), lr[..., k].ravel(), 1)[0]
+        assert raw_gain < gains[k] - 0.05  # what the blur does to a fit on raw pixels
+
+
+def test_a_model_trained_on_the_pairs_beats_bicubic_on_the_hr_grid(pair, tmp_path):
+    root, scenes, dataset, _ = pair
+    trained = run_script(CODES / "demo_train.py", "--model=BASIC", "--scale=3", "--dataset=Pairs", "--dir_data",
+                         dataset, "--n_feats=16", "--n_resblocks=2", "--epochs=8", "--batch_size=8", "--lr=5e-4",
+                         "--test_every=5", "--seed=0", "--cpu", *isolated(tmp_path))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "--n_colors" not in trained.stderr
+    checkpoint = tmp_path / "experiment" / "BASICx3_Pairs" / "model" / "model_best.pt"
+    outputs = {}
+    for model, extra in (("BASIC", ["--pre_train", checkpoint]), ("BICUBIC", ["--n_colors", "4"])):
+        outputs[model] = tmp_path / model
+        deployed = run_script(CODES / "demo_deploy.py", f"--model={model}", "--scale=3", "--dir_data",
+                              scenes / "lr.tif", "--align_to", scenes / "hr.tif", "--dir_out", outputs[model],
+                              "--cpu", *extra, *isolated(tmp_path))
+        assert deployed.returncode == 0, deployed.stderr[-2000:]
+    with rasterio.open(outputs["BASIC"] / "lr.tif") as sr, rasterio.open(scenes / "hr.tif") as hr:
+        assert sr.crs == hr.crs and sr.res == hr.res and sr.descriptions == hr.descriptions
+        offset = ((sr.transform.c - hr.transform.c) / hr.res[0], (sr.transform.f - hr.transform.f) / hr.res[1])
+        assert all(v == round(v) for v in offset), offset
+    manifest = json.loads((outputs["BASIC"] / "manifest.json").read_text())
+    aligned = manifest["images"][0]["aligned"]
+    assert aligned["displacement_hr_px"] == json.loads((dataset / "dataset.json").read_text())[
+        "pairing"]["pairs"][0]["displacement_hr_px"]  # the very scene the pairing measured: corrected the same way
+    scored = run_script(METRICS, "--gt", scenes / "hr.tif", "--sr", outputs["BASIC"], outputs["BICUBIC"],
+                        "--max_shift", "2", "--csv", tmp_path / "scores.csv")
+    assert scored.returncode == 0, scored.stderr
+    rows = {row.split(",")[0]: row.split(",") for row in (tmp_path / "scores.csv").read_text().splitlines()}
+    header = rows["model"]
+    score = {model: dict(zip(header, rows[model])) for model in ("BASIC", "BICUBIC")}
+    assert float(score["BASIC"]["psnr_rgb"]) > float(score["BICUBIC"]["psnr_rgb"]) + 1
+    assert float(score["BASIC"]["cpsnr"]) > float(score["BICUBIC"]["cpsnr"])
+    for model in score:
+        assert float(score[model]["cpsnr"]) >= float(score[model]["psnr_rgb"]) - 1e-9
+
+
+def test_the_metric_script_refuses_an_sr_on_another_grid(pair, tmp_path):
+    _, scenes, _, _ = pair
+    (tmp_path / "sr").mkdir()
+    (tmp_path / "sr" / "lr.tif").write_bytes((scenes / "lr.tif").read_bytes())  # LR zone, LR pixel
+    proc = run_script(METRICS, "--gt", scenes / "hr.tif", "--sr", tmp_path / "sr", "--scale", "3", "--csv",
+                      tmp_path / "x.csv")
+    assert_one_line_error(proc, "lr.tif", "EPSG:32619", "--align_to")
+
+
+def moved_copy(source, target, dx_metres):
+    with rasterio.open(source) as src:
+        profile, pixels = src.profile, src.read()
+        descriptions = src.descriptions
+        profile["transform"] = src.transform @ rasterio.Affine.translation(dx_metres / src.transform.a, 0)
+    with rasterio.open(target, "w", **profile) as dst:
+        dst.write(pixels)
+        for k, name in enumerate(descriptions, 1):
+            dst.set_band_description(k, name)
+    return target
+
+
+def test_bad_pairs_are_one_line_naming_the_file(pair, tmp_path):
+    _, scenes, _, _ = pair
+    base = ["--src", scenes / "hr.tif", "--tile", TILE]
+    far = moved_copy(scenes / "lr.tif", tmp_path / "far.tif", 1e6)
+    proc = run_script(PREPARE, *base, "--lr_src", far, "--scales", 3, "--dst", tmp_path / "a")
+    assert_one_line_error(proc, "far.tif", "overlaps")
+    proc = run_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 4, "--dst", tmp_path / "b")
+    assert_one_line_error(proc, "lr.tif", "disagrees with the pixel sizes", "--scales 3")
+    proc = run_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 3, "--lr_bands", "b1,b2,b3,b4",
+                      "--dst", tmp_path / "c")
+    assert_one_line_error(proc, "lr.tif", "no band name in common")
+    with rasterio.open(scenes / "lr_cloud_mask.tif") as mask:
+        profile = mask.profile
+    with rasterio.open(tmp_path / "everything.tif", "w", **profile) as everything:
+        everything.write(np.ones((1, profile["height"], profile["width"]), dtype=np.uint8))
+    proc = run_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 3, "--lr_mask",
+                      tmp_path / "everything.tif", "--dst", tmp_path / "d")
+    assert_one_line_error(proc, "lr.tif", "leave no tile", "LR nodata or mask")
+    for folder in "abcd":
+        assert not (tmp_path / folder).exists()
+
+
+def test_cpsnr_finds_the_shift_and_forgives_the_bias_that_psnr_charges():
+    import metrics
+
+    gt = read_image_with_meta(sorted((SAMPLE_MS / "train" / "HR").glob("*.tif"))[0])[0].astype(float)
+    dx, dy = 2, -1
+    sr = np.roll(gt, (-dy, -dx), axis=(0, 1)) + 5.0  # the SR at p shows the GT at p + (dx, dy), 5 levels brighter
+    valid = np.ones(gt.shape[:2], dtype=bool)
+    cpsnr, best = metrics.calculate_cpsnr(sr, gt, valid, max_shift=3, data_range=255)
+    assert best == (dx, dy) and cpsnr == math.inf
+    psnr = metrics.masked_psnr(sr, gt, valid, 255)[0]
+    assert psnr < 30
+    noisy = sr + np.random.default_rng(0).normal(0, 2, sr.shape)
+    cpsnr, best = metrics.calculate_cpsnr(noisy, gt, valid, max_shift=3, data_range=255)
+    assert best == (dx, dy) and abs(cpsnr - 10 * math.log10(255**2 / 4)) < 0.2
