@@ -15,6 +15,9 @@ import tempfile
 from pathlib import Path
 
 CODES = Path(__file__).resolve().parents[1] / "codes"
+sys.path.insert(0, str(CODES))
+import cpu_runtime  # noqa: E402, F401  (first, as in every entry script: the scripts it runs import it as well)
+
 SCALE, TILE = 3, 48
 
 

@@ -256,3 +256,31 @@ def test_cpsnr_finds_the_shift_and_forgives_the_bias_that_psnr_charges():
     noisy = sr + np.random.default_rng(0).normal(0, 2, sr.shape)
     cpsnr, best = metrics.calculate_cpsnr(noisy, gt, valid, max_shift=3, data_range=255)
     assert best == (dx, dy) and abs(cpsnr - 10 * math.log10(255**2 / 4)) < 0.2
+
+
+def test_harmonize_linear_puts_the_lr_in_the_hr_units_and_far_gains_warn(pair, tmp_path):
+    root, scenes, dataset, _ = pair
+    proc = run_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", scenes / "lr.tif", "--lr_mask",
+                      scenes / "lr_cloud_mask.tif", "--scales", SCALE, "--tile", TILE, "--harmonize", "linear",
+                      "--dst", tmp_path / "linear")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "linear" / "dataset.json").read_text())["pairing"]["harmonize"] == "linear"
+
+    def offset_from_hr(folder):
+        """Mean LR - HR-averaged-down difference over the tiles, per band."""
+        gaps = []
+        for hr_path in tiles_of(folder, "HR"):
+            hr = pairing.block_mean(read_image_with_meta(hr_path)[0].astype(float), SCALE)
+            lr = read_image_with_meta(hr_path.parent.parent / f"LR_x{SCALE}" / hr_path.name)[0].astype(float)
+            gaps.append((lr - hr).mean(axis=(0, 1)))
+        return np.abs(np.mean(gaps, axis=0))
+
+    assert offset_from_hr(dataset).max() > 10  # the simulated offsets of 10-50 levels and gains of 0.9-1.1
+    assert offset_from_hr(tmp_path / "linear").max() < 1.5
+    made = run_script(SIMULATE, "--dst", tmp_path / "units", "--gains", "40", "--offsets", "0")
+    assert made.returncode == 0, made.stderr
+    units = tmp_path / "units"
+    proc = run_script(PREPARE, "--src", units / "hr.tif", "--lr_src", units / "lr.tif", "--scales", SCALE, "--tile",
+                      TILE, "--dst", tmp_path / "far")
+    assert proc.returncode == 0, proc.stderr
+    assert "gains far from 1" in proc.stdout and "different units" in proc.stdout
