@@ -328,7 +328,7 @@ def write_manifest(out_dir, written, cfg, source, records, skipped, figures, sec
     known_gt = on_dataset(cfg)
     radiometries = {json.dumps(r["radiometry"], sort_keys=True) for r in records}
     manifest = {"model": cfg.model, "scale": cfg.scale, "dataset": cfg.dataset if known_gt else None,
-                "gt": str((dataset_root(cfg) / cfg.data_test / "HR").resolve()) if known_gt else None,
+                "gt": ground_truth(cfg),
                 "checkpoint": cfg.checkpoint_path or None, "source": str(Path(source).resolve()),
                 "outputs": [r["output"] for r in records], "skipped": skipped,
                 "n_colors": cfg.n_colors, "bands": cfg.bands, "data_range": cfg.data_range,
@@ -341,6 +341,14 @@ def write_manifest(out_dir, written, cfg, source, records, skipped, figures, sec
     path = out_dir / "manifest.json"
     atomic.write_text(path, json.dumps(manifest, indent=2))
     return path
+
+
+def ground_truth(cfg):
+    """What the metric script scores the outputs against by default: the --align_to scene (the SR lies on its grid),
+    else the deployed dataset's HR, else nothing."""
+    if cfg.align_to:
+        return str(Path(cfg.align_to).resolve())
+    return str((dataset_root(cfg) / cfg.data_test / "HR").resolve()) if on_dataset(cfg) else None
 
 
 def run_all(deployer, source, files, records, skipped):
@@ -396,6 +404,10 @@ def main(argv=None):
 def plan_inputs(cfg, out_dir):
     """(source, files) after every check on the inputs and the outputs, before any work."""
     check_compare_dir(cfg)
+    if cfg.align_to:  # a raster that cannot give a grid is refused before the output folder exists
+        import pairing
+
+        pairing.raster_grid(cfg.align_to)
     check_output_folder(cfg, out_dir)
     source, files = input_files(cfg, out_dir)
     check_outputs(source, files, out_dir)

@@ -26,6 +26,9 @@ WARP_RESAMPLING = "cubic"  # of the LR onto its grid: prepare_dataset.py and dem
 WARP_HALO = 2  # LR pixels next to an invalid source pixel that the cubic kernel reaches: left out as well
 SEARCH_LR_PX = 3  # the whole-pixel search reaches +-3 LR pixels (90 m for Landsat-8 onto Sentinel-2)
 MEASURE_CONTEXT_LR = 8  # LR pixels of context around a tile when its displacement is measured
+# The scene's displacement is the median over at most this many tiles, spread evenly (each pass costs ~10 ms a tile);
+# the final pass measures every tile, for its rejection.
+SCENE_SAMPLE_TILES = 256
 MIN_MEASURE_PIXELS = 64  # fewer valid pixels than this in a window: no measurement
 REFINE_STEPS = 30
 REFINE_TOLERANCE = 1e-4  # LR pixels: a Gauss-Newton step this small ends the refinement
@@ -381,10 +384,11 @@ def pair_scenes(hr, hr_invalid, hr_grid, lr, lr_invalid, lr_source_grid, scale, 
     hr_low, hr_low_invalid = hr_low_on(found, hr, hr_invalid, scale)
     tiles = [(r, c) for r in range(0, grid.height - size + 1, size) for c in range(0, grid.width - size + 1, size)]
     displacement = np.zeros(2)
+    sample = tiles[::max(1, len(tiles) // SCENE_SAMPLE_TILES)]
     for _ in range(3):  # measure, correct, measure the remainder (twice at most)
         warped, warped_invalid = warp_lr(lr, lr_invalid, lr_source_grid, grid, tuple(displacement), hr_grid.transform)
         valid = ~warped_invalid & ~hr_low_invalid
-        shifts = tile_shifts(hr_low, warped, valid, tiles, size)
+        shifts = tile_shifts(hr_low, warped, valid, sample, size)
         good = [s[:2] for s in shifts.values() if s is not None and s[2] >= min_corr]
         if not good:
             break
@@ -392,10 +396,9 @@ def pair_scenes(hr, hr_invalid, hr_grid, lr, lr_invalid, lr_source_grid, scale, 
         displacement += remainder
         if np.abs(remainder).max() < 0.05 * scale:
             break
-    if np.any(displacement):
-        warped, warped_invalid = warp_lr(lr, lr_invalid, lr_source_grid, grid, tuple(displacement), hr_grid.transform)
-        valid = ~warped_invalid & ~hr_low_invalid
-        shifts = tile_shifts(hr_low, warped, valid, tiles, size)
+    warped, warped_invalid = warp_lr(lr, lr_invalid, lr_source_grid, grid, tuple(displacement), hr_grid.transform)
+    valid = ~warped_invalid & ~hr_low_invalid
+    shifts = tile_shifts(hr_low, warped, valid, tiles, size)  # every tile's remainder, for its rejection
     plan.displacement = tuple(round(float(v), 4) for v in displacement)
     plan.shifts = shifts
     plan.dropped = dict.fromkeys(DROP_REASONS, 0)

@@ -47,8 +47,8 @@ BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
 
 def build_parser():
     p = OneLineParser(description=__doc__.split("\n")[0])
-    p.add_argument("--gt", default="", help="ground-truth HR folder (default: from the newest results' manifest), or "
-                   "one georeferenced scene that the SR images lie on (demo_deploy.py --align_to)")
+    p.add_argument("--gt", default="", help="ground-truth HR folder, or one georeferenced scene that the SR images "
+                   "lie on (default: the results' manifest: the deployed dataset's HR, or the --align_to scene)")
     p.add_argument("--sr", nargs="+", default=[], help="SR folder(s) (default: the newest folder in "
                    "experiment/results/); several folders: a summary CSV of their averages as well")
     p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None, help="SR factor (default: manifest)")
@@ -158,7 +158,7 @@ def resolve_inputs(args, sr=""):
         gt_dir = Path(args.dir_datasets) / manifest["dataset"] / "test" / "HR"
     else:
         raise UserError(f"{sr_dir} has no manifest naming its dataset: give --gt HR_FOLDER")
-    if args.gt and gt_dir.is_file():
+    if gt_dir.is_file():  # a scene (--gt, or the --align_to raster a deploy recorded)
         return gt_dir, sr_dir, scale
     if not gt_dir.is_dir():
         raise UserError(f"GT folder {gt_dir} does not exist: give --gt, the folder of HR images")
@@ -262,7 +262,11 @@ def evaluate_on_scene(args, scene, sr_dir, manifest):
     gt_grid = pairing.scene_grid(gt_meta)
     gt_invalid = invalid_of(gt, gt_meta)
     outputs = manifest.get("outputs") or []
-    sr_files = [sr_dir / name for name in outputs] if outputs else image_files.list_images(sr_dir)
+    sr_files = [sr_dir / str(name) for name in outputs] if outputs else image_files.list_images(sr_dir)
+    outside = [path for path in sr_files if not path.resolve().is_relative_to(sr_dir.resolve())]
+    if outside:
+        raise UserError(f"{sr_dir / 'manifest.json'} lists the output {outside[0]}, outside {sr_dir}: the manifest "
+                        f"is not this folder's; remove it or give --sr the folder of the SR images")
     rows = []
     for sr_path in sr_files:
         sr, sr_meta = image_io.read_image_with_meta(sr_path, args.max_pixels)

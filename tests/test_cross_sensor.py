@@ -48,6 +48,7 @@ def test_the_pairing_measures_the_displacement_and_the_gains(pair):
     record = json.loads((dataset / "dataset.json").read_text())["pairing"]
     truth = json.loads((scenes / "truth.json").read_text())
     measured = record["pairs"][0]["displacement_hr_px"]
+    assert record["pairs"][0]["lr_bands"] == truth["lr_bands"] and record["bands"] == truth["hr_bands"]
     assert max(abs(m - t) for m, t in zip(measured, SHIFT)) < 0.5, measured
     for band, gain in truth["gains"].items():
         assert abs(record["radiometry"][band]["gain"] - gain) < 0.05, (band, record["radiometry"][band])
@@ -197,6 +198,9 @@ def test_a_model_trained_on_the_pairs_beats_bicubic_on_the_hr_grid(pair, tmp_pat
     assert float(score["BASIC"]["cpsnr"]) > float(score["BICUBIC"]["cpsnr"])
     for model in score:
         assert float(score[model]["cpsnr"]) >= float(score[model]["psnr_rgb"]) - 1e-9
+    # without --gt, the metric script scores against the scene the deploy aligned to (its manifest's gt)
+    again = run_script(METRICS, "--sr", outputs["BASIC"], "--csv", tmp_path / "again.csv")
+    assert again.returncode == 0 and f"GT {scenes / 'hr.tif'}" in again.stdout, again.stderr
 
 
 def test_the_metric_script_refuses_an_sr_on_another_grid(pair, tmp_path):
@@ -284,3 +288,34 @@ def test_harmonize_linear_puts_the_lr_in_the_hr_units_and_far_gains_warn(pair, t
                       TILE, "--dst", tmp_path / "far")
     assert proc.returncode == 0, proc.stderr
     assert "gains far from 1" in proc.stdout and "different units" in proc.stdout
+
+
+TWO_LANDSATS = REPO_ROOT / "tests" / "data" / "landsat_two_sensors"
+
+
+def test_a_real_two_sensor_pair_is_paired_with_no_displacement_and_a_units_warning(tmp_path):
+    """Landsat-7 ETM+ red (30 m) onto Landsat-8 OLI pan (15 m): ×2, real pixels of two sensors 12 years apart.
+    USGS put both on one grid (L1TP), so the measured displacement is near zero; their DN scales differ (8 vs 16
+    bit), which the units warning names."""
+    proc = run_script(PREPARE, "--src", TWO_LANDSATS / "LC08_L1TP_195025_20130707_20170503_01_T1_B8.TIF",
+                      "--lr_src", TWO_LANDSATS / "LE07_L1TP_195025_20010730_20170204_01_T1_B3.TIF",
+                      "--bands", "pan", "--lr_bands", "pan", "--scales", 2, "--tile", 16, "--dst", tmp_path / "real")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "real" / "dataset.json").read_text())["pairing"]
+    assert max(abs(v) for v in record["pairs"][0]["displacement_hr_px"]) < 0.5, record["pairs"][0]
+    assert len(record["tiles"]) >= 20 and record["radiometry"]["pan"]["r"] > 0.8
+    assert "different units" in proc.stdout
+    assert len(tiles_of(tmp_path / "real", "LR_x2")) == len(record["tiles"])
+
+
+def test_align_to_a_raster_without_a_grid_is_refused_before_any_output(pair, tmp_path):
+    _, scenes, _, _ = pair
+    plain = tmp_path / "plain.png"
+    plain.write_bytes((REPO_ROOT / "datasets" / "Sample" / "test" / "HR").glob("*.png").__next__().read_bytes())
+    for raster, fragment in ((tmp_path / "missing.tif", "cannot read it as a raster"),
+                             (plain, "no CRS or geotransform")):
+        proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--dir_data",
+                          scenes / "lr.tif", "--align_to", raster, "--dir_out", tmp_path / "out", "--cpu",
+                          *isolated(tmp_path))
+        assert_one_line_error(proc, raster.name, fragment)
+        assert not (tmp_path / "out").exists()

@@ -306,11 +306,18 @@ def scene_tiles(hr, meta, tile):
 def split_scene(path, names, fractions, seed):
     """{split: tile names} of one scene: its tiles shuffled with the scene's own seeded RNG and cut by the fractions,
     each split asked for getting at least one tile (a small scene still gives val and test tiles)."""
-    counts = split_counts(len(names), fractions)
+    counts = counts_for_each_split(len(names), fractions)
+    return {name: sorted(part) for name, part in shuffled_cut(names, f"{seed}:{path.stem}", counts).items()}
+
+
+def counts_for_each_split(n, fractions):
+    """split_counts, with one item moved from the largest split to each split asked for (fraction > 0) that got
+    none, while the largest holds more than one."""
+    counts = split_counts(n, fractions)
     for index, fraction in enumerate(fractions):
         if fraction > 0 and counts[index] == 0 and max(counts) > 1:
             counts[index], counts[counts.index(max(counts))] = 1, max(counts) - 1
-    return {name: sorted(part) for name, part in shuffled_cut(names, f"{seed}:{path.stem}", counts).items()}
+    return counts
 
 
 def prepare_scenes(args, scales, fractions, ext, split_text, root):

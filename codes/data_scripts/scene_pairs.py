@@ -170,7 +170,7 @@ def pair_one(hr_scene, lr_scene, hr_path, lr_path, scale, args):
           f"{len(plan.kept) + sum(plan.dropped.values())} tiles kept (dropped: {drop_text(plan.dropped)}); gain "
           f"{', '.join(f'{b} {fit_text(f)}' for b, f in plan.radiometry.items())}")
     return {"plan": plan, "warped": warped, "hr": hr, "hr_meta": hr_meta, "names": names, "hr_path": hr_path,
-            "lr_path": lr_path}
+            "lr_path": lr_path, "hr_bands": hr_names, "lr_bands": lr_names}
 
 
 def fit_text(fit):
@@ -192,7 +192,7 @@ def total_dropped(pairs):
 def split_blocks(pairs, scale, tile, fractions, block, seed):
     """{(pair index, LR row, LR col): split} with whole blocks of block x block tiles in one split, the blocks
     shuffled with the seed and cut by the fractions (each split asked for gets a block when there are enough)."""
-    from prepare_dataset import SPLIT_NAMES, shuffled_cut, split_counts
+    from prepare_dataset import SPLIT_NAMES, counts_for_each_split, shuffled_cut
 
     if block < 1:
         raise UserError(f"--split_block {block}: give a positive number of tiles")
@@ -201,10 +201,7 @@ def split_blocks(pairs, scale, tile, fractions, block, seed):
     for index, pair in enumerate(pairs):
         for row, col in pair["plan"].kept:
             blocks.setdefault(f"{index}:{row // (size * block)}:{col // (size * block)}", []).append((index, row, col))
-    counts = split_counts(len(blocks), fractions)
-    for k, fraction in enumerate(fractions):
-        if fraction > 0 and counts[k] == 0 and max(counts) > 1:
-            counts[k], counts[counts.index(max(counts))] = 1, max(counts) - 1
+    counts = counts_for_each_split(len(blocks), fractions)
     asked = [name for name, fraction in zip(SPLIT_NAMES, fractions) if fraction > 0]
     short = [name for name, count in zip(SPLIT_NAMES, counts) if name in asked and count == 0]
     if short:
@@ -260,6 +257,7 @@ def write_pairs(pairs, splits, scale, tile, ext, radiometry, harmonize, root):
 def pair_record(pair):
     plan = pair["plan"]
     return {"lr_source": str(pair["lr_path"].resolve()), "hr_source": str(pair["hr_path"].resolve()),
+            "lr_bands": pair["lr_bands"], "hr_bands": pair["hr_bands"],
             "displacement_hr_px": list(plan.displacement), "radiometry": plan.radiometry, "dropped": plan.dropped,
             "lr_grid": plan.grid.record(), "tiles_kept": len(plan.kept)}
 
