@@ -23,6 +23,9 @@ from loss.terms import loss_terms
 from paths import CACHE_DIR, EXPERIMENT_DIR
 from radiometry import FILE_WHITE_LEVELS, NETWORK_WHITE_LEVELS
 
+# the attention kernels of HSENet, SwinIR and ConvFormerSR: the networks trust the frozen configuration's choice
+ATTENTION_MODES = ("fast", "naive")
+
 
 # ------------------------------------------------------------------------------------------------------ value types
 def _number(text, kind):
@@ -175,7 +178,7 @@ def build_parser():
     architecture("--n_basic_modules", type=positive_int, default=10, help="HSENet: basic modules")
     architecture("--data_mean", type=mean_list, default=None,
         help="per-band mean in [0,1] for the mean shift (HSENet default: UC Merced RGB mean; other bands: none)")
-    training("--attention", default="fast", choices=["fast", "naive"],
+    training("--attention", default="fast", choices=ATTENTION_MODES,
         help="attention kernel: memory-efficient (fast) or the official matmul-softmax-matmul (naive)")
     architecture("--embed_dim", type=positive_int, default=96, help="ConvFormerSR: embedding dimension")
     architecture("--depths", type=positive_int_list, default=[6, 6, 6, 6], help="ConvFormerSR: blocks per RAG")

@@ -191,8 +191,7 @@ def test_bf16_autocast_runs_both_paths_close_to_fp32():
 
 
 @pytest.mark.parametrize("overrides, flag", [(dict(scale=5), "--scale"), (dict(depths=[2]), "--depths"),
-                                             (dict(num_heads=[5, 5]), "--embed_dim"),
-                                             (dict(attention="flash"), "--attention")])
+                                             (dict(num_heads=[5, 5]), "--embed_dim")])
 def test_bad_settings_raise_user_errors_naming_the_flag(overrides, flag):
     args = network_args("CONVFORMERSR", **{**SMALL, "scale": 2, **overrides})
     with pytest.raises(UserError, match=flag):

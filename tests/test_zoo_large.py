@@ -12,7 +12,7 @@ import tiling
 from errors import UserError
 from helpers import SAMPLE
 from model import Model, common, edsr, network_spec, rcan, swinir, transenet
-from option import network_args, parse_args
+from option import ATTENTION_MODES, network_args, parse_args
 from radiometry import Radiometry
 
 SCALES = (2, 3, 4)
@@ -71,7 +71,7 @@ def test_swinir_reproduces_official_outputs_with_both_attention_paths(shared_dir
     window = fixture["config"]["window_size"]
     assert fixture["input"].shape[-2] % window and fixture["input"].shape[-1] % window  # the padding counts
     net = fixture_network(fixture)
-    for mode in common.ATTENTION_MODES:
+    for mode in ATTENTION_MODES:
         net.set_attention(mode)
         assert max_error(net, fixture) < 2e-6, mode
 

@@ -207,7 +207,6 @@ def count_indexed(keys, prefix):
 # Swin window attention (SwinIR; ConvFormerSR is derived from it). Module and parameter names follow SwinIR, so
 # official state_dicts load once their derived buffers are dropped (`drop_derived_swin_buffers`).
 
-ATTENTION_MODES = ("fast", "naive")
 SHIFT_MASK_VALUE = -100.0  # the official (Swin) value for pairs of tokens from different regions of a shifted window
 # Combined bias+shift masks above this many elements are rebuilt per call instead of cached: one per shifted block
 # would otherwise pin a lot of memory on large inputs, and rebuilding costs little next to the attention itself.
@@ -408,9 +407,8 @@ def shifted_window_attention(attn, x, shift):
 
 
 def set_attention(network, mode):
-    """Switch every window attention in `network` between 'fast' and 'naive' (the same weights serve both)."""
-    if mode not in ATTENTION_MODES:
-        raise UserError(f"--attention {mode!r} is unknown: use one of {', '.join(ATTENTION_MODES)}")
+    """Switch every window attention in `network` between 'fast' and 'naive' (option.ATTENTION_MODES; the same
+    weights serve both)."""
     for module in network.modules():
         if isinstance(module, WindowAttention):
             module.attention = mode

@@ -30,7 +30,6 @@ from torch import nn
 from errors import UserError
 from model import common
 from model.common import (  # the Swin machinery shared with SwinIR; re-exported here for callers of this module
-    ATTENTION_MODES,
     PatchEmbed,
     WindowAttention,
     channel_last_to_tokens,
@@ -318,8 +317,6 @@ def make_model(cfg):
     if int(cfg.embed_patch_size) != 1:
         raise UserError("--embed_patch_size must be 1 for ConvFormerSR (the official network embeds single pixels)")
     attention = cfg.attention
-    if attention not in ATTENTION_MODES:
-        raise UserError(f"--attention {attention!r} is unknown: use one of {', '.join(ATTENTION_MODES)}")
     return ConvFormerSR(
         scale=int(cfg.scale), n_colors=int(cfg.n_colors), rgb_range=float(cfg.rgb_range), embed_dim=embed_dim,
         depths=depths, num_heads=num_heads, window_size=int(cfg.window_size), mlp_ratio=float(cfg.mlp_ratio),

@@ -38,7 +38,6 @@ from model import common
 from model.spec import NetworkSpec
 
 UC_MERCED_RGB_MEAN = common.UC_MERCED_RGB_MEAN
-ATTENTION_MODES = ("fast", "naive")
 # Deploy: the non-local attention is global within a tile, so tiles never equal the whole image exactly and cost
 # grows with the square of the tile area; 128 keeps UC Merced x2 (LR 128) whole and bounds the cost of scenes.
 OWN_MEMORY_LAYOUT = True  # channels-last only with the fast attention, which is written for it (see HSENet)
@@ -67,8 +66,6 @@ class NonLocalBlock2D(nn.Module):
 
     def __init__(self, in_channels, inter_channels, attention="fast"):
         super().__init__()
-        if attention not in ATTENTION_MODES:
-            raise UserError(f"attention must be one of {', '.join(ATTENTION_MODES)}, got {attention!r}")
         self.inter_channels = inter_channels
         self.attention = attention
         self.g = nn.Conv2d(in_channels, inter_channels, 1)

@@ -173,8 +173,6 @@ def make_model(cfg):
     if int(cfg.embed_patch_size) != 1:
         raise UserError("--embed_patch_size must be 1 for SwinIR (the official network embeds single pixels)")
     attention = cfg.attention
-    if attention not in common.ATTENTION_MODES:
-        raise UserError(f"--attention {attention!r} is unknown: use one of {', '.join(common.ATTENTION_MODES)}")
     return SwinIR(scale=int(cfg.scale), n_colors=int(cfg.n_colors), rgb_range=float(cfg.rgb_range),
                   embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=int(cfg.window_size),
                   mlp_ratio=float(cfg.mlp_ratio), drop_path_rate=float(cfg.drop_path_rate), img_size=int(cfg.img_size),
