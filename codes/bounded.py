@@ -12,6 +12,8 @@ MAX_JSON_BYTES = 64 * 2**20  # a manifest of a million inputs is about 300 MB; o
 MAX_NESTING = 64  # the deepest document the toolbox writes is 5 levels deep
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
+# The ground sample distances (metres) a dataset.json, a checkpoint, the model index or an ONNX file may record.
+GSD_METRES = (1e-6, 1e6)
 
 class LimitError(ValueError):
     """A document beyond MAX_JSON_BYTES or MAX_NESTING (a ValueError, as json's own parse errors are)."""
@@ -54,3 +56,18 @@ def nesting(value, limit=MAX_NESTING):
                 return depth
             stack.extend((child, depth) for child in (item.values() if isinstance(item, dict) else item))
     return deepest
+
+
+def number_problem(value, limits):
+    """Why `value` (read from a file: a white level, a pixel size) is not a number within `limits`, or None."""
+    low, high = limits
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{value!r} is not a number"
+    if not low <= value <= high:  # NaN fails this too
+        return f"{value!r} is outside {low:g} to {high:g}"
+    return None
+
+
+def plausible_gsd(value):
+    """A recorded ground sample distance in metres as a float, or None when it is missing or out of GSD_METRES."""
+    return float(value) if number_problem(value, GSD_METRES) is None else None

@@ -27,8 +27,8 @@ import bounded
 import budget
 import pretrained
 import runs
+from bounded import plausible_gsd
 from errors import UserError
-from radiometry import plausible_gsd
 
 LATEST = "model_latest.pt"
 BEST = "model_best.pt"

@@ -37,10 +37,10 @@ import image_files
 import image_io
 import paths
 import template
+from bounded import plausible_gsd
 from data.dataset_json import read_dataset_metadata
 from errors import UserError
 from model import known_network_spec, network_spec
-from radiometry import plausible_gsd
 
 PURPOSES = ("train", "resume", "test", "deploy", "export", "none")
 

@@ -39,6 +39,7 @@ import option
 import paths
 import progress
 import runs
+from bounded import plausible_gsd
 from consistency import gsd_warning, lr_consistency
 from consistency import summary_line as consistency_summary
 from data import dataset_root
@@ -46,7 +47,7 @@ from data.dataset_json import check_complete, read_dataset_metadata
 from errors import Terminated, UserError, run_cli
 from image_files import TIFF_EXTENSIONS
 from model import Model
-from radiometry import Radiometry, invalid_pixels, plausible_gsd
+from radiometry import Radiometry, invalid_pixels
 
 # GDAL's block cache defaults to 5% of the RAM; written blocks wait there, so without a cap a big output scene would
 # sit in memory until the file is closed. Blocks are written whole (see AlignedRows), so a small cache is enough.

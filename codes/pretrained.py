@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 import bounded
+from bounded import plausible_gsd
 from errors import UserError
 from paths import REPO_ROOT
-from radiometry import plausible_gsd
 
 PRETRAINED_DIR = REPO_ROOT / "pretrained"
 INDEX = PRETRAINED_DIR / "index.json"

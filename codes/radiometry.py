@@ -19,29 +19,18 @@ import numpy as np
 import torch
 
 import imresize
+from bounded import number_problem
 from errors import UserError
 
 # The white levels a file may have (--data_range, dataset.json, manifests): from float data scaled to tiny values up to
 # 32-bit integers. The network's own range (--rgb_range) stays where float32 keeps every 16-bit level distinct.
 FILE_WHITE_LEVELS = (1e-6, 2.0**32)
 NETWORK_WHITE_LEVELS = (1e-3, 1e5)
-# The ground sample distances (metres) a dataset.json, a checkpoint, the model index or an ONNX file may record.
-GSD_METRES = (1e-6, 1e6)
 
 
-def range_problem(value, limits=FILE_WHITE_LEVELS):
-    """Why `value` (read from a file: a white level, a pixel size) is not a number within `limits`, or None."""
-    low, high = limits
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"{value!r} is not a number"
-    if not low <= value <= high:  # NaN fails this too
-        return f"{value!r} is outside {low:g} to {high:g}"
-    return None
-
-
-def plausible_gsd(value):
-    """A recorded ground sample distance in metres as a float, or None when it is missing or out of GSD_METRES."""
-    return float(value) if range_problem(value, GSD_METRES) is None else None
+def white_level_problem(value):
+    """Why a white level read from a file (dataset.json, a manifest) is not one, or None."""
+    return number_problem(value, FILE_WHITE_LEVELS)
 
 
 def default_white(dtype):

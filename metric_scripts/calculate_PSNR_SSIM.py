@@ -40,7 +40,7 @@ from atomic import atomic_target  # noqa: E402
 from data.dataset_json import read_dataset_metadata  # noqa: E402
 from errors import OneLineParser, UserError, run_cli  # noqa: E402
 from paths import DATASETS_DIR, EXPERIMENT_DIR  # noqa: E402
-from radiometry import default_white, range_problem  # noqa: E402
+from radiometry import default_white, white_level_problem  # noqa: E402
 
 BASE_COLUMNS = ["psnr_chmean", "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y"]
 
@@ -134,7 +134,7 @@ def manifest_problem(manifest):
         return "'images' is not a list of records"
     for record in [manifest, *images]:
         radiometry = record.get("radiometry")
-        if radiometry and not (isinstance(radiometry, dict) and range_problem(radiometry.get("white")) is None):
+        if radiometry and not (isinstance(radiometry, dict) and white_level_problem(radiometry.get("white")) is None):
             white = radiometry.get("white") if isinstance(radiometry, dict) else radiometry
             return f"the white level {white!r} is not a number from 1e-6 to 2^32"
         if not isinstance(record.get("output", ""), str):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import atomic
 import bounded
+from bounded import GSD_METRES, number_problem
 from errors import UserError
-from radiometry import GSD_METRES, range_problem
+from radiometry import white_level_problem
 
 DATASET_METADATA = "dataset.json"
 # prepare_dataset.py marks a root it is writing; dataset.json is written last and the mark then removed, so a killed
@@ -31,11 +32,11 @@ def read_dataset_metadata(root):
     if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
         raise UserError(f"{path}: 'bands' must be a list of band names, e.g. [\"blue\", \"green\", \"red\", \"nir\"]")
     data_range, gsd = meta.get("data_range"), meta.get("gsd")
-    if data_range is not None and range_problem(data_range):
-        raise UserError(f"{path}: 'data_range' {range_problem(data_range)}; it must be the file value of full "
+    if data_range is not None and white_level_problem(data_range):
+        raise UserError(f"{path}: 'data_range' {white_level_problem(data_range)}; it must be the file value of full "
                         f"white (e.g. 255, 65535 or 10000) or null")
-    if gsd is not None and range_problem(gsd, GSD_METRES):
-        raise UserError(f"{path}: 'gsd' {range_problem(gsd, GSD_METRES)}; it must be the HR pixel size in "
+    if gsd is not None and number_problem(gsd, GSD_METRES):
+        raise UserError(f"{path}: 'gsd' {number_problem(gsd, GSD_METRES)}; it must be the HR pixel size in "
                         f"metres or null")
     description = meta.get("description")
     if description is not None and not isinstance(description, str):
