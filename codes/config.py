@@ -75,8 +75,8 @@ class Config(argparse.Namespace):
 def explicit_flags(parser, argv):
     """The option names that the user wrote on the command line."""
     probe = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    for action in parser._actions:
-        if not action.option_strings or action.dest == "help":
+    for action in parser.flags().values():
+        if not action.option_strings:
             continue
         if action.nargs == 0:
             probe.add_argument(*action.option_strings, dest=action.dest, action="store_const", const=True)
@@ -102,7 +102,7 @@ def resolve(parser, argv, purpose):
     --resume or --test_only)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parsed = parser.parse_args(argv)
-    actions = {a.dest: a for a in parser._actions if a.dest != "help"}
+    actions = parser.flags()
     kinds = {dest: action.kind for dest, action in actions.items()}  # declared with each flag in option.py
     defaults = normalise({dest: a.default for dest, a in actions.items()})
     cli = normalise({k: getattr(parsed, k) for k in explicit_flags(parser, argv)})

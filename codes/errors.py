@@ -68,6 +68,11 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
+    def flags(self):
+        """{dest: argparse action} of every flag but --help: what configuration code and tests read of the flags
+        (kind, default, help, option strings), without reaching into argparse's private list themselves."""
+        return {action.dest: action for action in self._actions if action.dest != "help"}
+
 
 def run_cli(main, argv=None):
     """Run `main(argv)`; a UserError becomes a one-line message on stderr and exit code 2.

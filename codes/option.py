@@ -172,24 +172,27 @@ def build_parser():
     # model
     network("--model", default="BASIC", help="network name (see model/__init__.py)")
     runtime("--pre_train", default="", help="checkpoint to start from (ours or an official state_dict)")
-    architecture("--n_resblocks", type=positive_int, default=16, help="BASIC: residual blocks")
-    architecture("--n_feats", type=positive_int, default=64, help="feature channels")
-    architecture("--res_scale", type=positive_float, default=1.0, help="BASIC: residual scaling")
+    architecture("--n_resblocks", type=positive_int, default=16, help="BASIC, EDSR, RCAN: residual blocks")
+    architecture("--n_feats", type=positive_int, default=64,
+        help="BASIC, EDSR, HSENet, RCAN, TransENet: feature channels")
+    architecture("--res_scale", type=positive_float, default=1.0, help="BASIC, EDSR: residual scaling")
     architecture("--n_basic_modules", type=positive_int, default=10, help="HSENet: basic modules")
     architecture("--data_mean", type=mean_list, default=None,
         help="per-band mean in [0,1] for the mean shift (HSENet default: UC Merced RGB mean; other bands: none)")
     training("--attention", default="fast", choices=ATTENTION_MODES,
         help="attention kernel: memory-efficient (fast) or the official matmul-softmax-matmul (naive)")
-    architecture("--embed_dim", type=positive_int, default=96, help="ConvFormerSR: embedding dimension")
-    architecture("--depths", type=positive_int_list, default=[6, 6, 6, 6], help="ConvFormerSR: blocks per RAG")
-    architecture("--num_heads", type=positive_int_list, default=[6, 6, 6, 6], help="ConvFormerSR: heads per RAG")
-    architecture("--window_size", type=positive_int, default=8, help="ConvFormerSR: attention window")
-    architecture("--mlp_ratio", type=positive_float, default=4.0, help="ConvFormerSR: MLP expansion")
-    training("--drop_path_rate", type=unit_fraction, default=0.1, help="ConvFormerSR: stochastic depth rate")
+    architecture("--embed_dim", type=positive_int, default=96, help="ConvFormerSR, SwinIR: embedding dimension")
+    architecture("--depths", type=positive_int_list, default=[6, 6, 6, 6],
+        help="ConvFormerSR, SwinIR: blocks per residual group")
+    architecture("--num_heads", type=positive_int_list, default=[6, 6, 6, 6],
+        help="ConvFormerSR, SwinIR: attention heads per residual group")
+    architecture("--window_size", type=positive_int, default=8, help="ConvFormerSR, SwinIR: attention window")
+    architecture("--mlp_ratio", type=positive_float, default=4.0, help="ConvFormerSR, SwinIR: MLP expansion")
+    training("--drop_path_rate", type=unit_fraction, default=0.1, help="ConvFormerSR, SwinIR: stochastic depth rate")
     architecture("--num_block", type=positive_int, default=4, help="ConvFormerSR: number of stages")
-    architecture("--img_size", type=positive_int, default=64, help="ConvFormerSR: nominal training size")
-    architecture("--embed_patch_size", type=positive_int, default=1, help="ConvFormerSR: patch-embedding size")
-    architecture("--img_range", type=positive_float, default=1.0, help="ConvFormerSR: internal image range")
+    architecture("--img_size", type=positive_int, default=64, help="ConvFormerSR, SwinIR: nominal training size")
+    architecture("--embed_patch_size", type=positive_int, default=1, help="ConvFormerSR, SwinIR: patch-embedding size")
+    architecture("--img_range", type=positive_float, default=1.0, help="ConvFormerSR, SwinIR: internal image range")
     # baseline networks (EDSR, RCAN, SwinIR, TransENet): flags beyond the shared size flags above
     architecture("--n_resgroups", type=positive_int, default=10, help="RCAN: residual groups")
     architecture("--reduction", type=positive_int, default=16, help="RCAN: channel-attention squeeze ratio")

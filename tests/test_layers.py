@@ -103,7 +103,7 @@ def test_every_flag_declares_its_kind():
     import option
     from checkpoint import FLAG_KINDS
 
-    actions = [action for action in option.build_parser()._actions if action.dest != "help"]
+    actions = list(option.build_parser().flags().values())
     assert actions and all(action.kind in FLAG_KINDS for action in actions)
     kinds = {action.dest: action.kind for action in actions}
     assert kinds["model"] == "network" and kinds["n_feats"] == "architecture" and kinds["tile"] == "runtime"

@@ -173,3 +173,24 @@ def test_every_numeric_flag_is_validated_in_one_line(tmp_path, capsys, flag, fra
                                              (["--n_GPUs=2"], "torchrun --standalone --nproc_per_node 2")])
 def test_contradictory_flags_are_usage_errors(tmp_path, flags, fragment):
     assert_one_line_error(run_script(CODES / "demo_train.py", *flags, *isolated(tmp_path)), fragment)
+
+
+def test_each_architecture_flag_help_names_the_networks_that_read_it():
+    """The help of a network-size flag starts with the networks whose files read it (cfg.<flag>), all of them."""
+    import re
+
+    from option import build_parser
+    from paths import REPO_ROOT
+
+    sources = {path.stem: path.read_text() for path in (REPO_ROOT / "codes" / "model").glob("*.py")}
+    names = {"basic": "BASIC", "edsr": "EDSR", "rcan": "RCAN", "hsenet": "HSENet", "transenet": "TransENet",
+             "convformersr": "ConvFormerSR", "swinir": "SwinIR"}
+    flags = ["n_resblocks", "n_feats", "res_scale", "n_basic_modules", "embed_dim", "depths", "num_heads",
+             "window_size", "mlp_ratio", "drop_path_rate", "num_block", "img_size", "embed_patch_size", "img_range",
+             "n_resgroups", "reduction", "en_depth", "de_depth"]
+    helps = {dest: action.help for dest, action in build_parser().flags().items()}
+    for flag in flags:
+        readers = sorted(names[stem] for stem, text in sources.items()
+                         if stem in names and re.search(rf"cfg\.{flag}\b", text))
+        named = sorted(part.strip() for part in helps[flag].split(":")[0].split(","))
+        assert named == readers, (flag, named, readers)
