@@ -5,7 +5,7 @@ for data within white), and return one output `output`, N x C x sH x sW in the s
 fixed at a tile (what QGIS Deepness needs) or dynamic (export_onnx.py --dynamic_shape). Each metadata value is JSON
 text (Deepness decodes them with json.loads).
 
-`OnnxModel` offers what demo_deploy.Deployer uses of model.Model (scale, device, tile_plan, inference_fn), so deploy's
+`OnnxModel` offers what deploy.Deployer uses of model.Model (scale, device, tile_plan, inference_fn), so deploy's
 tiling, nodata, GeoTIFF and manifest pipeline runs unchanged, with an onnxruntime session call as the forward
 function:
 - `--onnx FILE` runs that file. Its metadata gives the model, scale, bands and white level (no checkpoint is read);

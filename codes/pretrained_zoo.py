@@ -26,8 +26,9 @@ from pathlib import Path
 
 import atomic
 import checkpoint
-import demo_deploy
+import deploy
 import image_files
+import option
 import paths
 import pretrained
 import template
@@ -169,8 +170,9 @@ def prepare(args, split):
 def score(args, name, model_flags, scale):
     """The test split's average scores of one model (deployed, then scored by the metric script)."""
     out = args.dir_out / name
-    demo_deploy.main([*model_flags, f"--scale={scale}", "--dataset=UCMerced", f"--dir_data={args.dir_data}",
-                      f"--dir_out={out}", *(["--cpu"] if args.cpu else [])])
+    flags = [*model_flags, f"--scale={scale}", "--dataset=UCMerced", f"--dir_data={args.dir_data}", f"--dir_out={out}",
+             *(["--cpu"] if args.cpu else [])]
+    deploy.run(option.parse_args(flags, purpose="deploy"))
     calculate_PSNR_SSIM.main(["--sr", str(out), "--gt", str(args.dir_data / "test" / "HR"), "--scale", str(scale)])
     with open(out / "psnr_ssim.csv", newline="") as f:
         average = next(row for row in csv.DictReader(f) if row["image"] == "average")

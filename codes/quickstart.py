@@ -17,8 +17,9 @@ import argparse
 import csv
 import sys
 
-import demo_deploy
 import demo_train
+import deploy
+import option
 import paths
 from errors import run_cli
 from paths import EXPERIMENT_DIR, REPO_ROOT
@@ -62,9 +63,10 @@ def main(argv=None):
     models = ["BICUBIC", *checkpoints]
     print(f"== 2/3 deploy {', '.join(models)} on the Sample's test LR ==")
     for model in models:
-        demo_deploy.main([f"--model={model}", f"--scale={args.scale}", "--dataset=Sample"]
-                         + ([f"--pre_train={checkpoints[model]}"] if model in checkpoints else [])
-                         + (["--cpu"] if args.cpu else []))
+        flags = ([f"--model={model}", f"--scale={args.scale}", "--dataset=Sample"]
+                 + ([f"--pre_train={checkpoints[model]}"] if model in checkpoints else [])
+                 + (["--cpu"] if args.cpu else []))
+        deploy.run(option.parse_args(flags, purpose="deploy"))
     print("== 3/3 evaluate (calculate_PSNR_SSIM.py) ==")
     rows = {}
     for model in models:
