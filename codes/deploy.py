@@ -12,6 +12,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -357,19 +358,26 @@ def run_all(deployer, source, files, records, skipped):
                             f"or --cpu") from None
 
 
-def precision_note(cfg, model):
-    """One line when --precision cannot apply (a CPU without bf16, fp16 on the CPU, the onnxruntime backend), so it
-    is said once instead of failing."""
-    if cfg.backend == "torch":
-        return model.precision_note
-    if cfg.precision != "fp32":
-        return f"note: --precision {cfg.precision} applies to the torch backend only; onnxruntime runs fp32"
-    return None
+class DeployBackend(Protocol):
+    """What the Deployer uses of the network it runs: model.Model (PyTorch) and onnx_backend.OnnxModel both
+    implement it, and deploy_model is the one place that picks between them."""
+
+    scale: int
+    network_range: float  # full white inside the network
+    device: torch.device
+    tile_plan: object  # tiling.TilePlan
+    precision_note: str | None  # one line when --precision cannot apply, said once
+
+    def eval(self): ...
+
+    def inference_fn(self, self_ensemble=None, radiometry=None): ...
+
+    def record(self) -> dict: ...  # the manifest's record of the backend
 
 
-def deploy_model(cfg, device=None):
-    """The network deploy runs: model.Model (PyTorch), or onnx_backend.OnnxModel (--backend onnxruntime: the --onnx
-    file, or the checkpoint exported on the fly)."""
+def deploy_model(cfg, device=None) -> DeployBackend:
+    """The network deploy runs, the one place that reads --backend: model.Model (PyTorch), or
+    onnx_backend.OnnxModel (--backend onnxruntime: the --onnx file, or the checkpoint exported on the fly)."""
     if cfg.backend == "torch":
         return Model(cfg, device=device).eval()
     import onnx_backend
@@ -421,9 +429,8 @@ def deploy(cfg, ctx):
     out_dir = output_dir(cfg)
     source, files = distributed.agree(ctx, plan_inputs, cfg, out_dir)
     model = distributed.agree(ctx, deploy_model, cfg, ctx.device)
-    note = precision_note(cfg, model)
-    if note and ctx.main:
-        print(note)
+    if model.precision_note and ctx.main:
+        print(model.precision_note)
     lock, written = distributed.on_main(ctx, claim_outputs, out_dir, source, files, default=(None, None))
     records, skipped, start = [], [], time.perf_counter()
     try:
@@ -432,14 +439,14 @@ def deploy(cfg, ctx):
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the manifest says what was finished
             if ctx.main and not ctx.active:
                 write_manifest(out_dir, written, cfg, source, records, skipped, [], time.perf_counter() - start,
-                               stopped="SIGTERM" if isinstance(stop, Terminated) else "SIGINT")
+                               model.record(), stopped="SIGTERM" if isinstance(stop, Terminated) else "SIGINT")
             raise
         order = {relative_name(source, p).as_posix(): k for k, p in enumerate(files)}
         records = sorted(distributed.gather(ctx, records), key=lambda r: order[r["input"]])
         skipped = sorted(distributed.gather(ctx, skipped), key=lambda r: order[r["input"]])
         if ctx.main:
-            backend = model.record() if cfg.backend == "onnxruntime" else None
-            finish(cfg, out_dir, written, source, records, skipped, max(time.perf_counter() - start, 1e-9), backend)
+            finish(cfg, out_dir, written, source, records, skipped, max(time.perf_counter() - start, 1e-9),
+                   model.record())
     finally:
         if lock is not None:
             lock.release()

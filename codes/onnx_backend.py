@@ -5,9 +5,9 @@ for data within white), and return one output `output`, N x C x sH x sW in the s
 fixed at a tile (what QGIS Deepness needs) or dynamic (export_onnx.py --dynamic_shape). Each metadata value is JSON
 text (Deepness decodes them with json.loads).
 
-`OnnxModel` offers what deploy.Deployer uses of model.Model (scale, device, tile_plan, inference_fn), so deploy's
-tiling, nodata, GeoTIFF and manifest pipeline runs unchanged, with an onnxruntime session call as the forward
-function:
+`OnnxModel` implements deploy.DeployBackend as model.Model does (scale, device, tile_plan, inference_fn, ...), so
+deploy's tiling, nodata, GeoTIFF and manifest pipeline runs unchanged, with an onnxruntime session call as the
+forward function:
 - `--onnx FILE` runs that file. Its metadata gives the model, scale, bands and white level (no checkpoint is read);
   a graph fixed at a tile runs every tile at that size, smaller images padded to it (like TransENet's tile plan).
 - Without --onnx, the checkpoint is exported on the fly into a temporary folder: one graph with a dynamic size where
@@ -39,6 +39,10 @@ class OnnxModel:
         self.tile_plan = plan
         self.device = device
         self._record = record
+        # deploy.DeployBackend: said once, instead of failing; a graph runs in fp32
+        self.precision_note = (None if cfg.precision == "fp32" else
+                               f"note: --precision {cfg.precision} applies to the torch backend only; onnxruntime "
+                               f"runs fp32")
 
     def eval(self):
         return self  # model.Model's interface: there is nothing to switch

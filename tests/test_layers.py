@@ -108,3 +108,13 @@ def test_every_flag_declares_its_kind():
     kinds = {action.dest: action.kind for action in actions}
     assert kinds["model"] == "network" and kinds["n_feats"] == "architecture" and kinds["tile"] == "runtime"
     assert kinds["data_range"] == "radiometry" and kinds["lr"] == "training"
+
+
+def test_the_backend_is_chosen_in_one_place():
+    """--backend is read by deploy.deploy_model alone; everything else talks to the deploy.DeployBackend it returns."""
+    readers = {path.relative_to(CODES).as_posix() for path in CODES.rglob("*.py")
+               if "cfg.backend" in path.read_text() and path.name not in ("option.py", "config.py")}
+    assert readers == {"deploy.py"}
+    source = (CODES / "deploy.py").read_text()
+    factory = source[source.index("def deploy_model("):].split("\n\n\n")[0]
+    assert source.count("cfg.backend") == factory.count("cfg.backend") == 1

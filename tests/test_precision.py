@@ -137,10 +137,10 @@ def test_a_cpu_without_bf16_gets_a_one_line_note_and_fp32(monkeypatch):
     monkeypatch.setattr(model_package, "cpu_supports_bf16", lambda: False)
     cpu = torch.device("cpu")
     assert model_package.autocast_dtype("bf16", cpu) is None
-    note = model_package.precision_note("bf16", cpu)
+    note = model_package.fallback_note("bf16", cpu)
     assert "\n" not in note and "bf16 instructions" in note and note.endswith("running fp32")
-    assert "CUDA only" in model_package.precision_note("fp16", cpu)
-    assert model_package.precision_note("fp32", cpu) is None
+    assert "CUDA only" in model_package.fallback_note("fp16", cpu)
+    assert model_package.fallback_note("fp32", cpu) is None
     assert Model(config("HSENET", "bf16")).precision_note == note
 
 
@@ -148,7 +148,7 @@ def test_bf16_is_used_on_a_cpu_with_bf16_and_never_fp16(monkeypatch):
     monkeypatch.setattr(model_package, "cpu_supports_bf16", lambda: True)
     cpu = torch.device("cpu")
     assert model_package.autocast_dtype("bf16", cpu) == torch.bfloat16
-    assert model_package.precision_note("bf16", cpu) is None
+    assert model_package.fallback_note("bf16", cpu) is None
     assert model_package.autocast_dtype("half", cpu) is None
 
 

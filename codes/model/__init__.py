@@ -87,7 +87,7 @@ def autocast_dtype(precision, device):
     return torch.bfloat16 if precision == "bf16" and cpu_supports_bf16() else None
 
 
-def precision_note(precision, device):
+def fallback_note(precision, device):
     """One line saying that --precision does not apply on this device and fp32 runs instead, or None."""
     if precision == "fp32" or autocast_dtype(precision, device) is not None:
         return None
@@ -136,7 +136,7 @@ class Model(nn.Module):
             self.model.to(memory_format=torch.channels_last)
         self.pre_upsample = pre_upsampler(self.spec, cfg)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
-        self.precision_note = precision_note(cfg.precision, self.device)
+        self.precision_note = fallback_note(cfg.precision, self.device)
         self.self_ensemble = cfg.self_ensemble
         self.tile_plan = tile_plan(self.spec, cfg)
         # Validation runs whole images unless --chop asks for tiles, or the network only takes tiles.
@@ -200,6 +200,10 @@ class Model(nn.Module):
     def forward_x8(self, x, radiometry=None):
         """Self-ensemble over the 8 flips/transposes (float32 on the CPU), whatever --self_ensemble says."""
         return self.inference_fn(self_ensemble=True, radiometry=radiometry)(x)
+
+    def record(self):
+        """The manifest's record of the backend (deploy.DeployBackend)."""
+        return {"backend": "torch"}
 
     def inference_fn(self, self_ensemble=None, radiometry=None):
         """A function from an LR batch (any device) to its float32 SR on the CPU: autocast, and the x8 ensemble
