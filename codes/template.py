@@ -55,50 +55,42 @@ MODEL_PRESETS = {
     "FSRCNN": dict(BASELINE_TRAINING),
 }
 
-SAMPLE_PRESETS = {
-    ("BASIC", "Sample"): dict(n_feats=32, n_resblocks=4, epochs=30, batch_size=8, lr_patch=24, lr=5e-4,
-                              lr_decay=20),
-    ("BASIC", "SampleMS"): dict(n_feats=32, n_resblocks=4, epochs=30, batch_size=8, lr_patch=24, lr=5e-4,
-                                lr_decay=20),
+# Each network's preset on the embedded Sample (RGB, 32 training tiles).
+SAMPLE_RGB_PRESETS = {
+    "BASIC": dict(n_feats=32, n_resblocks=4, epochs=30, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=20),
     # The two papers' networks, lighter than published so that the used-by commands finish in minutes on 2 CPU cores
     # (HSENet: 32 features, 4 basic modules; ConvFormerSR: 2 stages of 2 blocks at embed 30, its light variant's
     # shape); train the full networks on UC Merced or AID with the model presets above.
-    ("HSENET", "Sample"): dict(n_feats=32, n_basic_modules=4, epochs=8, lr_patch=24, batch_size=4, lr=2e-4,
-                               lr_decay=400),
-    ("HSENET", "SampleMS"): dict(n_feats=32, n_basic_modules=4, epochs=8, lr_patch=24, batch_size=4, lr=2e-4,
-                                 lr_decay=400),
-    ("CONVFORMERSR", "Sample"): dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], num_block=2, epochs=3,
-                                     lr_patch=32, batch_size=4, decay_type="step", lr_decay=400),
-    ("CONVFORMERSR", "SampleMS"): dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], num_block=2, epochs=6,
-                                       lr_patch=32, batch_size=4, decay_type="step", lr_decay=400),
+    "HSENET": dict(n_feats=32, n_basic_modules=4, epochs=8, lr_patch=24, batch_size=4, lr=2e-4, lr_decay=400),
+    "CONVFORMERSR": dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], num_block=2, epochs=3, lr_patch=32,
+                         batch_size=4, decay_type="step", lr_decay=400),
     # The baselines, smaller than published (so they train in about a minute on 2 CPU cores), one pass per epoch.
-    ("TRANSENET", "Sample"): dict(n_feats=16, en_depth=1, de_depth=1, lr_patch=32, epochs=3, batch_size=4,
-                                  lr=2e-4, lr_decay=400),
-    ("TRANSENET", "SampleMS"): dict(n_feats=16, en_depth=1, de_depth=1, lr_patch=32, epochs=3, batch_size=4,
-                                    lr=2e-4, lr_decay=400),
-    ("EDSR", "Sample"): dict(n_resblocks=4, n_feats=32, res_scale=1.0, epochs=20, test_every=0, batch_size=8,
-                             lr_patch=24, lr=5e-4, lr_decay=15),
-    ("EDSR", "SampleMS"): dict(n_resblocks=4, n_feats=32, res_scale=1.0, epochs=20, test_every=0, batch_size=8,
-                               lr_patch=24, lr=5e-4, lr_decay=15),
-    ("RCAN", "Sample"): dict(n_resgroups=2, n_resblocks=2, n_feats=32, reduction=8, epochs=15, test_every=0,
-                             batch_size=8, lr_patch=24, lr=5e-4, lr_decay=10),
-    ("RCAN", "SampleMS"): dict(n_resgroups=2, n_resblocks=2, n_feats=32, reduction=8, epochs=15, test_every=0,
-                               batch_size=8, lr_patch=24, lr=5e-4, lr_decay=10),
-    ("SWINIR", "Sample"): dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], img_size=32, epochs=10, test_every=0,
-                               batch_size=4, lr_patch=32, decay_type="step", lr_decay=400),
-    ("SWINIR", "SampleMS"): dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], img_size=32, epochs=10, test_every=0,
-                                 batch_size=4, lr_patch=32, decay_type="step", lr_decay=400),
+    "TRANSENET": dict(n_feats=16, en_depth=1, de_depth=1, lr_patch=32, epochs=3, batch_size=4, lr=2e-4,
+                      lr_decay=400),
+    "EDSR": dict(n_resblocks=4, n_feats=32, res_scale=1.0, epochs=20, test_every=0, batch_size=8, lr_patch=24,
+                 lr=5e-4, lr_decay=15),
+    "RCAN": dict(n_resgroups=2, n_resblocks=2, n_feats=32, reduction=8, epochs=15, test_every=0, batch_size=8,
+                 lr_patch=24, lr=5e-4, lr_decay=10),
+    "SWINIR": dict(embed_dim=30, depths=[2, 2], num_heads=[3, 3], img_size=32, epochs=10, test_every=0, batch_size=4,
+                   lr_patch=32, decay_type="step", lr_decay=400),
     # Baselines: about a minute each at x4 on 2 idle CPU cores. test_every fixes the batches per epoch, so Sample (32
-    # training tiles) and SampleMS (14) run the same steps. LGCNet takes 3 bands only, so it has no SampleMS preset.
-    ("SRCNN", "Sample"): dict(epochs=30, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
-    ("SRCNN", "SampleMS"): dict(epochs=30, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
-    ("VDSR", "Sample"): dict(epochs=10, test_every=4, batch_size=8, lr_patch=16, lr=5e-4, lr_decay=400),
-    ("VDSR", "SampleMS"): dict(epochs=10, test_every=4, batch_size=8, lr_patch=16, lr=5e-4, lr_decay=400),
-    ("LGCNET", "Sample"): dict(epochs=15, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
-    ("DCM", "Sample"): dict(epochs=15, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
-    ("DCM", "SampleMS"): dict(epochs=15, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
-    ("FSRCNN", "Sample"): dict(epochs=20, test_every=20, batch_size=8, lr_patch=24, lr=1e-3, lr_decay=400),
-    ("FSRCNN", "SampleMS"): dict(epochs=20, test_every=20, batch_size=8, lr_patch=24, lr=1e-3, lr_decay=400),
+    # training tiles) and SampleMS (14) run the same steps.
+    "SRCNN": dict(epochs=30, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
+    "VDSR": dict(epochs=10, test_every=4, batch_size=8, lr_patch=16, lr=5e-4, lr_decay=400),
+    "LGCNET": dict(epochs=15, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
+    "DCM": dict(epochs=15, test_every=4, batch_size=8, lr_patch=24, lr=5e-4, lr_decay=400),
+    "FSRCNN": dict(epochs=20, test_every=20, batch_size=8, lr_patch=24, lr=1e-3, lr_decay=400),
+}
+# Where SampleMS (4 bands, 14 training tiles) differs from Sample; every other setting is Sample's. LGCNet takes 3 bands
+# only, so it has no SampleMS preset.
+SAMPLE_MS_DIFFERENCES = {
+    "CONVFORMERSR": dict(epochs=6),  # fewer tiles per epoch (one pass each) than Sample
+    "LGCNET": None,
+}
+SAMPLE_PRESETS = {
+    **{(model, "Sample"): preset for model, preset in SAMPLE_RGB_PRESETS.items()},
+    **{(model, "SampleMS"): dict(preset, **(SAMPLE_MS_DIFFERENCES.get(model) or {}))
+       for model, preset in SAMPLE_RGB_PRESETS.items() if SAMPLE_MS_DIFFERENCES.get(model, {}) is not None},
 }
 
 PRESETS_BY_NAME = {
