@@ -1,7 +1,9 @@
-"""The run configuration: resolved once, in a stated order of precedence, then frozen.
+"""The run configuration: resolved once, in the order of precedence of PRECEDENCE (later wins), then frozen:
 
     built-in defaults < model preset < dataset metadata < Sample preset < --template < official defaults
         < chosen run < checkpoint < ONNX file < command line
+
+(docs/training.md shows the same line; tests/test_option.py checks that it does.)
 
 - The model and the dataset are decided first (command line > checkpoint > template > default), so the presets are
   chosen from the model and dataset the run really uses (a template that sets --model brings that model's preset).
@@ -43,6 +45,10 @@ from errors import UserError
 from model import known_network_spec, network_spec
 
 PURPOSES = ("train", "resume", "test", "deploy", "export", "none")
+
+# The layers of the configuration, lowest first: a later layer's value wins.
+PRECEDENCE = ("built-in defaults", "model preset", "dataset metadata", "Sample preset", "--template",
+              "official defaults", "chosen run", "checkpoint", "ONNX file", "command line")
 
 
 class Config(argparse.Namespace):

@@ -1,10 +1,7 @@
 """The one argparse hub: every script (train, deploy, export, benchmarks) builds its configuration here.
 
 Flag names follow EDSR / HSENet. `parse_args(argv, purpose)` returns the final, frozen configuration, resolved once
-by `config.resolve` in this order of precedence (later wins):
-
-    built-in defaults < model preset < dataset metadata < Sample preset < --template < official defaults
-        < chosen run < checkpoint < ONNX file < command line
+by `config.resolve` in the order of precedence that config.PRECEDENCE states (docs/training.md shows it).
 
 Each flag is declared with its kind (network, architecture, radiometry, training or runtime: see build_parser), which
 decides what a checkpoint does with it.

@@ -194,3 +194,15 @@ def test_each_architecture_flag_help_names_the_networks_that_read_it():
                          if stem in names and re.search(rf"cfg\.{flag}\b", text))
         named = sorted(part.strip() for part in helps[flag].split(":")[0].split(","))
         assert named == readers, (flag, named, readers)
+
+
+def test_the_order_of_precedence_is_stated_once_and_shown_as_stated():
+    """config.PRECEDENCE is the order; config.py's docstring and docs/training.md show that very line."""
+    import re
+
+    import config
+    from paths import REPO_ROOT
+
+    stated = " < ".join(config.PRECEDENCE)
+    for text in (config.__doc__, (REPO_ROOT / "docs" / "training.md").read_text()):
+        assert stated in re.sub(r"\s+", " ", text)
