@@ -21,18 +21,31 @@ def bar(iterable, desc, total=None, min_items=0, unit="it", leave=False):
     quiet = total is not None and total < min_items
     if on_terminal():
         return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True, disable=quiet)
-    return iterable if quiet else _plain(iterable, desc, total, unit)
+    return PlainBar(iterable, desc, total, unit, quiet)
 
 
-def _plain(iterable, desc, total, unit):
-    start = last = time.monotonic()
-    for done, item in enumerate(iterable, 1):
-        yield item
-        now = time.monotonic()
-        if now - last >= PLAIN_EVERY_S:
-            last = now
-            of = f"/{total}" if total else ""
-            print(f"{desc}: {done}{of} {unit} ({now - start:.0f} s)", file=sys.stderr, flush=True)
+class PlainBar:
+    """bar() when stderr is not a terminal: the items, with a plain line every PLAIN_EVERY_S seconds (none when
+    quiet). It has tqdm's methods that callers use (set_postfix), as no-ops, so callers need no probe."""
+
+    def __init__(self, iterable, desc, total, unit, quiet):
+        self.iterable, self.desc, self.total, self.unit, self.quiet = iterable, desc, total, unit, quiet
+
+    def __iter__(self):
+        if self.quiet:
+            yield from self.iterable
+            return
+        start = last = time.monotonic()
+        for done, item in enumerate(self.iterable, 1):
+            yield item
+            now = time.monotonic()
+            if now - last >= PLAIN_EVERY_S:
+                last = now
+                of = f"/{self.total}" if self.total else ""
+                print(f"{self.desc}: {done}{of} {self.unit} ({now - start:.0f} s)", file=sys.stderr, flush=True)
+
+    def set_postfix(self, **values):
+        """tqdm shows these beside the bar; a log gets the trainer's own lines instead."""
 
 
 class Counter:

@@ -268,8 +268,7 @@ class Trainer:
             if value is not None:
                 totals.append(value)
                 terms.append(self.loss.weighted_last())
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{value:.4f}")
+                bar.set_postfix(loss=f"{value:.4f}")
             if batch % self.cfg.print_every == 0:
                 self.run.log(f"[epoch {self.epoch} batch {batch}/{total}] loss {np.mean(totals):.5f}", echo=False)
         if self.stopped_early(stopper, total, total, totals, terms, self.validation_estimate(loader_val)):

@@ -107,6 +107,7 @@ class SRData(Dataset):
         self.samples_per_epoch = cfg.test_every * cfg.batch_size if train else 0
         self.noise = cfg.noise if train else 0.0  # --noise: training LR only, never validation or test
         self.epoch = 0
+        self.radiometry = None  # the first HR image's, once read (below); load_pair checks every image against it
         self.root = Path(root)
         self.dir_hr = self.root / split / "HR"
         self.dir_lr = self.root / split / f"LR_x{self.scale}"
@@ -188,7 +189,7 @@ class SRData(Dataset):
         if lr.dtype != hr.dtype:
             raise UserError(f"{lr_path} is {lr.dtype.name} but its HR {hr_path.name} is {hr.dtype.name}: LR and HR "
                             f"must share a bit depth (make the LR from the HR with prepare_dataset.py)")
-        radiometry = getattr(self, "radiometry", None)
+        radiometry = self.radiometry
         if radiometry is not None and hr.dtype != radiometry.dtype:
             raise UserError(f"{hr_path} is {hr.dtype.name} but {self.hr_files[0].name} is "
                             f"{radiometry.dtype.name}: one dataset holds one bit depth")

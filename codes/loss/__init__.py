@@ -16,10 +16,11 @@ import torch.nn as nn
 
 import metrics
 from errors import UserError
+from loss.base import LossTerm, PixelLoss
 from loss.terms import loss_terms
 
 
-class SpectralIndexLoss(nn.Module):
+class SpectralIndexLoss(LossTerm):
     """Mean over indices of |ND(SR) - ND(HR)|, with ND(a, b) = (a - b) / (a + b + eps)."""
 
     def __init__(self, index_names, bands):
@@ -44,10 +45,8 @@ class SpectralIndexLoss(nn.Module):
 
 
 def make_term(name, args):
-    if name == "L1":
-        return nn.L1Loss()
-    if name == "MSE":
-        return nn.MSELoss()
+    if name in ("L1", "MSE"):
+        return PixelLoss(name)
     if name == "SPECTRAL":
         return SpectralIndexLoss(args.spectral_index, args.bands)
     # imported when asked for: the adversarial term brings torch.distributed and the optimizers, a part of every
@@ -97,13 +96,12 @@ class Loss(nn.Module):
         sr = sr.float()
         values = [term(sr, hr) for term in self.terms]
         self.last = {n: float(v.detach()) for n, v in zip(self.names, values)}
-        for name, term in zip(self.names, self.terms):
-            if name == "GAN":
-                self.last["DIS"] = term.discriminator_loss
+        for term in self.terms:
+            self.last.update(term.logged_values())
         return sum(w * v for w, v in zip(self.weights, values))
 
     def stateful_terms(self):
-        return {n: t for n, t in zip(self.names, self.terms) if hasattr(t, "state_for_checkpoint")}
+        return {n: t for n, t in zip(self.names, self.terms) if t.stateful}
 
     def state_for_checkpoint(self):
         """{term: state} of the terms that have one ({} for pixel and VGG losses): for the checkpoint."""
@@ -120,5 +118,4 @@ class Loss(nn.Module):
     def end_epoch(self):
         """Step the terms' own learning-rate schedules (the trainer steps the network's at the same time)."""
         for term in self.terms:
-            if hasattr(term, "end_epoch"):
-                term.end_epoch()
+            term.end_epoch()

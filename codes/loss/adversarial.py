@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from checkpoint import describe_mismatch
 from errors import UserError
+from loss.base import LossTerm
 from optimizer import make_optimizer, make_scheduler
 
 
@@ -79,7 +80,7 @@ def average_gradients_across_processes(module):
             p.grad.div_(world)
 
 
-class Adversarial(nn.Module):
+class Adversarial(LossTerm):
     """The GAN term: `forward(sr, hr)` updates the discriminator --gan_k times, then returns the generator's loss.
     `discriminator_loss` is the mean discriminator loss of the last call (logged as the DIS term)."""
 
@@ -90,6 +91,7 @@ class Adversarial(nn.Module):
         self.optimizer = make_optimizer(cfg, self.discriminator.parameters())
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.discriminator_loss = float("nan")
+        self.stateful = True  # the discriminator and its optimizer: saved with the checkpoint, resumed exactly
         self.patch_flags = f"--patch_size {cfg.patch_size}"
 
     def check_size(self, x):
@@ -120,6 +122,9 @@ class Adversarial(nn.Module):
         return F.binary_cross_entropy_with_logits(d_sr, torch.ones_like(d_sr))
 
     # -- checkpoints: what --resume needs to continue exactly -----------------------------------------------------
+    def logged_values(self):
+        return {"DIS": self.discriminator_loss}
+
     def state_for_checkpoint(self):
         return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict()}

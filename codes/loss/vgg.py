@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from errors import UserError
+from loss.base import LossTerm
 
 # VGG19 ("configuration E"): convolutions per block and their channels; each block ends with a 2x2 max pool.
 CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
@@ -130,7 +131,7 @@ def rgb_indices(n_colors, bands):
     return [0, 1, 2]
 
 
-class VGGLoss(nn.Module):
+class VGGLoss(LossTerm):
     """MSE between the VGG19 features (at conv `layer`, e.g. '54') of SR and HR, both in [0, rgb_range]."""
 
     def __init__(self, layer, rgb_range, features_state, rgb=(0, 1, 2)):
