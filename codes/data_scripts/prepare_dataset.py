@@ -193,23 +193,34 @@ def shuffled_cut(items, seed_key, counts):
     return {name: items[cuts[k]:cuts[k + 1]] for k, name in enumerate(SPLIT_NAMES)}
 
 
-def split_stratified(classes, fractions, seed, split_text=""):
-    """{split name: sorted paths}; each class is shuffled with its own seeded RNG, then cut by split_counts. A split
-    that was asked for (fraction > 0) but gets no image of some class is an error: it would be silently empty or
-    biased."""
+def split_stratified(groups, fractions, seed, split_text="", borrow=False):
+    """{split name: sorted items}: each group (a class's images, a scene's tiles, the blocks of scene pairs) is
+    shuffled with its own seeded RNG (key "<seed>:<group>") and cut by split_counts. A split that was asked for
+    (fraction > 0) but gets no item of some group is an error (it would be silently empty or biased), or with
+    `borrow` takes one item from the largest split (so a small scene still gives val and test tiles)."""
     splits = {name: [] for name in SPLIT_NAMES}
-    for class_name in sorted(classes):
-        paths = classes[class_name]
-        counts = split_counts(len(paths), fractions)
+    for group in sorted(groups):
+        items = groups[group]
+        counts = (counts_for_each_split if borrow else split_counts)(len(items), fractions)
         for name, fraction, count in zip(SPLIT_NAMES, fractions, counts):
-            if fraction > 0 and count == 0:
-                where = f"class {class_name!r}" if class_name else "the source folder"
-                raise UserError(f"--split {split_text}: {where} has {len(paths)} images, which gives the {name} "
+            if fraction > 0 and count == 0 and not borrow:
+                where = f"class {group!r}" if group else "the source folder"
+                raise UserError(f"--split {split_text}: {where} has {len(items)} images, which gives the {name} "
                                 f"split none ({'/'.join(map(str, counts))}); raise its fraction or use --split with "
                                 f"a 0 for {name}")
-        for name, part in shuffled_cut(paths, f"{seed}:{class_name}", counts).items():
+        for name, part in shuffled_cut(items, f"{seed}:{group}", counts).items():
             splits[name].extend(part)
-    return {name: sorted(paths) for name, paths in splits.items()}
+    return {name: sorted(items) for name, items in splits.items()}
+
+
+def counts_for_each_split(n, fractions):
+    """split_counts, with one item moved from the largest split to each split asked for (fraction > 0) that got
+    none, while the largest holds more than one."""
+    counts = split_counts(n, fractions)
+    for index, fraction in enumerate(fractions):
+        if fraction > 0 and counts[index] == 0 and max(counts) > 1:
+            counts[index], counts[counts.index(max(counts))] = 1, max(counts) - 1
+    return counts
 
 
 def check_unique_names(images):
@@ -273,9 +284,10 @@ def in_staging(args, prepare, *arguments):
         lock.release()
 
 
-def prepare_split(paths, split_dir, scales, ext, progress, bands=None):
+def prepare_split(paths, split_dir, scales, ext, progress, bands=None, decoded=None):
+    """Write the samples of `paths`; `decoded`: {path: (array, meta)} of images already read (decoded once)."""
     for path in paths:
-        hr, meta = read_image_with_meta(path)
+        hr, meta = (decoded or {}).get(path) or read_image_with_meta(path)
         write_sample(split_dir, path.stem, hr, meta, scales, ext or path.suffix.lower(), bands)
         progress.update(1)
 
@@ -303,23 +315,6 @@ def scene_tiles(hr, meta, tile):
     return kept, skipped
 
 
-def split_scene(path, names, fractions, seed):
-    """{split: tile names} of one scene: its tiles shuffled with the scene's own seeded RNG and cut by the fractions,
-    each split asked for getting at least one tile (a small scene still gives val and test tiles)."""
-    counts = counts_for_each_split(len(names), fractions)
-    return {name: sorted(part) for name, part in shuffled_cut(names, f"{seed}:{path.stem}", counts).items()}
-
-
-def counts_for_each_split(n, fractions):
-    """split_counts, with one item moved from the largest split to each split asked for (fraction > 0) that got
-    none, while the largest holds more than one."""
-    counts = split_counts(n, fractions)
-    for index, fraction in enumerate(fractions):
-        if fraction > 0 and counts[index] == 0 and max(counts) > 1:
-            counts[index], counts[counts.index(max(counts))] = 1, max(counts) - 1
-    return counts
-
-
 def prepare_scenes(args, scales, fractions, ext, split_text, root):
     """--tile: cut every scene into tiles, split each scene's tiles on their own, write them into `root` (the
     staging folder of --dst); returns the summary."""
@@ -342,7 +337,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
             kept, left = scene_tiles(hr, meta, args.tile)
             total += len(kept) + sum(left.values())
             skipped = {reason: skipped.get(reason, 0) + n for reason, n in left.items()}
-            splits = split_scene(path, list(kept), fractions, args.seed)
+            splits = split_stratified({path.stem: list(kept)}, fractions, args.seed, borrow=True)
             for name, names in splits.items():
                 for tile_name in names:
                     row, col = kept[tile_name]
@@ -409,12 +404,13 @@ def prepare_cross_sensor(args, scales, fractions, ext, split_text):
 
 def prepare_images(args, images, classes, splits, scales, fractions, ext, split_text, root):
     """Write the splits of a folder of images into `root` (the staging folder of --dst); returns the summary."""
-    first_meta = read_image_with_meta(images[0])[1]
+    first = read_image_with_meta(images[0])  # its meta names the bands and the GSD; its pixels are written once
+    first_meta = first[1]
     bands, gsd = band_names(args.bands, images[0], first_meta), ground_sample_distance(first_meta)
     with Counter(len(images), "prepare", unit="img") as counter:
         for name, fraction in zip(SPLIT_NAMES, fractions):
             if fraction > 0:
-                prepare_split(splits[name], root / name, scales, ext, counter, bands)
+                prepare_split(splits[name], root / name, scales, ext, counter, bands, {images[0]: first})
     write_dataset_metadata(root, bands=bands, gsd=gsd, dtype=first_meta.dtype.name,
                            description=f"prepared from {args.src.resolve()} (split {split_text}, seed {args.seed})")
     counts = ", ".join(f"{name} {len(splits[name])}" for name in SPLIT_NAMES)

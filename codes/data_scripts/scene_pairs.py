@@ -192,7 +192,7 @@ def total_dropped(pairs):
 def split_blocks(pairs, scale, tile, fractions, block, seed):
     """{(pair index, LR row, LR col): split} with whole blocks of block x block tiles in one split, the blocks
     shuffled with the seed and cut by the fractions (each split asked for gets a block when there are enough)."""
-    from prepare_dataset import SPLIT_NAMES, counts_for_each_split, shuffled_cut
+    from prepare_dataset import SPLIT_NAMES, split_stratified
 
     if block < 1:
         raise UserError(f"--split_block {block}: give a positive number of tiles")
@@ -201,14 +201,13 @@ def split_blocks(pairs, scale, tile, fractions, block, seed):
     for index, pair in enumerate(pairs):
         for row, col in pair["plan"].kept:
             blocks.setdefault(f"{index}:{row // (size * block)}:{col // (size * block)}", []).append((index, row, col))
-    counts = counts_for_each_split(len(blocks), fractions)
-    asked = [name for name, fraction in zip(SPLIT_NAMES, fractions) if fraction > 0]
-    short = [name for name, count in zip(SPLIT_NAMES, counts) if name in asked and count == 0]
+    by_split = split_stratified({"pairs": list(blocks)}, fractions, seed, borrow=True)
+    short = [name for name, fraction in zip(SPLIT_NAMES, fractions) if fraction > 0 and not by_split[name]]
     if short:
         print(f"warning: {len(blocks)} split blocks are too few to give {', '.join(short)} any tile; lower "
               f"--split_block or give larger scenes")
     splits = {}
-    for name, keys in shuffled_cut(list(blocks), f"{seed}:pairs", counts).items():
+    for name, keys in by_split.items():
         for key in keys:
             splits.update(dict.fromkeys(blocks[key], name))
     return splits
