@@ -54,13 +54,17 @@ def rasterio_error():
 @contextlib.contextmanager
 def opened_raster(path):
     """rasterio's dataset of `path`, open for reading, with GDAL's "not georeferenced" warning silenced (plain TIFFs
-    and PNGs carry no georeferencing)."""
+    and PNGs carry no georeferencing). It reads only what the user pointed to (raster_sources.py): the formats the
+    toolbox reads, and a VRT only when its sources lie in its own folder."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    with warnings.catch_warnings():
+    import raster_sources
+
+    raster_sources.check_sources(path)
+    with warnings.catch_warnings(), rasterio.Env(**raster_sources.GDAL_CONFIG):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path) as src:
+        with rasterio.open(path, driver=raster_sources.driver_for(path)) as src:
             yield src
 
 

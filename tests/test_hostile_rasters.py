@@ -43,3 +43,62 @@ def test_a_palette_tiff_is_read_through_its_colour_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert image_io.read_image(tmp_path / "out" / "palette.tif").shape == (2 * indices.shape[0],
                                                                           2 * indices.shape[1], 3)
+
+
+# ----------------------------------------------------------------------------------------- inputs that point elsewhere
+VRT_BAND = ('<VRTRasterBand dataType="Byte" band="{band}"><SimpleSource><SourceFilename relativeToVRT="{relative}">'
+            '{source}</SourceFilename><SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>')
+
+
+def vrt_text(source, relative=1, size=30):
+    """A 3-band VRT (an XML file, whatever its name says) whose bands read `source`."""
+    bands = "".join(VRT_BAND.format(band=b, relative=relative, source=source) for b in (1, 2, 3))
+    return f'<VRTDataset rasterXSize="{size}" rasterYSize="{size}">{bands}</VRTDataset>'
+
+
+def sample_tile(folder):
+    """A real 3-band uint8 LR tile of the Sample, copied as a plain TIFF into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tile = image_io.read_image(sorted((CODES.parent / "datasets" / "Sample" / "test" / "LR_x4").iterdir())[0])
+    tifffile.imwrite(folder / "tile.tif", tile, photometric="rgb")
+    return tile
+
+
+def deploy_folder(tmp_path, folder):
+    return run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", folder, "--dir_out",
+                      tmp_path / "out", *isolated(tmp_path))
+
+
+def test_a_vrt_mosaic_inside_the_input_folder_is_read(tmp_path):
+    tile = sample_tile(tmp_path / "in" / "parts")
+    (tmp_path / "in" / "scene.tif").write_text(vrt_text("parts/tile.tif"))
+    assert np.array_equal(image_io.read_image(tmp_path / "in" / "scene.tif"), tile)
+    proc = deploy_folder(tmp_path, tmp_path / "in" / "scene.tif")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("case", ["sibling folder", "parent folder", "absolute", "vsicurl", "raw bytes",
+                                  "connection string", "nested"])
+def test_a_vrt_that_reads_outside_its_folder_is_refused_before_gdal_opens_it(tmp_path, case):
+    sample_tile(tmp_path / "other")
+    sample_tile(tmp_path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text = {
+        "sibling folder": vrt_text("../other/tile.tif"),
+        "parent folder": vrt_text("../tile.tif"),
+        "absolute": vrt_text(tmp_path / "other" / "tile.tif", relative=0),
+        "vsicurl": vrt_text("/vsicurl/http://127.0.0.1:9/x.tif", relative=0),
+        "connection string": vrt_text('NETCDF:"x.nc":band', relative=0),
+        "raw bytes": ('<VRTDataset rasterXSize="8" rasterYSize="8"><VRTRasterBand dataType="Byte" band="1" '
+                      'subClass="VRTRawRasterBand"><SourceFilename relativeToVRT="0">/etc/hostname</SourceFilename>'
+                      '</VRTRasterBand></VRTDataset>'),
+        "nested": vrt_text("inner.tif"),
+    }[case]
+    if case == "nested":  # a VRT beside it that reads outside: checked the same way
+        (folder / "inner.tif").write_text(vrt_text("../other/tile.tif"))
+    (folder / "scene.tif").write_text(text)
+    with pytest.raises(UserError, match="VRT"):
+        image_io.read_image(folder / "scene.tif")
+    proc = deploy_folder(tmp_path, folder / "scene.tif")
+    assert_one_line_error(proc, "scene.tif" if case != "nested" else "inner.tif", "VRT")
