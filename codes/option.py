@@ -282,7 +282,24 @@ def network_args(model_name, **values):
     return argparse.Namespace(**{**defaults, "model": model_name.upper(), **preset, **values})
 
 
+# What deploy's and export's --help leave out: the training-kind flags but those they read too, the runtime flags that
+# only demo_train.py reads, and (for deploy) those that only export_onnx.py reads.
+TRAINING_KIND_FLAGS_DEPLOY_READS = ("dir_data", "dataset", "data_test", "precision", "attention")
+NOT_IN_HELP = {
+    "deploy": ("reset", "resume", "test_only", "time_budget", "print_every", "save_results", "chop", "out",
+               "resolution", "dynamic_shape"),
+    "export": ("reset", "resume", "test_only", "time_budget", "print_every", "save_results", "chop"),
+}
+
+
 def parse_args(argv=None, purpose="train"):
     """The resolved, frozen configuration for `purpose`: 'train' (demo_train.py: training, --resume or
-    --test_only), 'deploy', 'export', or 'none' (no checkpoint is looked for)."""
-    return config.resolve(build_parser(), argv, purpose)
+    --test_only), 'deploy', 'export', or 'none' (no checkpoint is looked for). The --help of deploy and export lists
+    their flags only: the training flags (by their kind) are accepted but not shown."""
+    parser = build_parser()
+    if purpose in NOT_IN_HELP:
+        for dest, action in parser.flags().items():
+            if (action.kind == "training" and dest not in TRAINING_KIND_FLAGS_DEPLOY_READS
+                    or dest in NOT_IN_HELP[purpose]):
+                action.help = argparse.SUPPRESS
+    return config.resolve(parser, argv, purpose)

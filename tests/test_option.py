@@ -206,3 +206,15 @@ def test_the_order_of_precedence_is_stated_once_and_shown_as_stated():
     stated = " < ".join(config.PRECEDENCE)
     for text in (config.__doc__, (REPO_ROOT / "docs" / "training.md").read_text()):
         assert stated in re.sub(r"\s+", " ", text)
+
+
+def test_deploy_help_lists_the_flags_deploy_reads_only():
+    """--help of demo_deploy.py: no training flag, no export-only flag, every deploy flag (still accepted if given)."""
+    shown = run_script(CODES / "demo_deploy.py", "--help").stdout
+    for flag in ("--epochs", "--lr ", "--loss", "--batch_size", "--resume", "--reset", "--time_budget",
+                 "--dynamic_shape", "--resolution"):
+        assert flag not in shown, flag
+    for flag in ("--dir_data", "--dataset", "--tile", "--align_to", "--backend", "--onnx", "--precision", "--pre_train",
+                 "--compare", "--cog", "--input_bands"):
+        assert flag in shown, flag
+    assert "--epochs" in run_script(CODES / "demo_train.py", "--help").stdout
