@@ -85,6 +85,40 @@ def test_tiles_of_nodata_nan_or_one_value_are_skipped_and_counted(tmp_path, caps
     assert kept == ["s_r00000_c00128", "s_r00064_c00000", "s_r00064_c00064"]
 
 
+def test_a_tile_with_a_single_nodata_pixel_is_left_out_and_the_summary_says_what_was(tmp_path, capsys):
+    """A kept tile's fill values would enter the loss and the scores as ground: a tile touching nodata is skipped.
+    The summary counts the edge pixels the tiling leaves out, and names a scene that gives no tile."""
+    pixels = np.random.default_rng(1).integers(1, 250, (130, 200, 3)).astype(np.uint8)
+    pixels[70, 70] = 0  # one nodata pixel in the tile at (64, 64)
+    scene = write_geotiff(tmp_path / "in" / "s.tif", pixels, nodata=0)
+    write_geotiff(tmp_path / "in" / "tiny.tif", pixels[:40, :40], nodata=0)  # smaller than a tile
+    prepare_dataset.main(["--src", str(tmp_path / "in"), "--dst", str(tmp_path / "D"), "--tile", "64", "--scales",
+                          "2", "--split", "1,0,0"])
+    out = capsys.readouterr().out
+    assert "5 of 6 tiles" in out and "1 nodata pixels" in out
+    assert f"edges left out: {130 * 200 + 40 * 40 - 6 * 64 * 64} pixels" in out
+    assert "note: " in out and "tiny.tif gives no 64x64 tile" in out
+    kept = sorted(p.stem for p in image_files.list_images(tmp_path / "D" / "train" / "HR"))
+    assert "s_r00064_c00064" not in kept and len(kept) == 5
+    assert scene.exists()
+
+
+def test_scenes_of_another_dtype_or_a_split_left_empty_are_one_line(tmp_path):
+    from helpers import CODES, assert_one_line_error, run_script
+
+    script = CODES / "data_scripts" / "prepare_dataset.py"
+    pixels = np.random.default_rng(2).integers(1, 250, (128, 128, 3)).astype(np.uint8)
+    write_geotiff(tmp_path / "mixed" / "a.tif", pixels)
+    write_geotiff(tmp_path / "mixed" / "b.tif", pixels.astype(np.uint16))
+    proc = run_script(script, "--src", tmp_path / "mixed", "--dst", tmp_path / "D1", "--tile", "64", "--scales", "2")
+    assert_one_line_error(proc, "a.tif", "b.tif", "dtype uint16 vs uint8")
+    write_geotiff(tmp_path / "one" / "a.tif", pixels)  # 4 tiles of 64: fine; 1 tile of 128: no val, no test
+    proc = run_script(script, "--src", tmp_path / "one" / "a.tif", "--dst", tmp_path / "D2", "--tile", "128",
+                      "--scales", "2")
+    assert_one_line_error(proc, "--tile 128", "none for the val and test split", "--tile 64")
+    assert not (tmp_path / "D1").exists() and not (tmp_path / "D2").exists()
+
+
 # ------------------------------------------------------------------------------------------------ LR consistency
 def independent(sr, lr):
     """PSNR, bias and SAM of bicubic_downsample(sr) against lr over every pixel, computed whole."""

@@ -14,7 +14,7 @@ its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size mult
 records the band names, the HR ground sample distance and the dtype (data/dataset_json.py).
 
 With --tile N, --src is a scene or a folder of scenes (any band count and dtype): each is cut into N x N HR tiles
-named <scene>_r<row>_c<col>, tiles that are mostly nodata, hold NaN/Inf or are constant are skipped (and counted),
+named <scene>_r<row>_c<col>, tiles that hold a nodata or NaN/Inf pixel or are constant are skipped (and counted),
 and each scene's tiles are split by --split on their own, as a class's images are. Band names come from --bands,
 else the scene's band descriptions, else red,green,blue for 3 bands, else b1..bN.
 """
@@ -294,21 +294,20 @@ def prepare_split(paths, split_dir, scales, ext, progress, bands=None, decoded=N
 
 # ----------------------------------------------------------------------------------------------------------- scenes
 def scene_tiles(hr, meta, tile):
-    """{tile name: (row, col)} of the N x N windows worth training on, and {reason: count} of the others."""
-    invalid = invalid_pixels(hr)
+    """{tile name: (row, col)} of the N x N windows worth training on, and {reason: count} of the others. A tile with
+    any nodata pixel is left out: its fill value would enter the loss and the validation scores as if it were ground."""
     nodata = nodata_mask(hr, meta)
-    if nodata is not None:
-        invalid |= nodata
-    kept, skipped = {}, {"mostly nodata": 0, "NaN/Inf pixels": 0, "constant": 0}
+    nodata = np.zeros(hr.shape[:2], dtype=bool) if nodata is None else nodata
+    kept, skipped = {}, {"nodata pixels": 0, "NaN/Inf pixels": 0, "constant": 0}
     stem = Path(meta.path).stem
     for row in range(0, hr.shape[0] - tile + 1, tile):
         for col in range(0, hr.shape[1] - tile + 1, tile):
-            window, bad = hr[row:row + tile, col:col + tile], invalid[row:row + tile, col:col + tile]
-            if bad.mean() > 0.5:
-                skipped["mostly nodata"] += 1
-            elif not np.isfinite(window).all():  # training refuses NaN/Inf pixels
+            window = hr[row:row + tile, col:col + tile]
+            if nodata[row:row + tile, col:col + tile].any():
+                skipped["nodata pixels"] += 1
+            elif invalid_pixels(window).any():  # training refuses NaN/Inf pixels
                 skipped["NaN/Inf pixels"] += 1
-            elif (window[~bad].max(axis=0) == window[~bad].min(axis=0)).all():
+            elif (window.max(axis=(0, 1)) == window.min(axis=(0, 1))).all():
                 skipped["constant"] += 1
             else:
                 kept[f"{stem}_r{row:05d}_c{col:05d}"] = (row, col)
@@ -328,14 +327,20 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
     first, first_meta = read_image_with_meta(scenes[0])
     bands, gsd = band_names(args.bands, scenes[0], first_meta), ground_sample_distance(first_meta)
     counts, skipped, total = dict.fromkeys(SPLIT_NAMES, 0), {}, 0
+    sizes = []  # of the scenes, for the pixels the tiling leaves out and the advice on --tile
     with Counter(len(scenes), "scenes", unit="scene") as counter:
         for path in scenes:
             hr, meta = (first, first_meta) if path == scenes[0] else read_image_with_meta(path)
             if hr.shape[2] != len(bands):
                 raise UserError(f"{path} has {hr.shape[2]} bands, {scenes[0]} has {len(bands)}: prepare scenes of one "
                                 f"band layout together")
+            check_same_kind(path, meta, scenes[0], first_meta)
             kept, left = scene_tiles(hr, meta, args.tile)
+            if not kept:
+                print(f"note: {path} gives no {args.tile}x{args.tile} tile worth training on (skipped: "
+                      f"{skip_text(left)})")
             total += len(kept) + sum(left.values())
+            sizes.append(hr.shape[:2])
             skipped = {reason: skipped.get(reason, 0) + n for reason, n in left.items()}
             splits = split_stratified({path.stem: list(kept)}, fractions, args.seed, borrow=True)
             for name, names in splits.items():
@@ -349,13 +354,48 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
     if not sum(counts.values()):
         raise UserError(f"no {args.tile}x{args.tile} tile of {args.src} is worth training on (skipped: "
                         f"{skip_text(skipped)}); give a smaller --tile or scenes with more valid pixels")
+    empty = [name for name, fraction in zip(SPLIT_NAMES, fractions) if fraction > 0 and not counts[name]]
+    if empty:
+        raise UserError(f"--tile {args.tile} gives {sum(counts.values())} tiles, none for the {' and '.join(empty)} "
+                        f"split: {tile_hint(sizes, args.tile, scales, fractions)}, or use --split with a 0 for "
+                        f"{empty[0]}")
+    scene_pixels = sum(h * w for h, w in sizes)
+    edge_pixels = scene_pixels - sum((h // args.tile) * (w // args.tile) for h, w in sizes) * args.tile**2
     write_dataset_metadata(root, bands=bands, gsd=gsd, dtype=first.dtype.name,
                            description=f"{args.tile}x{args.tile} tiles of {args.src.resolve()} (split {split_text}, "
                                        f"seed {args.seed})")
     print(f"{len(scenes)} scenes -> {sum(counts.values())} of {total} tiles of {args.tile}x{args.tile} -> {args.dst} "
-          f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}; skipped: {skip_text(skipped)}; bands "
-          f"{','.join(bands)})")
+          f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}; skipped: {skip_text(skipped)}; edges left out: "
+          f"{edge_pixels} pixels, {100 * edge_pixels / scene_pixels:.1f} % of the scenes; bands {','.join(bands)})")
     return 0
+
+
+def check_same_kind(path, meta, first_path, first_meta):
+    """Scenes prepared together share a dtype, a CRS and a pixel size: dataset.json describes them all, and training
+    reads one dtype. Otherwise one line naming both."""
+    differences = []
+    if meta.dtype != first_meta.dtype:
+        differences.append(f"dtype {meta.dtype.name} vs {first_meta.dtype.name}")
+    crs, first_crs = (meta.geo or {}).get("crs"), (first_meta.geo or {}).get("crs")
+    if crs != first_crs:
+        differences.append(f"CRS {crs} vs {first_crs}")
+    gsd, first_gsd = meta.gsd_metres, first_meta.gsd_metres
+    if gsd and first_gsd and not math.isclose(gsd[0], first_gsd[0], rel_tol=0.01):
+        differences.append(f"pixel size {gsd[0]:g} m vs {first_gsd[0]:g} m")
+    if differences:
+        raise UserError(f"{path} and {first_path} differ ({'; '.join(differences)}): prepare scenes of one kind "
+                        f"together (warp them to one grid first, e.g. gdalwarp), or into separate datasets")
+
+
+def tile_hint(sizes, tile, scales, fractions):
+    """The largest --tile (a multiple of every scale, below `tile`) whose grid gives at least one tile per split asked
+    for in the scene sizes `sizes`, as advice."""
+    step = math.lcm(*scales)
+    wanted = sum(1 for f in fractions if f > 0)
+    for candidate in range(tile - tile % step - (step if tile % step == 0 else 0), 4 * max(scales) - 1, -step):
+        if sum((h // candidate) * (w // candidate) for h, w in sizes) >= wanted:
+            return f"give --tile {candidate} or smaller"
+    return "give larger scenes"
 
 
 def skip_text(skipped):
