@@ -119,6 +119,24 @@ def test_scenes_of_another_dtype_or_a_split_left_empty_are_one_line(tmp_path):
     assert not (tmp_path / "D1").exists() and not (tmp_path / "D2").exists()
 
 
+def test_a_training_pair_holding_its_declared_nodata_is_refused_by_name(tmp_path):
+    """Pairs made elsewhere may hold their fill value: it would enter L1 and the validation PSNR as ground."""
+    from helpers import CODES, TINY_BASIC, assert_one_line_error, run_script
+
+    pixels = np.random.default_rng(3).integers(1, 250, (256, 256, 3)).astype(np.uint8)
+    write_geotiff(tmp_path / "s.tif", pixels, nodata=0)
+    prepare_dataset.main(["--src", str(tmp_path / "s.tif"), "--dst", str(tmp_path / "D"), "--tile", "64", "--scales",
+                          "2"])
+    victim = sorted((tmp_path / "D" / "train" / "HR").iterdir())[0]
+    with rasterio.open(victim, "r+") as tile:
+        band = tile.read()
+        band[:, 5:7, 5:7] = 0  # four fill pixels, as a tile cut elsewhere may hold
+        tile.write(band)
+    proc = run_script(CODES / "demo_train.py", *TINY_BASIC, "--scale=2", "--dataset=Mine", "--dir_data",
+                      tmp_path / "D", "--epochs=1", *isolated(tmp_path))
+    assert_one_line_error(proc, victim.name, "4 pixels of its declared nodata value 0")
+
+
 # ------------------------------------------------------------------------------------------------ LR consistency
 def independent(sr, lr):
     """PSNR, bias and SAM of bicubic_downsample(sr) against lr over every pixel, computed whole."""

@@ -150,7 +150,15 @@ class SRData(Dataset):
         return self.hr_files[i].stem
 
     def decode(self, path):
-        return image_io.read_image(path, self.max_pixels)
+        """The image's pixels; one that holds its own declared nodata value (a GeoTIFF's fill) is refused, since the
+        fill would enter the loss and the scores as if it were ground."""
+        image, meta = image_io.read_image_with_meta(path, self.max_pixels)
+        fill = image_io.nodata_mask(image, meta)
+        if fill is not None and fill.any():
+            raise UserError(f"{path} has {int(fill.sum())} pixels of its declared nodata value {meta.nodata:g}: "
+                            f"training and scoring would take the fill as ground; use tiles without nodata "
+                            f"(prepare_dataset.py --tile skips them) or fill those pixels")
+        return image
 
     def read(self, path, tag="", decode=None):
         decode = decode or self.decode
