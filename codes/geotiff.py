@@ -215,15 +215,16 @@ def _write_band_semantics(dst, geo, colours, scale):
 
 
 @contextlib.contextmanager
-def gdal_env():
+def gdal_env(capture=None):
     """GDAL's settings for our writes, and its C-level messages held back: libtiff prints a full disk straight to
     stderr (`_tiffWriteProc: No space left on device.`) and GDAL then raises only "Write failed". Such a message
     becomes the OSError it names (so the one-line error gives the cause); after a block that succeeds the messages
-    are shown (they were warnings)."""
+    are shown (they were warnings). `capture`: a temporary file to hold them in, reused by a writer for all its
+    windows (else one is made for the block)."""
     held = _Held()
     try:
         # No .aux.xml side files next to the temp name: everything must live inside the TIFF that gets renamed.
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"), _held_c_stderr(held):
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), _held_c_stderr(held, capture):
             yield
     except (RasterioError, CPLE_BaseError) as err:
         code = _os_error_named_in(held.text)
@@ -246,15 +247,20 @@ class _Held:
 
 
 @contextlib.contextmanager
-def _held_c_stderr(held):
-    """Redirect file descriptor 2 to a temp file for the block; its text goes to `held.text`."""
+def _held_c_stderr(held, capture=None):
+    """Redirect file descriptor 2 to a temp file (`capture`, emptied first, else a new one) for the block; its text
+    goes to `held.text`."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):  # no real stderr (an embedding host): nothing to hold
         yield
         return
-    with tempfile.TemporaryFile() as capture:
+    with contextlib.ExitStack() as stack:
+        if capture is None:
+            capture = stack.enter_context(tempfile.TemporaryFile())
+        capture.seek(0)
+        capture.truncate()
         os.dup2(capture.fileno(), 2)
         try:
             yield
@@ -376,12 +382,14 @@ class GeoTiffWindowWriter:
         self._tmp = None
         self._scratch = None
         self._dataset = None
+        self._capture = None  # one file holds GDAL's messages of every window (gdal_env)
 
     def __enter__(self):
         if self.path.suffix.lower() not in TIFF_EXTENSIONS:
             raise UserError(f"cannot write {self.path} window by window: use a .tif output")
         self._target = atomic_target(self.path)
         self._tmp = self._target.__enter__()
+        self._capture = tempfile.TemporaryFile()
         height, width, bands = self.shape
         try:
             if self.cog:
@@ -392,6 +400,7 @@ class GeoTiffWindowWriter:
                                           tiled=True, compression=compression)
         except BaseException as err:
             self._discard_scratch()
+            self._capture.close()
             self._target.__exit__(type(err), err, None)
             raise
         return self
@@ -404,7 +413,7 @@ class GeoTiffWindowWriter:
             raise ValueError(f"window {array.shape} at ({row}, {col}) does not fit the output {self.shape}")
         if array.dtype != self.dtype:
             array = to_dtype(array, self.dtype)
-        with gdal_env():
+        with gdal_env(self._capture):
             self._dataset.write(np.moveaxis(array, -1, 0), window=Window(col, row, width, height))
 
     def __exit__(self, exc_type, exc, tb):
@@ -422,6 +431,7 @@ class GeoTiffWindowWriter:
                 self._target.__exit__(exc_type, exc, tb)  # first: a full disk is judged with both files on it
             finally:
                 self._discard_scratch()
+                self._capture.close()
         return False
 
     def _discard_scratch(self):
