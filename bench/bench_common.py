@@ -80,7 +80,7 @@ def training_batch(name, cfg, max_gflop, max_gib):
     """(batch, patch, note): the preset's batch and LR patch, the batch reduced when a step would exceed max_gflop
     (forward + backward taken as 3 forwards) or keep more than max_gib for the backward pass (SwinIR's preset
     batch would take more memory than this machine has)."""
-    patch = cfg.patch_size // cfg.scale  # the LR patch (--patch_size is the HR patch)
+    patch = cfg.lr_patch  # the LR patch (--patch_size is the HR patch)
     fixed = network_spec(name).fixed_input_size_of(cfg)
     if fixed:
         patch = fixed

@@ -74,7 +74,7 @@ def measure(name, steps):
            "gflop": count_gflop(forward, x), "infer_s": median_seconds(lambda: forward(x), runs=3)}
     trainable = [p for p in model.parameters() if p.requires_grad]
     if trainable:
-        patch = cfg.patch_size // cfg.scale  # the LR patch (--patch_size is the HR patch)
+        patch = cfg.lr_patch  # the LR patch (--patch_size is the HR patch)
         batch = batch_that_fits(model, cfg.batch_size, torch.rand(1, cfg.n_colors, patch, patch), radiometry)
         lr_batch = torch.rand(batch, cfg.n_colors, patch, patch)
         hr_batch = torch.rand(batch, cfg.n_colors, patch * SCALE, patch * SCALE)

@@ -150,6 +150,7 @@ def resolve(parser, argv, purpose):
     check_patch(values)
     if purpose == "train" and sources["patch_size"] not in ("command line", "checkpoint"):
         fit_patch_to_data(values, sources, spec, kinds, dataset_root)
+    values["lr_patch"], sources["lr_patch"] = lr_patch_of(values), "derived (--patch_size / --scale)"
     if ckpt is not None:
         check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(spec, kinds))
     check_combination(values)
@@ -442,6 +443,12 @@ def check_against_checkpoint(cli, ckpt, ckpt_layer, architecture):
                             f"checkpoint's value is used) or pass another checkpoint")
 
 
+def lr_patch_of(values):
+    """The LR training patch: --patch_size is the HR patch (EDSR's meaning). Derived here once; the configuration
+    carries it as `lr_patch` (the loaders, the trainer and TransENet's fixed input size read it)."""
+    return values["patch_size"] // values["scale"]
+
+
 def check_patch(values):
     """--patch_size is the HR patch (EDSR's meaning): it must hold a whole number of LR pixels."""
     patch, scale = values["patch_size"], values["scale"]
@@ -459,7 +466,7 @@ def fit_patch_to_data(values, sources, spec, kinds, dataset_root):
         return
     scale = values["scale"]
     sides = largest_training_lr_side(Path(dataset_root), values["data_train"], scale)
-    lr_patch = values["patch_size"] // scale
+    lr_patch = lr_patch_of(values)
     if sides is None or sides >= lr_patch:
         return
     multiple = spec.tile_multiple_of(argparse.Namespace(**values))

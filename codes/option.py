@@ -279,7 +279,8 @@ def network_args(model_name, **values):
     defaults = vars(build_parser().parse_args([]))
     scale = values.get("scale", defaults["scale"])
     preset = template.at_scale(template.MODEL_PRESETS.get(model_name.upper(), {}), scale)
-    return argparse.Namespace(**{**defaults, "model": model_name.upper(), **preset, **values})
+    values = {**defaults, "model": model_name.upper(), **preset, **values}
+    return argparse.Namespace(**{**values, "lr_patch": config.lr_patch_of(values)})
 
 
 # What deploy's and export's --help leave out: the training-kind flags but those they read too, the runtime flags that

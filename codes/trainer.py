@@ -323,7 +323,7 @@ class Trainer:
             return self.val_seconds
         dataset = loader_val.dataset
         pixels = sum(int(np.prod(dataset.lr_size(i))) for i in range(len(dataset)))
-        step_pixels = self.cfg.batch_size * (self.cfg.patch_size // self.cfg.scale) ** 2
+        step_pixels = self.cfg.batch_size * self.cfg.lr_patch ** 2
         return self.step_seconds * pixels / (3 * step_pixels)
 
     def train_step(self, lr_img, hr_img):

@@ -101,7 +101,7 @@ class SRData(Dataset):
 
     def __init__(self, cfg, root, split, train=False):
         self.scale, self.n_colors, self.split, self.train = cfg.scale, cfg.n_colors, split, train
-        self.patch_size, self.lr_patch = cfg.patch_size, cfg.patch_size // cfg.scale  # HR patch, as in EDSR
+        self.patch_size, self.lr_patch = cfg.patch_size, cfg.lr_patch  # HR patch, as in EDSR, and its LR side
         self.augment, self.seed = not cfg.no_augment, cfg.seed
         self.max_pixels, self.data_range_given = cfg.max_pixels, cfg.data_range is not None
         self.samples_per_epoch = cfg.test_every * cfg.batch_size if train else 0

@@ -64,8 +64,9 @@ EXTRA_ARCHITECTURE_FLAGS = ("patch_size",)
 
 
 def fixed_input_size(cfg):
-    """The one LR input size (square, pixels) the network runs on: the LR training patch (--patch_size / --scale)."""
-    return int(cfg.patch_size) // int(cfg.scale)
+    """The one LR input size (square, pixels) the network runs on: the LR training patch (the configuration's
+    lr_patch, --patch_size / --scale)."""
+    return int(cfg.lr_patch)
 
 
 class Residual(nn.Module):
