@@ -9,6 +9,9 @@
   shapes or mean shift), for config.resolve's checkpoint layer.
 - `load_weights(net, checkpoint, spec)`: strict load; the checksum and finite weights are verified first.
 - `save(path, payload)`: atomic, with a sha256 checksum of every value in the payload.
+- `TrainingState` (epoch, best, history, bicubic scores, the epoch in progress, NaN streak) and `training_payload`:
+  what a training checkpoint holds and how --resume reads it back, every value checked like a flag; the trainer
+  only runs the loop.
 
 Our checkpoints are one dict: model (state_dict), config (the resolved settings), radiometry, and for --resume the
 optimizer, scheduler, scaler, epoch, best, best_epoch, history (one row per epoch), RNG states, the format version and
@@ -16,7 +19,9 @@ the checksum. Format 1 (no `format` key) recorded `patch_size` in LR pixels; for
 meaning, and `recorded` converts older files, so they resume exactly.
 """
 import hashlib
+import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -446,3 +451,119 @@ def save(path, payload):
         torch.save(payload, f)  # a file object: a full disk surfaces as the OSError itself (atomic_target names it)
         f.flush()
         os.fsync(f.fileno())
+
+
+# ----------------------------------------------------------------------------------------------------------- training
+@dataclass
+class TrainingState:
+    """Where a training run stands, beside its weights and optimizer: what a checkpoint saves for --resume.
+
+    epoch: the last finished epoch; best / best_epoch: the best validation score and its epoch; history: one row per
+    finished epoch (metrics.csv); bicubic: the val split's BICUBIC scores; partial: the epoch in progress when
+    training stopped early (stopping.py: its batches, losses, loss terms, NaN streak and torch's RNG state), else
+    None; nan_streak: non-finite losses in a row."""
+
+    epoch: int = 0
+    best: float = -math.inf
+    best_epoch: int = 0
+    history: list = field(default_factory=list)
+    bicubic: dict | None = None
+    partial: dict | None = None
+    nan_streak: int = 0
+
+    def to_payload(self):
+        """The checkpoint's keys for this state (a stop inside an epoch records the epoch before it, and the part
+        done as `partial`)."""
+        return {"epoch": self.epoch - 1 if self.partial else self.epoch, "partial": self.partial, "best": self.best,
+                "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic}
+
+    @classmethod
+    def from_payload(cls, payload, path):
+        """The state a checkpoint of ours records, every value checked like a flag (one line when it is not)."""
+        epoch, best, best_epoch, history, bicubic = checked_progress(payload, path)
+        return cls(epoch, best, best_epoch, history, bicubic, checked_partial(payload.get("partial"), epoch, path))
+
+
+RESUME_KEYS = ("optimizer", "scheduler", "epoch", "best")
+
+
+def check_resumable(ckpt):
+    """A file that holds weights only is not a run to --resume: one line saying what to do."""
+    for key in RESUME_KEYS:
+        if key not in ckpt.payload:
+            raise UserError(f"{ckpt.path} holds weights only (no {key}): it cannot be resumed; start a new run "
+                            f"from it with --pre_train {ckpt.path}")
+
+
+def training_payload(weights, cfg, state, optimizer, scheduler, scaler, loss_state, records, ema_weights=None):
+    """The dict a training checkpoint holds: weights, the settings, the optimizer, scheduler and scaler, the
+    TrainingState, the loss terms' own state, and `records` (radiometry, gsd, training_data)."""
+    return {"model": weights, "config": plain_settings(cfg), **records,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            **state.to_payload(), "loss": loss_state,
+            **({"model_ema": ema_weights} if ema_weights is not None else {})}
+
+
+def plain_settings(cfg):
+    """The configuration as checkpoint-safe plain values (weights_only loads them)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.values().items()
+            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def checked_progress(payload, path):
+    """(epoch, best, best_epoch, history, bicubic) of a checkpoint, each checked like a flag (a crafted or damaged
+    file is one line, never a traceback): whole epochs >= 0, a best score that is a number, history rows and
+    bicubic scores of numbers, and dicts for the optimizer and scheduler states."""
+    epoch, best = payload["epoch"], payload["best"]
+    best_epoch = payload.get("best_epoch", epoch)
+    history, bicubic = payload.get("history", []), payload.get("bicubic")
+    problem = None
+    if type(epoch) is not int or epoch < 0:
+        problem = f"its epoch {epoch!r} is not a whole number >= 0"
+    elif type(best_epoch) is not int or not 0 <= best_epoch <= epoch:
+        problem = f"its best epoch {best_epoch!r} is not a whole number from 0 to its epoch {epoch}"
+    elif not is_number(best) or math.isnan(best):
+        problem = f"its best score {best!r} is not a number"
+    elif not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
+        problem = "its metric history is not a list of rows"
+    elif not all(isinstance(k, str) and (is_number(v) or isinstance(v, str)) for row in history
+                 for k, v in row.items()):
+        problem = "its metric history holds values that are not numbers"
+    elif bicubic is not None and not (isinstance(bicubic, dict) and all(is_number(v) for v in bicubic.values())):
+        problem = "its bicubic scores are not numbers"
+    elif not (isinstance(payload["optimizer"], dict) and isinstance(payload["scheduler"], dict)):
+        problem = "its optimizer or scheduler state is not a dict"
+    if problem:
+        raise UserError(f"{path}: {problem}; the file is damaged or was not written by this toolbox, resume from "
+                        f"another checkpoint")
+    return epoch, float(best), best_epoch, [dict(row) for row in history], bicubic
+
+
+def checked_partial(partial, epoch, path):
+    """The `partial` entry of a checkpoint (the epoch in progress when training stopped early), checked like a flag:
+    None, or a dict for epoch + 1 with its batches done, losses, loss terms, NaN streak and torch's RNG state."""
+    if partial is None:
+        return None
+    problem = None
+    if not isinstance(partial, dict):
+        problem = "not a dict"
+    elif partial.get("epoch") != epoch + 1:
+        problem = f"its epoch {partial.get('epoch')!r} does not follow the checkpoint's epoch {epoch}"
+    elif type(partial.get("batches")) is not int or partial["batches"] < 0:
+        problem = "its batch count is not a whole number >= 0"
+    elif not (isinstance(partial.get("totals"), list) and all(isinstance(v, float) for v in partial["totals"])):
+        problem = "its losses are not a list of numbers"
+    elif not (isinstance(partial.get("terms"), list) and all(isinstance(t, dict) for t in partial["terms"])):
+        problem = "its loss terms are not a list of dicts"
+    elif type(partial.get("nan_streak")) is not int:
+        problem = "its NaN streak is not a whole number"
+    elif not (torch.is_tensor(partial.get("rng")) and partial["rng"].dtype == torch.uint8):
+        problem = "its RNG state is not a byte tensor"
+    if problem:
+        raise UserError(f"{path}: the saved epoch in progress is damaged ({problem}); resume from an earlier "
+                        f"checkpoint or start the run again")
+    return partial

@@ -71,7 +71,7 @@ def run_training(cfg, ctx, testing):
             trainer.test()
             return 0
         code = trainer.train()
-        if trainer.epoch >= cfg.epochs and trainer.partial is None:
+        if trainer.state.epoch >= cfg.epochs and trainer.state.partial is None:
             run.log(f"done: best {run.path('model', 'model_best.pt')}, curves in {run.dir}/*.png")
         return code
     finally:

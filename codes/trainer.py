@@ -25,7 +25,6 @@ import copy
 import csv
 import hashlib
 import io
-import math
 import random
 import shutil
 import time
@@ -70,12 +69,6 @@ def average(rows):
         return {k: float(np.mean([r[k] for r in rows])) for k in keys}
 
 
-def plain_settings(cfg):
-    """The configuration as checkpoint-safe plain values (weights_only loads them)."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.values().items()
-            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
-
-
 class Trainer:
     def __init__(self, cfg, data, model, loss, run, ctx=distributed.ONE_PROCESS):
         self.cfg = cfg
@@ -95,14 +88,9 @@ class Trainer:
         self.scheduler = make_scheduler(cfg, self.optimizer) if trains else None
         # fp16 autocast needs loss scaling so small gradients do not flush to zero; a no-op otherwise
         self.scaler = torch.amp.GradScaler("cuda", enabled=model.amp_dtype == torch.float16)
-        self.epoch = 0
-        self.best, self.best_epoch = -math.inf, 0
-        self.history = []  # one row per finished epoch (the source of metrics.csv and the plots)
-        self.bicubic = None  # the val split's BICUBIC scores, once per run
-        self.nan_streak = 0
+        self.state = checkpoint.TrainingState()  # epoch, best, history, bicubic, partial, NaN streak
         # the training HR's ground sample distance (dataset.json; None when unknown): deploy's GSD guard reads it
         self.training_gsd = read_dataset_metadata(dataset_root(cfg)).get("gsd")
-        self.partial = None  # the epoch in progress when training stopped early (see stopping.py)
         self.step_seconds, self.save_seconds, self.val_seconds = 0.0, None, None  # what the time budget plans with
         self.ema = copy.deepcopy(model.model).eval().requires_grad_(False) if cfg.ema else None
         if cfg.purpose == "resume":
@@ -113,15 +101,12 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def payload(self):
-        return {"model": self.model.net.state_dict(), "config": plain_settings(self.cfg),
-                "radiometry": self.radiometry.record(), "gsd": self.training_gsd,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "best": self.best,
-                "epoch": self.epoch - 1 if self.partial else self.epoch, "partial": self.partial,
-                "best_epoch": self.best_epoch, "history": self.history, "bicubic": self.bicubic,
-                "loss": self.loss.state_for_checkpoint(),  # the GAN's discriminator and its optimizer; {} otherwise
-                "training_data": self.training_data(),
-                **({"model_ema": self.ema.state_dict()} if self.ema is not None else {})}
+        records = {"radiometry": self.radiometry.record(), "gsd": self.training_gsd,
+                   "training_data": self.training_data()}
+        return checkpoint.training_payload(
+            self.model.net.state_dict(), self.cfg, self.state, self.optimizer, self.scheduler, self.scaler,
+            self.loss.state_for_checkpoint(),  # the GAN's discriminator and its optimizer; {} otherwise
+            records, self.ema.state_dict() if self.ema is not None else None)
 
     def resume_hint(self):
         """How to continue the run: --resume, never beside the --reset that would start it over."""
@@ -162,11 +147,8 @@ class Trainer:
     def restore(self, ckpt):
         """--resume: the weights are already in the model (config.resolve loaded this checkpoint); the rest here."""
         payload = ckpt.payload
-        for key in ("optimizer", "scheduler", "epoch", "best"):
-            if key not in payload:
-                raise UserError(f"{ckpt.path} holds weights only (no {key}): it cannot be resumed; start a new run "
-                                f"from it with --pre_train {ckpt.path}")
-        progress = checked_progress(payload, ckpt.path)
+        checkpoint.check_resumable(ckpt)
+        state = checkpoint.TrainingState.from_payload(payload, ckpt.path)
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["scheduler"])
@@ -182,13 +164,12 @@ class Trainer:
                 raise UserError(f"{ckpt.path} holds no EMA weights (the run was trained without --ema): resume "
                                 f"without --ema, or start a new run from it with --pre_train")
             checkpoint.load_weights(self.ema, ckpt, None, "the EMA network", use_ema=True)
-        self.epoch, self.best, self.best_epoch, self.history, self.bicubic = progress
-        self.partial = checked_partial(payload.get("partial"), self.epoch, ckpt.path)
+        self.state = state
         if self.ctx.main:
             self.write_history()  # fills a metrics.csv left behind by a kill after the checkpoint
-        inside = f", inside epoch {self.epoch + 1} after batch {self.partial['batches']}" if self.partial else ""
-        self.run.log(f"resumed {ckpt.path} at epoch {self.epoch}{inside} (best {BEST_KEY} {self.best:.4f} at epoch "
-                     f"{self.best_epoch})")
+        inside = f", inside epoch {state.epoch + 1} after batch {state.partial['batches']}" if state.partial else ""
+        self.run.log(f"resumed {ckpt.path} at epoch {state.epoch}{inside} (best {BEST_KEY} {state.best:.4f} at epoch "
+                     f"{state.best_epoch})")
         recorded, now = payload.get("training_data"), self.training_data()
         if isinstance(recorded, dict) and recorded != now:
             self.run.log(f"note: the training data changed since {ckpt.path} was saved ({recorded.get('images')} "
@@ -201,51 +182,51 @@ class Trainer:
         cfg = self.cfg
         loader_train = self.data.loader(cfg.data_train, train=True)
         loader_val = self.data.loader(cfg.data_val)
-        if self.bicubic is None:
-            self.bicubic = self.bicubic_scores(loader_val.dataset)
+        if self.state.bicubic is None:
+            self.state.bicubic = self.bicubic_scores(loader_val.dataset)
             self.run.log(f"bicubic on {cfg.data_val}: {metric_label(BEST_KEY, cfg.n_colors)} "
-                         f"{self.bicubic[BEST_KEY]:.4f} dB, {metric_label('ssim_rgb', cfg.n_colors)} "
-                         f"{self.bicubic['ssim_rgb']:.4f}")
-        if self.epoch >= cfg.epochs:
-            self.run.log(f"nothing to do: the run is at epoch {self.epoch} of --epochs {cfg.epochs}")
+                         f"{self.state.bicubic[BEST_KEY]:.4f} dB, {metric_label('ssim_rgb', cfg.n_colors)} "
+                         f"{self.state.bicubic['ssim_rgb']:.4f}")
+        if self.state.epoch >= cfg.epochs:
+            self.run.log(f"nothing to do: the run is at epoch {self.state.epoch} of --epochs {cfg.epochs}")
         with stopping.Stopper(cfg.time_budget) as stopper:
-            while self.epoch < cfg.epochs:
-                self.epoch += 1
+            while self.state.epoch < cfg.epochs:
+                self.state.epoch += 1
                 start = time.time()
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch uses (the scheduler steps after it)
                 losses = self.train_epoch(loader_train, loader_val, lr, stopper)
                 if losses is None:
                     return stopper.exit_code(self.stop_reason)
                 validation_start = time.monotonic()
-                scores = self.evaluate(loader_val, desc=f"val {self.epoch}")
+                scores = self.evaluate(loader_val, desc=f"val {self.state.epoch}")
                 self.val_seconds = time.monotonic() - validation_start
                 self.finish_epoch(lr, losses, scores, time.time() - start)
                 reason = stopper.reason(self.ctx, self.step_seconds + self.checkpoint_seconds())
-                if reason and self.epoch < cfg.epochs:
-                    self.run.log(f"{reason}: stopped after epoch {self.epoch} of {cfg.epochs}; "
+                if reason and self.state.epoch < cfg.epochs:
+                    self.run.log(f"{reason}: stopped after epoch {self.state.epoch} of {cfg.epochs}; "
                                  f"{self.run.path('model', checkpoint.LATEST)} holds the run: {self.resume_hint()}")
                     return stopper.exit_code(reason)
                 if reason and reason != "time budget":  # a signal during the last validation: the run is complete
-                    self.run.log(f"{reason}: received during the last epoch ({self.epoch} of {cfg.epochs}), which "
-                                 f"is complete and saved in {self.run.path('model', checkpoint.LATEST)}; the summary "
-                                 f"figure was not drawn")
+                    saved = self.run.path("model", checkpoint.LATEST)
+                    self.run.log(f"{reason}: received during the last epoch ({self.state.epoch} of {cfg.epochs}), "
+                                 f"which is complete and saved in {saved}; the summary figure was not drawn")
                     return stopper.exit_code(reason)
-        if self.ctx.main and self.history:
+        if self.ctx.main and self.state.history:
             self.write_summary(loader_val.dataset)
             self.warn_below_bicubic()
         return 0
 
     def warn_below_bicubic(self):
         """One line at the end when the best validation score never beat bicubic, with the likely causes."""
-        if self.bicubic is None or self.best > self.bicubic[BEST_KEY]:
+        if self.state.bicubic is None or self.state.best > self.state.bicubic[BEST_KEY]:
             return
         sample = (self.cfg.model, self.cfg.dataset) in template.SAMPLE_PRESETS
         cause = ("the Sample preset is a small network on a short schedule, made to exercise the pipeline"
                  if sample else "the schedule is short for this network")
-        self.run.log(f"warning: the best val {metric_label(BEST_KEY, self.cfg.n_colors)} ({self.best:.3f} dB, epoch "
-                     f"{self.best_epoch}) is below "
-                     f"bicubic's ({self.bicubic[BEST_KEY]:.3f} dB): {cause}; train longer (--epochs, --test_every: "
-                     f"batches per epoch) or on more data before using this model")
+        state = self.state
+        self.run.log(f"warning: the best val {metric_label(BEST_KEY, self.cfg.n_colors)} ({state.best:.3f} dB, epoch "
+                     f"{state.best_epoch}) is below bicubic's ({state.bicubic[BEST_KEY]:.3f} dB): {cause}; train "
+                     f"longer (--epochs, --test_every: batches per epoch) or on more data before using this model")
 
     def seed_epoch(self, epoch, skip_batches=0):
         self.data.set_epoch(epoch, skip_batches)
@@ -257,7 +238,7 @@ class Trainer:
         done, totals, terms, batches = self.begin_epoch(loader)
         self.model.train()
         total = done + len(loader)
-        bar = progress.bar(batches, f"epoch {self.epoch}/{self.cfg.epochs} lr {lr:.2e}", total=len(loader),
+        bar = progress.bar(batches, f"epoch {self.state.epoch}/{self.cfg.epochs} lr {lr:.2e}", total=len(loader),
                            unit="batch")
         for batch, (lr_img, hr_img, _) in enumerate(bar, done + 1):
             if self.stopped_early(stopper, batch - 1, total, totals, terms, self.step_seconds):
@@ -270,28 +251,28 @@ class Trainer:
                 terms.append(self.loss.weighted_last())
                 bar.set_postfix(loss=f"{value:.4f}")
             if batch % self.cfg.print_every == 0:
-                self.run.log(f"[epoch {self.epoch} batch {batch}/{total}] loss {np.mean(totals):.5f}", echo=False)
+                self.run.log(f"[epoch {self.state.epoch} batch {batch}/{total}] loss {np.mean(totals):.5f}", echo=False)
         if self.stopped_early(stopper, total, total, totals, terms, self.validation_estimate(loader_val)):
             return None
         self.scheduler.step()
         self.loss.end_epoch()  # the discriminator's schedule follows the network's
         if not totals:
-            raise UserError(f"epoch {self.epoch}: no batch gave a finite loss; lower --lr or check the data")
+            raise UserError(f"epoch {self.state.epoch}: no batch gave a finite loss; lower --lr or check the data")
         means = {"loss": float(np.mean(totals)),
                  **{f"loss_{name}": float(np.mean([t[name] for t in terms])) for name in terms[0]}}
         return distributed.mean_over_ranks(self.ctx, means)  # the global batch's loss, whatever the ranks
 
     def begin_epoch(self, loader):
         """(batches done, losses so far, loss terms so far, the batch iterator) of the epoch starting or resumed."""
-        partial = self.partial if self.partial and self.partial["epoch"] == self.epoch else None
+        partial = self.state.partial if self.state.partial and self.state.partial["epoch"] == self.state.epoch else None
         done = partial["batches"] if partial else 0
-        self.seed_epoch(self.epoch, skip_batches=done)
+        self.seed_epoch(self.state.epoch, skip_batches=done)
         batches = iter(loader)  # before the RNG is restored: creating the iterator draws from torch's RNG
-        self.partial = None
+        self.state.partial = None
         if partial is None:
             return 0, [], [], batches
         torch.set_rng_state(partial["rng"])
-        self.nan_streak = partial["nan_streak"]
+        self.state.nan_streak = partial["nan_streak"]
         return done, list(partial["totals"]), [dict(t) for t in partial["terms"]], batches
 
     def stopped_early(self, stopper, done, total, totals, terms, seconds_next):
@@ -300,11 +281,11 @@ class Trainer:
         reason = stopper.reason(self.ctx, seconds_next + self.checkpoint_seconds())
         if reason is None:
             return False
-        self.partial = {"epoch": self.epoch, "batches": done, "totals": totals, "terms": terms,
-                        "nan_streak": self.nan_streak, "rng": torch.get_rng_state()}
+        self.state.partial = {"epoch": self.state.epoch, "batches": done, "totals": totals, "terms": terms,
+                        "nan_streak": self.state.nan_streak, "rng": torch.get_rng_state()}
         self.save(is_best=False)
         self.stop_reason = reason
-        self.run.log(f"{reason}: stopped at epoch {self.epoch}, batch {done} of {total}; "
+        self.run.log(f"{reason}: stopped at epoch {self.state.epoch}, batch {done} of {total}; "
                      f"{self.run.path('model', checkpoint.LATEST)} holds the run: {self.resume_hint()}")
         return True
 
@@ -332,14 +313,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(self.model(lr_img, radiometry=self.radiometry), hr_img)
         if not distributed.all_finite(self.ctx, loss):
-            self.nan_streak += 1
-            warnings.warn(f"epoch {self.epoch}: non-finite loss ({loss.item()}), batch skipped "
-                          f"({self.nan_streak} in a row)", stacklevel=2)
-            if self.nan_streak >= self.cfg.max_nan:
-                raise UserError(f"training stopped: {self.nan_streak} non-finite losses in a row at epoch "
-                                f"{self.epoch}; lower --lr (now {self.cfg.lr}) or check the data for NaNs")
+            self.state.nan_streak += 1
+            warnings.warn(f"epoch {self.state.epoch}: non-finite loss ({loss.item()}), batch skipped "
+                          f"({self.state.nan_streak} in a row)", stacklevel=2)
+            if self.state.nan_streak >= self.cfg.max_nan:
+                raise UserError(f"training stopped: {self.state.nan_streak} non-finite losses in a row at epoch "
+                                f"{self.state.epoch}; lower --lr (now {self.cfg.lr}) or check the data for NaNs")
             return None
-        self.nan_streak = 0
+        self.state.nan_streak = 0
         self.scaler.scale(loss).backward()
         if self.cfg.gclip > 0:
             self.scaler.unscale_(self.optimizer)
@@ -360,36 +341,37 @@ class Trainer:
             average.copy_(buffer)
 
     def finish_epoch(self, lr, losses, scores, seconds):
-        is_best = scores[BEST_KEY] > self.best
+        is_best = scores[BEST_KEY] > self.state.best
         if is_best:
-            self.best, self.best_epoch = scores[BEST_KEY], self.epoch
-        row = {"epoch": self.epoch, "lr": lr, **losses,
+            self.state.best, self.state.best_epoch = scores[BEST_KEY], self.state.epoch
+        row = {"epoch": self.state.epoch, "lr": lr, **losses,
                **{k: scores[k] for k in METRIC_COLUMNS if k in scores},
                **{k: v for k, v in scores.items() if k not in METRIC_COLUMNS},
                "seconds": round(seconds, 3)}
-        self.history.append(row)
+        self.state.history.append(row)
         self.save(is_best)
         if self.ctx.main:
             self.write_history()
         terms = ", ".join(f"{k[5:]} {v:.5f}" for k, v in losses.items() if k.startswith("loss_"))
-        self.run.log(f"epoch {self.epoch}/{self.cfg.epochs}: lr {lr:.2e}, loss {losses['loss']:.5f} ({terms}), val "
+        self.run.log(f"epoch {self.state.epoch}/{self.cfg.epochs}: lr {lr:.2e}, loss {losses['loss']:.5f} ({terms}), "
+                     f"val "
                      f"{metric_label(BEST_KEY, self.cfg.n_colors)} {scores[BEST_KEY]:.3f} dB, "
                      f"{metric_label('ssim_rgb', self.cfg.n_colors)} {scores['ssim_rgb']:.4f}"
                      f"{' (best)' if is_best else ''}, {seconds:.1f} s")
 
     def write_history(self):
         """metrics.csv and the plots, rewritten from the history the checkpoint holds."""
-        if not self.history:
+        if not self.state.history:
             return
-        columns = list(dict.fromkeys(k for row in self.history for k in row))
+        columns = list(dict.fromkeys(k for row in self.state.history for k in row))
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.history)
+        writer.writerows(self.state.history)
         atomic.write_text(self.run.target("metrics.csv"), text.getvalue())
         import plots  # matplotlib, imported at the first plot: --test_only never draws one
 
-        plots.run_plots(self.run, self.history, self.bicubic)
+        plots.run_plots(self.run, self.state.history, self.state.bicubic)
 
     @torch.no_grad()
     def write_summary(self, dataset):
@@ -404,7 +386,7 @@ class Trainer:
                                 dataset.radiometry.white, self.cfg.model, self.cfg.bands)
         import plots
 
-        plots.summary(self.run, self.history, self.bicubic, comparison, self.epoch)
+        plots.summary(self.run, self.state.history, self.state.bicubic, comparison, self.state.epoch)
 
     # -- validation ----------------------------------------------------------------------------------------------
     def bicubic_scores(self, dataset):
@@ -461,60 +443,3 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def checked_progress(payload, path):
-    """(epoch, best, best_epoch, history, bicubic) of a checkpoint, each checked like a flag (a crafted or damaged
-    file is one line, never a traceback): whole epochs >= 0, a best score that is a number, history rows and
-    bicubic scores of numbers, and dicts for the optimizer and scheduler states."""
-    epoch, best = payload["epoch"], payload["best"]
-    best_epoch = payload.get("best_epoch", epoch)
-    history, bicubic = payload.get("history", []), payload.get("bicubic")
-    problem = None
-    if type(epoch) is not int or epoch < 0:
-        problem = f"its epoch {epoch!r} is not a whole number >= 0"
-    elif type(best_epoch) is not int or not 0 <= best_epoch <= epoch:
-        problem = f"its best epoch {best_epoch!r} is not a whole number from 0 to its epoch {epoch}"
-    elif not is_number(best) or math.isnan(best):
-        problem = f"its best score {best!r} is not a number"
-    elif not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
-        problem = "its metric history is not a list of rows"
-    elif not all(isinstance(k, str) and (is_number(v) or isinstance(v, str)) for row in history
-                 for k, v in row.items()):
-        problem = "its metric history holds values that are not numbers"
-    elif bicubic is not None and not (isinstance(bicubic, dict) and all(is_number(v) for v in bicubic.values())):
-        problem = "its bicubic scores are not numbers"
-    elif not (isinstance(payload["optimizer"], dict) and isinstance(payload["scheduler"], dict)):
-        problem = "its optimizer or scheduler state is not a dict"
-    if problem:
-        raise UserError(f"{path}: {problem}; the file is damaged or was not written by this toolbox, resume from "
-                        f"another checkpoint")
-    return epoch, float(best), best_epoch, [dict(row) for row in history], bicubic
-
-
-def checked_partial(partial, epoch, path):
-    """The `partial` entry of a checkpoint (the epoch in progress when training stopped early), checked like a flag:
-    None, or a dict for epoch + 1 with its batches done, losses, loss terms, NaN streak and torch's RNG state."""
-    if partial is None:
-        return None
-    problem = None
-    if not isinstance(partial, dict):
-        problem = "not a dict"
-    elif partial.get("epoch") != epoch + 1:
-        problem = f"its epoch {partial.get('epoch')!r} does not follow the checkpoint's epoch {epoch}"
-    elif type(partial.get("batches")) is not int or partial["batches"] < 0:
-        problem = "its batch count is not a whole number >= 0"
-    elif not (isinstance(partial.get("totals"), list) and all(isinstance(v, float) for v in partial["totals"])):
-        problem = "its losses are not a list of numbers"
-    elif not (isinstance(partial.get("terms"), list) and all(isinstance(t, dict) for t in partial["terms"])):
-        problem = "its loss terms are not a list of dicts"
-    elif type(partial.get("nan_streak")) is not int:
-        problem = "its NaN streak is not a whole number"
-    elif not (torch.is_tensor(partial.get("rng")) and partial["rng"].dtype == torch.uint8):
-        problem = "its RNG state is not a byte tensor"
-    if problem:
-        raise UserError(f"{path}: the saved epoch in progress is damaged ({problem}); resume from an earlier "
-                        f"checkpoint or start the run again")
-    return partial

@@ -109,7 +109,7 @@ KILL_RANK_1 = textwrap.dedent('''
     real = trainer.Trainer.train_epoch
 
     def train_epoch(self, *args):
-        if self.epoch == 2 and os.environ["RANK"] == "1":
+        if self.state.epoch == 2 and os.environ["RANK"] == "1":
             os.kill(os.getpid(), signal.SIGKILL)
         return real(self, *args)
 

@@ -18,12 +18,12 @@ import export_onnx
 import image_files
 import image_io
 import option
+from checkpoint import plain_settings
 from errors import UserError
 from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
 from model import Model
 from onnx_graph import sha256_of
 from radiometry import Radiometry
-from trainer import plain_settings
 
 TINY_BASIC = ["--model=BASIC", "--n_feats=8", "--n_resblocks=1"]
 TINY_HSENET = ["--model=HSENET", "--n_feats=8", "--n_basic_modules=1"]
