@@ -229,7 +229,7 @@ def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
     rows, sr_images = [], images_by_stem(sr_dir)
     for gt_path in gt_files:
         sr_path = find_sr(sr_dir, sr_images, gt_path.stem, args.suffix)
-        gt, sr = image_io.read_image(gt_path, args.max_pixels), image_io.read_image(sr_path, args.max_pixels)
+        gt, sr = read_without_fill(gt_path, args.max_pixels), read_without_fill(sr_path, args.max_pixels)
         if scale:
             gt = imresize.modcrop(gt, scale)
         if gt.shape != sr.shape:
@@ -246,6 +246,17 @@ def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
             values.update(shift_aware(sr, gt, np.ones(gt.shape[:2], dtype=bool), args.max_shift, data_range))
         rows.append({"image": gt_path.stem, **values})
     return rows
+
+
+def read_without_fill(path, max_pixels):
+    """An image to score whole: one holding its own declared nodata value is refused (its fill would be scored as
+    ground); a scene with nodata is scored over its valid pixels with --gt SCENE."""
+    image, meta = image_io.read_image_with_meta(path, max_pixels)
+    if invalid_of(image, meta).any():
+        raise UserError(f"{path} holds nodata or NaN pixels: a folder of images is scored whole, so the fill would "
+                        f"count as ground; score the SR against its scene with --gt SCENE.tif (valid pixels only), "
+                        f"or use images without nodata")
+    return image
 
 
 def shift_aware(sr, gt, valid, max_shift, data_range):

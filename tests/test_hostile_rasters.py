@@ -102,3 +102,27 @@ def test_a_vrt_that_reads_outside_its_folder_is_refused_before_gdal_opens_it(tmp
         image_io.read_image(folder / "scene.tif")
     proc = deploy_folder(tmp_path, folder / "scene.tif")
     assert_one_line_error(proc, "scene.tif" if case != "nested" else "inner.tif", "VRT")
+
+
+def raster_readers():
+    """Every function through which the toolbox opens a raster: pixels, header, a window of rows, a grid."""
+    import pairing
+
+    return {"read_image_with_meta": image_io.read_image_with_meta, "image_header": image_io.image_header,
+            "read_rows": lambda path: image_io.read_rows(path, 0, 1), "raster_grid": pairing.raster_grid}
+
+
+@pytest.mark.parametrize("reader", ["read_image_with_meta", "image_header", "read_rows", "raster_grid"])
+@pytest.mark.parametrize("case", ["raw bytes", "sibling folder", "vsicurl"])
+def test_every_raster_reader_refuses_a_vrt_that_reads_elsewhere(tmp_path, reader, case):
+    sample_tile(tmp_path / "other")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text = {"raw bytes": ('<VRTDataset rasterXSize="8" rasterYSize="8"><VRTRasterBand dataType="Byte" band="1" '
+                          'subClass="VRTRawRasterBand"><SourceFilename relativeToVRT="1">../other/tile.tif'
+                          '</SourceFilename></VRTRasterBand></VRTDataset>'),
+            "sibling folder": vrt_text("../other/tile.tif"),
+            "vsicurl": vrt_text("/vsicurl/http://127.0.0.1:9/x.tif", relative=0)}[case]
+    (folder / "scene.tif").write_text(text)
+    with pytest.raises(UserError, match="scene.tif.*VRT|VRT.*scene.tif"):
+        raster_readers()[reader](folder / "scene.tif")

@@ -137,3 +137,19 @@ def test_ambiguous_sr_broken_gt_links_and_unrecorded_float_white_are_named(tmp_p
     proc = run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
     assert_one_line_error(proc, "float values up to", "give --data_range")
     assert run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4", "--data_range", "10000").returncode == 0
+
+
+def test_images_holding_their_nodata_are_not_scored_whole(tmp_path):
+    """A fill value scored as ground would move PSNR by the fill's distance: one line pointing to the scene mode."""
+    import rasterio
+
+    pixels = np.random.default_rng(0).integers(1, 250, (3, 48, 48)).astype(np.uint8)
+    pixels[:, :4, :4] = 0
+    for folder in ("gt", "sr"):
+        (tmp_path / folder).mkdir()
+        with rasterio.open(tmp_path / folder / "a.tif", "w", driver="GTiff", width=48, height=48, count=3,
+                           dtype="uint8", nodata=0) as dst:
+            dst.write(pixels)
+    proc = run_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--gt", tmp_path / "gt", "--sr",
+                      tmp_path / "sr", "--scale", "2", "--csv", tmp_path / "s.csv")
+    assert_one_line_error(proc, "a.tif holds nodata", "--gt SCENE.tif")
