@@ -319,3 +319,20 @@ def test_align_to_a_raster_without_a_grid_is_refused_before_any_output(pair, tmp
                           *isolated(tmp_path))
         assert_one_line_error(proc, raster.name, fragment)
         assert not (tmp_path / "out").exists()
+
+
+def test_lr_scenes_of_different_band_sets_are_one_line(pair, tmp_path):
+    _, scenes, _, _ = pair
+    folder = tmp_path / "lr"
+    folder.mkdir()
+    (folder / "full.tif").write_bytes((scenes / "lr.tif").read_bytes())
+    with rasterio.open(scenes / "lr.tif") as src:
+        profile, pixels, names = dict(src.profile, count=3), src.read()[1:], src.descriptions[1:]  # no nir
+    with rasterio.open(folder / "no_nir.tif", "w", **profile) as dst:
+        dst.write(pixels)
+        for k, name in enumerate(names, 1):
+            dst.set_band_description(k, name)
+    proc = run_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", folder, "--scales", SCALE, "--tile", TILE,
+                      "--dst", tmp_path / "D")
+    assert_one_line_error(proc, "one dataset holds one band set", "no_nir.tif")
+    assert not (tmp_path / "D").exists()

@@ -122,6 +122,11 @@ def prepare_pairs(args, scale, fractions, ext, split_text, root):
                         f"(dropped: {drop_text(dropped)}): the nodata{masks} leave no tile; give a smaller --tile "
                         f"or scenes with more clear pixels")
     names = pairs[0]["names"]
+    other = next((pair for pair in pairs if pair["names"] != names), None)
+    if other is not None:
+        raise UserError(f"{other['lr_path']} on {other['hr_path']} has the common bands {','.join(other['names'])}, "
+                        f"{pairs[0]['lr_path']} on {pairs[0]['hr_path']} has {','.join(names)}: one dataset holds one "
+                        f"band set; name the bands alike (--bands, --lr_bands) or prepare them apart")
     radiometry = pairing.median_radiometry([pair["plan"].radiometry for pair in pairs], names)
     warning = pairing.unit_warning(radiometry, f"{args.lr_src} vs {args.src}")
     if warning:
