@@ -90,7 +90,7 @@ def pixel_size_metres(geo, height, width):
     if crs.is_projected and factor:
         return size[0] * factor, size[1] * factor
     if crs.is_geographic and unit == "degree":
-        _, latitude = geo["transform"] * (width / 2, height / 2)
+        _, latitude = geo["transform"] @ (width / 2, height / 2)
         if not -90 <= latitude <= 90:
             return None
         return size[0] * METRES_PER_DEGREE_EQUATOR * math.cos(math.radians(latitude)), \

@@ -48,6 +48,7 @@ def test_the_pairing_measures_the_displacement_and_the_gains(pair):
     record = json.loads((dataset / "dataset.json").read_text())["pairing"]
     truth = json.loads((scenes / "truth.json").read_text())
     measured = record["pairs"][0]["displacement_hr_px"]
+    assert record["displacement_hr_px"] == measured and record["lr_source"] == str((scenes / "lr.tif").resolve())
     assert record["pairs"][0]["lr_bands"] == truth["lr_bands"] and record["bands"] == truth["hr_bands"]
     assert max(abs(m - t) for m, t in zip(measured, SHIFT)) < 0.5, measured
     for band, gain in truth["gains"].items():

@@ -142,6 +142,8 @@ def prepare_pairs(args, scale, fractions, ext, split_text, root):
     record = {"scale": scale, "harmonize": args.harmonize, "bands": names, "radiometry": radiometry,
               "dropped": dropped, "split_block_tiles": args.split_block, "warp": pairing.WARP_RESAMPLING,
               "pairs": [pair_record(pair) for pair in pairs], "tiles": tiles}
+    if len(pairs) == 1:  # the one scene pair's sources and displacement also stand at the top
+        record.update({key: record["pairs"][0][key] for key in ("lr_source", "hr_source", "displacement_hr_px")})
     gsd = first_meta.gsd_metres
     write_dataset_metadata(root, bands=names, gsd=round(gsd[0], 6) if gsd else None, dtype=first_meta.dtype.name,
                            description=f"{args.tile}x{args.tile} cross-sensor tiles: LR {args.lr_src.resolve()} on HR "
