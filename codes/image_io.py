@@ -26,7 +26,7 @@ from atomic import atomic_target
 from errors import UserError, output_error
 from image_files import IMAGE_EXTENSIONS, TIFF_EXTENSIONS
 from png16 import PNG_SIGNATURE, encode_png16, png_chunk_data
-from radiometry import as_hwc
+from radiometry import as_hwc, invalid_pixels
 
 # The pixel budget is ours (check_pixel_budget, from the header, before any decode); Pillow's own bomb check would
 # otherwise refuse large scenes below it with an exception of its own.
@@ -349,6 +349,13 @@ def nodata_mask(array, meta):
     if isinstance(nodata, float) and math.isnan(nodata):
         return np.isnan(array).all(axis=2)
     return (array == nodata).all(axis=2)
+
+
+def unusable_pixels(array, meta):
+    """Bool (H, W), True at nodata pixels (nodata_mask) and at pixels with a NaN or Inf in any band."""
+    unusable = invalid_pixels(array)
+    nodata = nodata_mask(array, meta)
+    return unusable if nodata is None else unusable | nodata
 
 
 def with_band_names(meta, names):

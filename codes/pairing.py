@@ -493,19 +493,15 @@ def align_input(path, lr, meta, target, scale, radiometry=None, dtype=None, shif
     floats). `record`: what the manifest says of the warp."""
     from dataclasses import replace
 
-    from image_io import nodata_mask
-    from radiometry import invalid_pixels, to_dtype
+    from image_io import unusable_pixels
+    from radiometry import to_dtype
 
     source = scene_grid(meta)
     found = lr_grid(target, scale, bounds_in(source, target.crs), inward=False)
     if found is None:
         raise UserError(f"{path}: its footprint gives no pixel on the --align_to grid")
     grid = found[0]
-    invalid = invalid_pixels(lr)
-    nodata = nodata_mask(lr, meta)
-    if nodata is not None:
-        invalid |= nodata
-    warped, warped_invalid = warp_lr(lr, invalid, source, grid, shift_hr_px, target.transform)
+    warped, warped_invalid = warp_lr(lr, unusable_pixels(lr, meta), source, grid, shift_hr_px, target.transform)
     if warped_invalid.all():
         raise UserError(f"{path}: no valid pixel of it falls on the --align_to grid")
     if radiometry:

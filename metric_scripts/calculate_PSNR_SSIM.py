@@ -252,7 +252,7 @@ def read_without_fill(path, max_pixels):
     """An image to score whole: one holding its own declared nodata value is refused (its fill would be scored as
     ground); a scene with nodata is scored over its valid pixels with --gt SCENE."""
     image, meta = image_io.read_image_with_meta(path, max_pixels)
-    if invalid_of(image, meta).any():
+    if image_io.unusable_pixels(image, meta).any():
         raise UserError(f"{path} holds nodata or NaN pixels: a folder of images is scored whole, so the fill would "
                         f"count as ground; score the SR against its scene with --gt SCENE.tif (valid pixels only), "
                         f"or use images without nodata")
@@ -271,7 +271,7 @@ def evaluate_on_scene(args, scene, sr_dir, manifest):
 
     gt, gt_meta = image_io.read_image_with_meta(scene, args.max_pixels)
     gt_grid = pairing.scene_grid(gt_meta)
-    gt_invalid = invalid_of(gt, gt_meta)
+    gt_invalid = image_io.unusable_pixels(gt, gt_meta)
     outputs = manifest.get("outputs") or []
     sr_files = [sr_dir / str(name) for name in outputs] if outputs else image_files.list_images(sr_dir)
     outside = [path for path in sr_files if not path.resolve().is_relative_to(sr_dir.resolve())]
@@ -284,7 +284,7 @@ def evaluate_on_scene(args, scene, sr_dir, manifest):
         gt_window, sr_window = common_window(scene, gt_grid, sr_path, pairing.scene_grid(sr_meta))
         gt_part = select_scene_bands(scene, gt, gt_meta, sr_path, sr_meta)[gt_window]
         sr_part = sr[sr_window]
-        valid = ~(gt_invalid[gt_window] | invalid_of(sr, sr_meta)[sr_window])
+        valid = ~(gt_invalid[gt_window] | image_io.unusable_pixels(sr, sr_meta)[sr_window])
         if not valid.any():
             raise UserError(f"{sr_path} has no pixel valid in both it and --gt {scene}")
         if gt_part.dtype != sr_part.dtype:
@@ -300,14 +300,6 @@ def evaluate_on_scene(args, scene, sr_dir, manifest):
     if not rows:
         raise UserError(f"{sr_dir} holds no SR images to score against --gt {scene}")
     return rows
-
-
-def invalid_of(array, meta):
-    from radiometry import invalid_pixels
-
-    invalid = invalid_pixels(array)
-    nodata = image_io.nodata_mask(array, meta)
-    return invalid if nodata is None else invalid | nodata
 
 
 def common_window(scene, gt_grid, sr_path, sr_grid):

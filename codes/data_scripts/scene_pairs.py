@@ -15,9 +15,9 @@ import pairing
 from data.dataset_json import read_dataset_metadata, write_dataset_metadata
 from errors import UserError
 from image_files import IMAGE_EXTENSIONS, list_images
-from image_io import ImageMeta, nodata_mask, read_image_with_meta, select_bands, window_meta, write_image
+from image_io import ImageMeta, read_image_with_meta, select_bands, unusable_pixels, window_meta, write_image
 from progress import Counter
-from radiometry import invalid_pixels, to_dtype
+from radiometry import to_dtype
 
 DEFAULT_SPLIT_BLOCK = 4  # tiles per side of a split block
 
@@ -54,10 +54,7 @@ def named_bands(text, flag, path, meta):
 
 def invalid_of(array, meta, masks):
     """Pixels not to use: nodata, NaN/Inf, and every pixel a mask raster marks (nonzero; any grid)."""
-    invalid = invalid_pixels(array)
-    nodata = nodata_mask(array, meta)
-    if nodata is not None:
-        invalid |= nodata
+    invalid = unusable_pixels(array, meta)
     grid = pairing.scene_grid(meta)
     for mask, mask_meta in masks:
         invalid |= pairing.warp_mask((mask != 0).any(axis=2), pairing.scene_grid(mask_meta), grid)
