@@ -256,8 +256,8 @@ class Alignment:
             self.pairs = [pair for pair in record.get("pairs") or [] if isinstance(pair, dict)]
         if record and record.get("harmonize") == "linear":
             bands = cfg.bands or record.get("bands") or []
-            self.radiometry = {band: pairing.check_radiometry_record(record.get("radiometry"), bands, where)[band]
-                               for band in bands}
+            checked = pairing.check_radiometry_record(record.get("radiometry"), bands, where)
+            self.radiometry = {band: checked[band] for band in bands}
 
     def displacement(self, path):
         """The displacement the preparation measured and corrected for this very LR scene on this HR scene, else

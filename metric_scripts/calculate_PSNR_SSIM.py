@@ -282,7 +282,7 @@ def evaluate_on_scene(args, scene, sr_dir, manifest):
     for sr_path in sr_files:
         sr, sr_meta = image_io.read_image_with_meta(sr_path, args.max_pixels)
         gt_window, sr_window = common_window(scene, gt_grid, sr_path, pairing.scene_grid(sr_meta))
-        gt_part = select_scene_bands(scene, gt, gt_meta, sr_path, sr_meta)[gt_window]
+        gt_part = select_scene_bands(scene, gt[gt_window], gt_meta, sr_path, sr_meta)  # the window's bands only
         sr_part = sr[sr_window]
         valid = ~(gt_invalid[gt_window] | image_io.unusable_pixels(sr, sr_meta)[sr_window])
         if not valid.any():
