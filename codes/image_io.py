@@ -61,10 +61,10 @@ def opened_raster(path):
 
     import raster_sources
 
-    raster_sources.check_sources(path)
+    driver = raster_sources.checked_driver(path)
     with warnings.catch_warnings(), rasterio.Env(**raster_sources.GDAL_CONFIG):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, driver=raster_sources.driver_for(path)) as src:
+        with rasterio.open(path, driver=driver) as src:
             yield src
 
 

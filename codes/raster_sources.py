@@ -48,12 +48,17 @@ def driver_for(path):
     return next((driver for signature, driver in SIGNATURES if start.startswith(signature)), "GTiff")
 
 
-def check_sources(path, depth=0):
-    """Refuse, in one line, a VRT at `path` that reads anything but rasters inside its own folder (see the module
-    docstring); nothing to do for other files."""
-    path = Path(path)
-    if not is_vrt(path):
-        return
+def checked_driver(path):
+    """driver_for(path), after check_vrt when it is a VRT: what opened_raster may open `path` with."""
+    driver = driver_for(path)
+    if driver == "VRT":
+        check_vrt(Path(path))
+    return driver
+
+
+def check_vrt(path, depth=0):
+    """Refuse, in one line, the VRT at `path` when it reads anything but rasters inside its own folder (see the module
+    docstring); a VRT among its sources is checked the same way."""
     if depth > MAX_VRT_DEPTH:
         raise UserError(f"{path}: VRTs nested more than {MAX_VRT_DEPTH} deep; flatten the mosaic")
     if os.path.getsize(path) > MAX_VRT_BYTES:
@@ -72,7 +77,8 @@ def check_sources(path, depth=0):
         if not source.is_relative_to(folder):
             raise UserError(f"{path} is a VRT that reads {name}, outside its folder {folder}: the toolbox reads only "
                             f"the files you point it to; copy the source beside the VRT")
-        check_sources(source, depth + 1)
+        if is_vrt(source):
+            check_vrt(source, depth + 1)
 
 
 def parsed(path):
