@@ -371,13 +371,14 @@ def hr_low_on(grid_plan, hr, hr_invalid, scale):
     return block_mean(hr[rows, cols], scale), block_any(hr_invalid[rows, cols], scale)
 
 
-def pair_scenes(hr, hr_invalid, hr_grid, lr, lr_invalid, lr_source_grid, scale, tile, min_corr, max_shift, names):
-    """Pair one LR scene (bands already in the order of `names`, the HR's common bands) with one HR scene: grid,
-    displacement (measured per tile, the scene's the median of the tiles that correlate), the corrected warp's tiles
-    and radiometry. Returns (PairPlan, corrected LR on the grid, its invalid mask), or None without overlap."""
-    found = overlap_grid(hr_grid, lr_source_grid, scale)
+def pair_scenes(found, hr, hr_invalid, hr_grid, lr, lr_invalid, lr_source_grid, scale, tile, min_corr, max_shift,
+                names):
+    """Pair one LR scene (bands already in the order of `names`, the HR's common bands) with one HR scene on `found`,
+    their overlap_grid: displacement (measured per tile, the scene's the median of the tiles that correlate), the
+    corrected warp's tiles and radiometry. Returns (PairPlan, corrected LR on the grid, its invalid mask), or None
+    when the overlap holds no tile."""
     size = tile // scale
-    if found is None or found[0].height < size or found[0].width < size:
+    if found[0].height < size or found[0].width < size:
         return None
     grid, origin = found
     plan = PairPlan(grid, origin)

@@ -392,7 +392,7 @@ def tile_hint(sizes, tile, scales, fractions):
     for in the scene sizes `sizes`, as advice."""
     step = math.lcm(*scales)
     wanted = sum(1 for f in fractions if f > 0)
-    for candidate in range(tile - tile % step - (step if tile % step == 0 else 0), 4 * max(scales) - 1, -step):
+    for candidate in range((tile - 1) // step * step, 4 * max(scales) - 1, -step):  # multiples below `tile`
         if sum((h // candidate) * (w // candidate) for h, w in sizes) >= wanted:
             return f"give --tile {candidate} or smaller"
     return "give larger scenes"

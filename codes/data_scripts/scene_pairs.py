@@ -156,7 +156,8 @@ def pair_one(hr_scene, lr_scene, hr_path, lr_path, scale, args):
     """One scene pair's plan and arrays, printed as one line; None when the scenes do not overlap."""
     hr, hr_meta, hr_names, hr_grid, hr_invalid = hr_scene
     lr, lr_meta, lr_names, lr_grid, lr_invalid = lr_scene
-    if pairing.overlap_grid(hr_grid, lr_grid, scale) is None:
+    overlap = pairing.overlap_grid(hr_grid, lr_grid, scale)
+    if overlap is None:
         return None
     pairing.check_scale(scale, lr_meta, hr_grid)
     names, notes = pairing.common_bands(hr_names, lr_names, hr_path, lr_path)
@@ -164,8 +165,8 @@ def pair_one(hr_scene, lr_scene, hr_path, lr_path, scale, args):
         print(note)
     hr, hr_meta = select_bands(hr_path, hr, hr_meta, names, hr_names)
     lr, lr_meta = select_bands(lr_path, lr, lr_meta, names, lr_names)
-    found = pairing.pair_scenes(hr, hr_invalid, hr_grid, lr, lr_invalid, lr_grid, scale, args.tile, args.min_corr,
-                                args.max_shift, names)
+    found = pairing.pair_scenes(overlap, hr, hr_invalid, hr_grid, lr, lr_invalid, lr_grid, scale, args.tile,
+                                args.min_corr, args.max_shift, names)
     if found is None:
         return None
     plan, warped, warped_invalid = found
