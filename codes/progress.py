@@ -79,3 +79,9 @@ class Counter:
 def write(line, file=None):
     """Print a line without breaking a bar that is on screen."""
     tqdm.write(line, file=file or sys.stdout)
+
+
+def counts_text(counts):
+    """{reason: count} as '3 constant, 1 nodata pixels' (the non-zero ones), or 'none': how a summary line says what
+    was skipped."""
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items() if n) or "none"

@@ -45,7 +45,7 @@ from image_io import (
 )
 from imresize import bicubic_downsample, modcrop
 from pairing import HARMONIZE_MODES
-from progress import Counter
+from progress import Counter, counts_text
 from radiometry import invalid_pixels
 from scene_pairs import DEFAULT_SPLIT_BLOCK, check_lr_flags, prepare_pairs
 
@@ -338,7 +338,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
             kept, left = scene_tiles(hr, meta, args.tile)
             if not kept:
                 print(f"note: {path} gives no {args.tile}x{args.tile} tile worth training on (skipped: "
-                      f"{skip_text(left)})")
+                      f"{counts_text(left)})")
             total += len(kept) + sum(left.values())
             sizes.append(hr.shape[:2])
             skipped = {reason: skipped.get(reason, 0) + n for reason, n in left.items()}
@@ -353,7 +353,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
             counter.update(1)
     if not sum(counts.values()):
         raise UserError(f"no {args.tile}x{args.tile} tile of {args.src} is worth training on (skipped: "
-                        f"{skip_text(skipped)}); give a smaller --tile or scenes with more valid pixels")
+                        f"{counts_text(skipped)}); give a smaller --tile or scenes with more valid pixels")
     empty = [name for name, fraction in zip(SPLIT_NAMES, fractions) if fraction > 0 and not counts[name]]
     if empty:
         raise UserError(f"--tile {args.tile} gives {sum(counts.values())} tiles, none for the {' and '.join(empty)} "
@@ -365,7 +365,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
                            description=f"{args.tile}x{args.tile} tiles of {args.src.resolve()} (split {split_text}, "
                                        f"seed {args.seed})")
     print(f"{len(scenes)} scenes -> {sum(counts.values())} of {total} tiles of {args.tile}x{args.tile} -> {args.dst} "
-          f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}; skipped: {skip_text(skipped)}; edges left out: "
+          f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}; skipped: {counts_text(skipped)}; edges left out: "
           f"{edge_pixels} pixels, {100 * edge_pixels / scene_pixels:.1f} % of the scenes; bands {','.join(bands)})")
     return 0
 
@@ -396,10 +396,6 @@ def tile_hint(sizes, tile, scales, fractions):
         if sum((h // candidate) * (w // candidate) for h, w in sizes) >= wanted:
             return f"give --tile {candidate} or smaller"
     return "give larger scenes"
-
-
-def skip_text(skipped):
-    return ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n) or "none"
 
 
 def main(argv=None):

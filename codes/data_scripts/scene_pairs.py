@@ -16,7 +16,7 @@ from data.dataset_json import read_dataset_metadata, write_dataset_metadata
 from errors import UserError
 from image_files import IMAGE_EXTENSIONS, list_images
 from image_io import ImageMeta, read_image_with_meta, select_bands, unusable_pixels, window_meta, write_image
-from progress import Counter
+from progress import Counter, counts_text
 from radiometry import to_dtype
 
 DEFAULT_SPLIT_BLOCK = 4  # tiles per side of a split block
@@ -116,7 +116,7 @@ def prepare_pairs(args, scale, fractions, ext, split_text, root):
     if not kept:
         masks = " and the masks of --lr_mask / --hr_mask" if args.lr_mask or args.hr_mask else ""
         raise UserError(f"no {args.tile}x{args.tile} tile of --lr_src {args.lr_src} on --src {args.src} is kept "
-                        f"(dropped: {drop_text(dropped)}): the nodata{masks} leave no tile; give a smaller --tile "
+                        f"(dropped: {counts_text(dropped)}): the nodata{masks} leave no tile; give a smaller --tile "
                         f"or scenes with more clear pixels")
     names = pairs[0]["names"]
     other = next((pair for pair in pairs if pair["names"] != names), None)
@@ -148,7 +148,7 @@ def prepare_pairs(args, scale, fractions, ext, split_text, root):
                                        f"{args.split_block} tiles, seed {args.seed})", pairing=record)
     print(f"{len(pairs)} scene pairs -> {kept} tile pairs of {args.tile}x{args.tile} (LR {args.tile // scale}x"
           f"{args.tile // scale}) -> {args.dst} ({', '.join(f'{n} {counts[n]}' for n in counts)}; dropped: "
-          f"{drop_text(dropped)}; bands {','.join(names)}; harmonize {args.harmonize})")
+          f"{counts_text(dropped)}; bands {','.join(names)}; harmonize {args.harmonize})")
     return 0
 
 
@@ -172,7 +172,7 @@ def pair_one(hr_scene, lr_scene, hr_path, lr_path, scale, args):
     plan, warped, warped_invalid = found
     dx, dy = plan.displacement
     print(f"{lr_path.name} -> {hr_path.name}: displacement x {dx:+.2f} y {dy:+.2f} HR px; {len(plan.kept)} of "
-          f"{len(plan.kept) + sum(plan.dropped.values())} tiles kept (dropped: {drop_text(plan.dropped)}); gain "
+          f"{len(plan.kept) + sum(plan.dropped.values())} tiles kept (dropped: {counts_text(plan.dropped)}); gain "
           f"{', '.join(f'{b} {fit_text(f)}' for b, f in plan.radiometry.items())}")
     return {"plan": plan, "warped": warped, "hr": hr, "hr_meta": hr_meta, "names": names, "hr_path": hr_path,
             "lr_path": lr_path, "hr_bands": hr_names, "lr_bands": lr_names}
@@ -180,10 +180,6 @@ def pair_one(hr_scene, lr_scene, hr_path, lr_path, scale, args):
 
 def fit_text(fit):
     return "n/a" if fit["gain"] is None else f"{fit['gain']:.3f} (r {fit['r']:.2f})"
-
-
-def drop_text(dropped):
-    return ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n) or "none"
 
 
 def total_dropped(pairs):
