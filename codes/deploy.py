@@ -242,6 +242,7 @@ class Alignment:
         import pairing
 
         self.cfg, self.pairing = cfg, pairing
+        self.target = str(Path(cfg.align_to).resolve())
         self.grid, raster_dtype = pairing.raster_grid(cfg.align_to)
         self.radiometry = None
         self.pairs = []
@@ -262,9 +263,9 @@ class Alignment:
     def displacement(self, path):
         """The displacement the preparation measured and corrected for this very LR scene on this HR scene, else
         none (another scene of the LR sensor has its own)."""
-        scene, target = str(Path(path).resolve()), str(Path(self.cfg.align_to).resolve())
+        scene = str(Path(path).resolve())
         for pair in self.pairs:
-            if pair.get("lr_source") == scene and pair.get("hr_source") == target:
+            if pair.get("lr_source") == scene and pair.get("hr_source") == self.target:
                 return self.pairing.checked_displacement(pair.get("displacement_hr_px"), scene)
         return (0.0, 0.0)
 
@@ -272,7 +273,7 @@ class Alignment:
         shift = self.displacement(path)
         lr, meta, record = self.pairing.align_input(path, lr, meta, self.grid, self.cfg.scale, self.radiometry,
                                                     self.dtype, shift)
-        return lr, meta, dict(record, align_to=str(Path(self.cfg.align_to).resolve()), displacement_hr_px=shift)
+        return lr, meta, dict(record, align_to=self.target, displacement_hr_px=shift)
 
 
 def paired_dataset(cfg):
