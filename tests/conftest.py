@@ -1,4 +1,5 @@
 """Put codes/ on the import path (the scripts run from there) and expose shared paths."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,10 +9,29 @@ SHARED = REPO_ROOT.parent / "shared"
 sys.path.insert(0, str(REPO_ROOT / "codes"))
 import cpu_runtime  # noqa: E402, F401  (as the scripts do: OpenMP's spin count and glibc's heap, before torch loads)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker per core (`-n auto`): a script run as a subprocess takes one OpenMP thread too, as the in-process
+    # runs do (one_torch_thread below). With torch's default of a thread per core, two workers' scripts put four
+    # threads on two cores, and OpenMP's barriers made a 24 s training test take 106 s.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # isort: split
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+
+# The slowest test files (seconds each, serially, on 2 cores), run first: `--dist loadfile` gives each worker a whole
+# file, in collection order, so a long file started last would run alone at the end while the other core idles.
+SLOWEST_FIRST = ("test_readme.py", "test_user_path.py", "test_distributed.py", "test_stopping.py",
+                 "test_faults_files.py", "test_cross_sensor.py", "test_faults.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+    items.sort(key=rank)  # stable: the order within a file, and among the other files, is kept
 
 
 @pytest.fixture(scope="session")
