@@ -269,6 +269,8 @@ def build_parser():
         help="export_onnx.py: ONNX opset (17 runs on onnxruntime >= 1.12, the oldest QGIS Deepness installs)")
     runtime("--dynamic_shape", action="store_true", help="export_onnx.py: a graph that takes any height and width "
         "(demo_deploy.py --backend onnxruntime, other tools); default: fixed at the tile, which QGIS Deepness needs")
+    runtime("--timing", action="store_true", help="export_onnx.py: also time PyTorch and onnxruntime on the "
+        "verification tile (median of 3 runs each; on a large network this takes longer than the export)")
     return p
 
 
@@ -288,7 +290,7 @@ def network_args(model_name, **values):
 TRAINING_KIND_FLAGS_DEPLOY_READS = ("dir_data", "dataset", "data_test", "precision", "attention")
 NOT_IN_HELP = {
     "deploy": ("reset", "resume", "test_only", "time_budget", "print_every", "save_results", "chop", "out",
-               "resolution", "dynamic_shape"),
+               "resolution", "dynamic_shape", "timing"),
     "export": ("reset", "resume", "test_only", "time_budget", "print_every", "save_results", "chop"),
 }
 
