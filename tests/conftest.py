@@ -20,7 +20,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-
 # The slowest test files, run first: `--dist loadfile --no-loadscope-reorder` gives each worker a whole file, in
 # collection order, so a long file started last would run alone at the end while the other core idles.
 SLOWEST_FIRST = ("test_readme.py", "test_user_path.py", "test_distributed.py", "test_stopping.py",

@@ -10,7 +10,7 @@ import image_io
 import option
 import pretrained
 from conftest import REPO_ROOT
-from helpers import assert_one_line_error, isolated, run_script
+from helpers import assert_one_line_error, call_script, isolated
 from model import Model
 
 CODES = REPO_ROOT / "codes"
@@ -51,7 +51,7 @@ def test_a_shipped_rgb_model_adapts_to_four_bands_matched_by_name(tmp_path, caps
 
 
 def test_fine_tuning_a_shipped_rgb_model_on_four_bands_is_one_command(tmp_path):
-    proc = run_script(CODES / "demo_train.py", "--pre_train", SHIPPED, "--scale=4", "--dataset=SampleMS",
+    proc = call_script(CODES / "demo_train.py", "--pre_train", SHIPPED, "--scale=4", "--dataset=SampleMS",
                       "--epochs=1", "--test_every=2", "--cpu", *isolated(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "adapted from 3 bands" in proc.stdout and "error" not in proc.stderr
@@ -67,16 +67,16 @@ def test_deploy_feeds_an_rgb_model_its_bands_by_name(tmp_path):
     iio.imwrite(rgb, four[:, :, [2, 1, 0]])
     flags = ["--pre_train", SHIPPED, "--scale=4", "--cpu", *isolated(tmp_path)]
     for source, out, extra in ((tile, "by_name", ["--input_bands", "blue,green,red,nir"]), (rgb, "rgb", [])):
-        proc = run_script(CODES / "demo_deploy.py", *flags, "--dir_data", source, "--dir_out", tmp_path / out,
+        proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_data", source, "--dir_out", tmp_path / out,
                           *extra)
         assert proc.returncode == 0, proc.stderr[-2000:]
     by_name = image_io.read_image(next((tmp_path / "by_name").glob("*.tif")))
     assert by_name.shape[2] == 3
     assert np.array_equal(by_name, image_io.read_image(tmp_path / "rgb" / "t.png"))
     # the dataset's own band names serve its test split
-    proc = run_script(CODES / "demo_deploy.py", *flags, "--dataset=SampleMS", "--dir_out", tmp_path / "dataset")
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dataset=SampleMS", "--dir_out", tmp_path / "dataset")
     assert proc.returncode == 0, proc.stderr[-2000:]
     # a band the input lacks is one line naming it
-    proc = run_script(CODES / "demo_deploy.py", *flags, "--dir_data", tile, "--dir_out", tmp_path / "missing",
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_data", tile, "--dir_out", tmp_path / "missing",
                       "--input_bands", "blue,green,nir,swir")
     assert_one_line_error(proc, f"{tile} has no band named red", "its bands: blue,green,nir,swir")

@@ -13,7 +13,7 @@ from rasterio.warp import transform_bounds
 from scipy.ndimage import binary_erosion, gaussian_filter
 from scipy.ndimage import shift as move
 
-from helpers import CODES, REPO_ROOT, SAMPLE_MS, assert_one_line_error, isolated, run_script
+from helpers import CODES, REPO_ROOT, SAMPLE_MS, assert_one_line_error, call_script, isolated
 
 sys.path.insert(0, str(CODES))
 import pairing  # noqa: E402
@@ -30,10 +30,10 @@ SHIFT = (4.2, -2.7)  # HR pixels, x east, y south
 def pair(tmp_path_factory):
     """The simulated scenes, and the dataset prepared from them (with the printed lines)."""
     root = tmp_path_factory.mktemp("cross_sensor")
-    made = run_script(SIMULATE, "--dst", root / "scenes", "--shift", ",".join(map(str, SHIFT)))
+    made = call_script(SIMULATE, "--dst", root / "scenes", "--shift", ",".join(map(str, SHIFT)))
     assert made.returncode == 0, made.stderr
     scenes = root / "scenes"
-    prepared = run_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", scenes / "lr.tif", "--lr_mask",
+    prepared = call_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", scenes / "lr.tif", "--lr_mask",
                           scenes / "lr_cloud_mask.tif", "--scales", SCALE, "--tile", TILE, "--dst", root / "Pairs")
     assert prepared.returncode == 0, prepared.stderr
     return root, scenes, root / "Pairs", prepared.stdout
@@ -168,7 +168,7 @@ def test_the_fit_recovers_known_gains_despite_the_blurrier_lr(pair):
 
 def test_a_model_trained_on_the_pairs_beats_bicubic_on_the_hr_grid(pair, tmp_path):
     root, scenes, dataset, _ = pair
-    trained = run_script(CODES / "demo_train.py", "--model=BASIC", "--scale=3", "--dataset=Pairs", "--dir_data",
+    trained = call_script(CODES / "demo_train.py", "--model=BASIC", "--scale=3", "--dataset=Pairs", "--dir_data",
                          dataset, "--n_feats=16", "--n_resblocks=2", "--epochs=8", "--batch_size=8", "--lr=5e-4",
                          "--test_every=5", "--seed=0", "--cpu", *isolated(tmp_path))
     assert trained.returncode == 0, trained.stderr[-2000:]
@@ -177,7 +177,7 @@ def test_a_model_trained_on_the_pairs_beats_bicubic_on_the_hr_grid(pair, tmp_pat
     outputs = {}
     for model, extra in (("BASIC", ["--pre_train", checkpoint]), ("BICUBIC", ["--n_colors", "4"])):
         outputs[model] = tmp_path / model
-        deployed = run_script(CODES / "demo_deploy.py", f"--model={model}", "--scale=3", "--dir_data",
+        deployed = call_script(CODES / "demo_deploy.py", f"--model={model}", "--scale=3", "--dir_data",
                               scenes / "lr.tif", "--align_to", scenes / "hr.tif", "--dir_out", outputs[model],
                               "--cpu", *extra, *isolated(tmp_path))
         assert deployed.returncode == 0, deployed.stderr[-2000:]
@@ -189,7 +189,7 @@ def test_a_model_trained_on_the_pairs_beats_bicubic_on_the_hr_grid(pair, tmp_pat
     aligned = manifest["images"][0]["aligned"]
     assert aligned["displacement_hr_px"] == json.loads((dataset / "dataset.json").read_text())[
         "pairing"]["pairs"][0]["displacement_hr_px"]  # the very scene the pairing measured: corrected the same way
-    scored = run_script(METRICS, "--gt", scenes / "hr.tif", "--sr", outputs["BASIC"], outputs["BICUBIC"],
+    scored = call_script(METRICS, "--gt", scenes / "hr.tif", "--sr", outputs["BASIC"], outputs["BICUBIC"],
                         "--max_shift", "2", "--csv", tmp_path / "scores.csv")
     assert scored.returncode == 0, scored.stderr
     rows = {row.split(",")[0]: row.split(",") for row in (tmp_path / "scores.csv").read_text().splitlines()}
@@ -200,7 +200,7 @@ def test_a_model_trained_on_the_pairs_beats_bicubic_on_the_hr_grid(pair, tmp_pat
     for model in score:
         assert float(score[model]["cpsnr"]) >= float(score[model]["psnr_rgb"]) - 1e-9
     # without --gt, the metric script scores against the scene the deploy aligned to (its manifest's gt)
-    again = run_script(METRICS, "--sr", outputs["BASIC"], "--csv", tmp_path / "again.csv")
+    again = call_script(METRICS, "--sr", outputs["BASIC"], "--csv", tmp_path / "again.csv")
     assert again.returncode == 0 and f"GT {scenes / 'hr.tif'}" in again.stdout, again.stderr
 
 
@@ -208,7 +208,7 @@ def test_the_metric_script_refuses_an_sr_on_another_grid(pair, tmp_path):
     _, scenes, _, _ = pair
     (tmp_path / "sr").mkdir()
     (tmp_path / "sr" / "lr.tif").write_bytes((scenes / "lr.tif").read_bytes())  # LR zone, LR pixel
-    proc = run_script(METRICS, "--gt", scenes / "hr.tif", "--sr", tmp_path / "sr", "--scale", "3", "--csv",
+    proc = call_script(METRICS, "--gt", scenes / "hr.tif", "--sr", tmp_path / "sr", "--scale", "3", "--csv",
                       tmp_path / "x.csv")
     assert_one_line_error(proc, "lr.tif", "EPSG:32619", "--align_to")
 
@@ -229,18 +229,18 @@ def test_bad_pairs_are_one_line_naming_the_file(pair, tmp_path):
     _, scenes, _, _ = pair
     base = ["--src", scenes / "hr.tif", "--tile", TILE]
     far = moved_copy(scenes / "lr.tif", tmp_path / "far.tif", 1e6)
-    proc = run_script(PREPARE, *base, "--lr_src", far, "--scales", 3, "--dst", tmp_path / "a")
+    proc = call_script(PREPARE, *base, "--lr_src", far, "--scales", 3, "--dst", tmp_path / "a")
     assert_one_line_error(proc, "far.tif", "overlaps")
-    proc = run_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 4, "--dst", tmp_path / "b")
+    proc = call_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 4, "--dst", tmp_path / "b")
     assert_one_line_error(proc, "lr.tif", "disagrees with the pixel sizes", "--scales 3")
-    proc = run_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 3, "--lr_bands", "b1,b2,b3,b4",
+    proc = call_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 3, "--lr_bands", "b1,b2,b3,b4",
                       "--dst", tmp_path / "c")
     assert_one_line_error(proc, "lr.tif", "no band name in common")
     with rasterio.open(scenes / "lr_cloud_mask.tif") as mask:
         profile = mask.profile
     with rasterio.open(tmp_path / "everything.tif", "w", **profile) as everything:
         everything.write(np.ones((1, profile["height"], profile["width"]), dtype=np.uint8))
-    proc = run_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 3, "--lr_mask",
+    proc = call_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 3, "--lr_mask",
                       tmp_path / "everything.tif", "--dst", tmp_path / "d")
     assert_one_line_error(proc, "lr.tif", "leave no tile", "LR nodata or mask")
     for folder in "abcd":
@@ -265,7 +265,7 @@ def test_cpsnr_finds_the_shift_and_forgives_the_bias_that_psnr_charges():
 
 def test_harmonize_linear_puts_the_lr_in_the_hr_units_and_far_gains_warn(pair, tmp_path):
     root, scenes, dataset, _ = pair
-    proc = run_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", scenes / "lr.tif", "--lr_mask",
+    proc = call_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", scenes / "lr.tif", "--lr_mask",
                       scenes / "lr_cloud_mask.tif", "--scales", SCALE, "--tile", TILE, "--harmonize", "linear",
                       "--dst", tmp_path / "linear")
     assert proc.returncode == 0, proc.stderr
@@ -282,10 +282,10 @@ def test_harmonize_linear_puts_the_lr_in_the_hr_units_and_far_gains_warn(pair, t
 
     assert offset_from_hr(dataset).max() > 10  # the simulated offsets of 10-50 levels and gains of 0.9-1.1
     assert offset_from_hr(tmp_path / "linear").max() < 1.5
-    made = run_script(SIMULATE, "--dst", tmp_path / "units", "--gains", "40", "--offsets", "0")
+    made = call_script(SIMULATE, "--dst", tmp_path / "units", "--gains", "40", "--offsets", "0")
     assert made.returncode == 0, made.stderr
     units = tmp_path / "units"
-    proc = run_script(PREPARE, "--src", units / "hr.tif", "--lr_src", units / "lr.tif", "--scales", SCALE, "--tile",
+    proc = call_script(PREPARE, "--src", units / "hr.tif", "--lr_src", units / "lr.tif", "--scales", SCALE, "--tile",
                       TILE, "--dst", tmp_path / "far")
     assert proc.returncode == 0, proc.stderr
     assert "gains far from 1" in proc.stdout and "different units" in proc.stdout
@@ -298,7 +298,7 @@ def test_a_real_two_sensor_pair_is_paired_with_no_displacement_and_a_units_warni
     """Landsat-7 ETM+ red (30 m) onto Landsat-8 OLI pan (15 m): ×2, real pixels of two sensors 12 years apart.
     USGS put both on one grid (L1TP), so the measured displacement is near zero; their DN scales differ (8 vs 16
     bit), which the units warning names."""
-    proc = run_script(PREPARE, "--src", TWO_LANDSATS / "LC08_L1TP_195025_20130707_20170503_01_T1_B8.TIF",
+    proc = call_script(PREPARE, "--src", TWO_LANDSATS / "LC08_L1TP_195025_20130707_20170503_01_T1_B8.TIF",
                       "--lr_src", TWO_LANDSATS / "LE07_L1TP_195025_20010730_20170204_01_T1_B3.TIF",
                       "--bands", "pan", "--lr_bands", "pan", "--scales", 2, "--tile", 16, "--dst", tmp_path / "real")
     assert proc.returncode == 0, proc.stderr
@@ -315,7 +315,7 @@ def test_align_to_a_raster_without_a_grid_is_refused_before_any_output(pair, tmp
     plain.write_bytes((REPO_ROOT / "datasets" / "Sample" / "test" / "HR").glob("*.png").__next__().read_bytes())
     for raster, fragment in ((tmp_path / "missing.tif", "cannot read it as a raster"),
                              (plain, "no CRS or geotransform")):
-        proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--dir_data",
+        proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--dir_data",
                           scenes / "lr.tif", "--align_to", raster, "--dir_out", tmp_path / "out", "--cpu",
                           *isolated(tmp_path))
         assert_one_line_error(proc, raster.name, fragment)
@@ -333,7 +333,7 @@ def test_lr_scenes_of_different_band_sets_are_one_line(pair, tmp_path):
         dst.write(pixels)
         for k, name in enumerate(names, 1):
             dst.set_band_description(k, name)
-    proc = run_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", folder, "--scales", SCALE, "--tile", TILE,
+    proc = call_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", folder, "--scales", SCALE, "--tile", TILE,
                       "--dst", tmp_path / "D")
     assert_one_line_error(proc, "one dataset holds one band set", "no_nir.tif")
     assert not (tmp_path / "D").exists()

@@ -20,7 +20,7 @@ import metrics
 import model as model_package
 import option
 from errors import UserError
-from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
+from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, call_script, isolated
 from model import Model
 from radiometry import Radiometry, to_dtype
 
@@ -310,7 +310,7 @@ def test_corrupt_files_are_named_and_skipped_exit_2_after_the_good_ones(tmp_path
         shutil.copy(path, src / path.name)
     (src / "broken.png").write_bytes(good[0].read_bytes()[:200])  # truncated
     (src / "notes.tif").write_text("not an image")
-    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--cpu", "--dir_data", src, "--dir_out",
+    proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--cpu", "--dir_data", src, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, "2 of 4 inputs skipped", "broken.png")
     assert "notes.tif" in proc.stderr

@@ -10,7 +10,7 @@ import time
 import imageio.v3 as iio
 
 import errors
-from helpers import CODES, SAMPLE, assert_one_line_error, isolated, run_script
+from helpers import CODES, SAMPLE, assert_one_line_error, call_script, isolated
 
 SHIPPED = ["--pre_train", "basic_x4_ucmerced16", "--scale=4", "--cpu"]
 
@@ -43,7 +43,7 @@ def test_a_sigterm_during_deploy_is_one_line_and_the_manifest_says_what_was_fini
     for name in manifest["outputs"]:  # every output it lists is whole
         assert iio.imread(out / name).shape == (480, 480, 3)
     # the metric script as typed does not take it for a finished run
-    proc = run_script(CODES.parent / "metric_scripts" / "calculate_PSNR_SSIM.py", "--dir_experiment",
+    proc = call_script(CODES.parent / "metric_scripts" / "calculate_PSNR_SSIM.py", "--dir_experiment",
                       tmp_path / "experiment")
     assert proc.returncode == 2
 
@@ -51,14 +51,14 @@ def test_a_sigterm_during_deploy_is_one_line_and_the_manifest_says_what_was_fini
 def test_a_rerun_into_the_same_folder_holds_only_its_own_inputs_outputs(tmp_path):
     inputs, out = many_inputs(tmp_path / "in", 3), tmp_path / "out"
     flags = [*SHIPPED, "--dir_data", inputs, "--dir_out", out, *isolated(tmp_path)]
-    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    assert call_script(CODES / "demo_deploy.py", *flags).returncode == 0
     (inputs / "t02.png").unlink()
-    proc = run_script(CODES / "demo_deploy.py", *flags)
+    proc = call_script(CODES / "demo_deploy.py", *flags)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.png")) == ["t00.png", "t01.png"]
     assert json.loads((out / "manifest.json").read_text())["outputs"] == ["t00.png", "t01.png"]
     (out / "mine.png").write_bytes(b"not the toolbox's")  # a file the toolbox did not write stays untouched
-    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    assert call_script(CODES / "demo_deploy.py", *flags).returncode == 0
     assert (out / "mine.png").read_bytes() == b"not the toolbox's"
 
 
@@ -92,18 +92,18 @@ def test_run_folders_and_results_folders_belong_to_their_own_kind(tmp_path):
     """Deploy never writes into a training run's folder, and a training never takes a deploy's results folder as
     its run (whose --reset would delete the deploy's images)."""
     flags = [*isolated(tmp_path), "--cpu"]
-    train = run_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--n_feats=8", "--n_resblocks=1",
+    train = call_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--n_feats=8", "--n_resblocks=1",
                        "--epochs=1", "--test_every=2", "--save=run", *flags)
     assert train.returncode == 0, train.stderr[-2000:]
     run = tmp_path / "experiment" / "run"
     plot = (run / "loss.png").read_bytes()
-    proc = run_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_out", run, *flags)
+    proc = call_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_out", run, *flags)
     assert_one_line_error(proc, f"--dir_out {run} is a training run's folder")
     assert (run / "loss.png").read_bytes() == plot
-    assert run_script(CODES / "demo_deploy.py", *SHIPPED, *flags).returncode == 0
+    assert call_script(CODES / "demo_deploy.py", *SHIPPED, *flags).returncode == 0
     results = tmp_path / "experiment" / "results" / "BASICx4_Sample"
     before = sorted(p.name for p in results.iterdir())
-    proc = run_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--save=results/BASICx4_Sample",
+    proc = call_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--save=results/BASICx4_Sample",
                       "--reset", *flags)
     assert_one_line_error(proc, "holds a deploy's results")
     assert sorted(p.name for p in results.iterdir()) == before
@@ -111,7 +111,7 @@ def test_run_folders_and_results_folders_belong_to_their_own_kind(tmp_path):
 
 def test_outputs_never_land_in_the_tree_recursive_reads(tmp_path):
     inputs = many_inputs(tmp_path / "in", 2)
-    proc = run_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_data", inputs, "--recursive", "--dir_out",
+    proc = call_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_data", inputs, "--recursive", "--dir_out",
                       inputs / "sr", *isolated(tmp_path))
     assert_one_line_error(proc, f"--dir_out {inputs / 'sr'} is inside {inputs}, which --recursive reads")
     assert not (inputs / "sr").exists()
@@ -121,7 +121,7 @@ def test_compare_refuses_two_inputs_of_one_stem_before_any_work(tmp_path):
     inputs = many_inputs(tmp_path / "in", 1)
     shutil.copy(inputs / "t00.png", inputs / "t00.tif")
     hr = many_inputs(tmp_path / "hr", 1)
-    proc = run_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_data", inputs, "--compare", hr, "--dir_out",
+    proc = call_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_data", inputs, "--compare", hr, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, "two images named 't00' (t00.png and t00.tif)")
     assert not (tmp_path / "out").exists()
@@ -133,8 +133,8 @@ def test_a_rerun_clears_what_a_killed_recursive_run_left_in_sub_folders(tmp_path
     shutil.copy(inputs / "t00.png", inputs / "north" / "t01.png")
     out = tmp_path / "out"
     flags = [*SHIPPED, "--dir_data", inputs, "--recursive", "--dir_out", out, *isolated(tmp_path)]
-    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    assert call_script(CODES / "demo_deploy.py", *flags).returncode == 0
     stale = out / "north" / ".t01.png.rssr-tmp-killed.png"  # what a kill during that output's write leaves
     stale.write_bytes(b"half an image")
-    assert run_script(CODES / "demo_deploy.py", *flags).returncode == 0
+    assert call_script(CODES / "demo_deploy.py", *flags).returncode == 0
     assert not stale.exists()

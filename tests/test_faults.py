@@ -32,7 +32,7 @@ import png16
 import runs
 from conftest import REPO_ROOT
 from errors import UserError
-from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, copy_dataset, isolated, run_script
+from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, call_script, copy_dataset, isolated
 from radiometry import bicubic_baseline
 from test_deploy import sample_ms_hr, write_geotiff
 
@@ -71,7 +71,7 @@ def fill(disk):
 def test_a_full_disk_under_the_run_folder_is_one_line_and_keeps_the_last_checkpoint(tmp_path, tiny_fs):
     disk = tiny_fs("160k")  # room for config, log and one small checkpoint, not for a second one
     flags = TRAIN + ["--dir_experiment", str(disk), "--dir_cache", str(tmp_path / "cache"), "--save=run"]
-    proc = run_script(CODES / "demo_train.py", *flags, "--epochs=40")
+    proc = call_script(CODES / "demo_train.py", *flags, "--epochs=40")
     assert_one_line_error(proc, "cannot write", "No space left on device", "the disk is full")
     latest = disk / "run" / "model" / checkpoint.LATEST
     if latest.exists():  # the checkpoint before the full disk is whole and verifies
@@ -82,14 +82,14 @@ def test_a_full_disk_under_the_run_folder_is_one_line_and_keeps_the_last_checkpo
 
 def test_a_full_disk_for_the_cache_the_outputs_and_the_csv(tmp_path, tiny_fs):
     disk = tiny_fs("16k")
-    proc = run_script(CODES / "demo_train.py", *TRAIN, "--epochs=1", "--dir_cache", disk / "cache",
+    proc = call_script(CODES / "demo_train.py", *TRAIN, "--epochs=1", "--dir_cache", disk / "cache",
                       "--dir_experiment", tmp_path / "experiment")
     assert_one_line_error(proc, "cannot write", str(disk / "cache"), "No space left on device")
-    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--dir_out", disk / "sr", *isolated(tmp_path))
+    proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--dir_out", disk / "sr", *isolated(tmp_path))
     assert_one_line_error(proc, str(disk / "sr"), "No space left on device")
     demo_deploy.main(["--model=BICUBIC", "--dir_out", str(tmp_path / "sr"), *isolated(tmp_path)])
     fill(disk)  # leave no room for the CSV
-    proc = run_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--sr", tmp_path / "sr", "--csv",
+    proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--sr", tmp_path / "sr", "--csv",
                       disk / "scores.csv")
     assert_one_line_error(proc, "cannot write", "scores.csv", "No space left on device")
 
@@ -100,7 +100,7 @@ def test_a_read_only_folder_is_one_line(tmp_path, tiny_fs):
                                                      "--dir_cache", tmp_path / "cache"]),
                           (CODES / "demo_deploy.py", ["--model=BICUBIC", "--dir_out", disk / "sr",
                                                       *isolated(tmp_path)])):
-        assert_one_line_error(run_script(script, *flags), "Read-only file system", "write elsewhere")
+        assert_one_line_error(call_script(script, *flags), "Read-only file system", "write elsewhere")
 
 
 @pytest.mark.parametrize("flag", ["--dir_experiment", "--dir_cache", "--dir_out"])
@@ -110,7 +110,7 @@ def test_a_path_that_is_a_file_is_one_line(tmp_path, flag):
     script = CODES / ("demo_deploy.py" if flag == "--dir_out" else "demo_train.py")
     base = ["--model=BICUBIC"] if flag == "--dir_out" else [*TRAIN, "--epochs=1"]
     others = [f for f in isolated(tmp_path) if f not in ()]
-    proc = run_script(script, *base, *others, flag, blocker / "sub")
+    proc = call_script(script, *base, *others, flag, blocker / "sub")
     assert_one_line_error(proc, str(blocker))
     assert blocker.read_text() == "mine"
 
@@ -220,7 +220,7 @@ def test_a_second_training_into_the_same_run_is_refused_naming_the_holder(tmp_pa
                 break
             time.sleep(0.1)
         assert lock.read_text().strip() == str(first.pid), "the first training never took its run folder"
-        proc = run_script(CODES / "demo_train.py", *flags[:-1], "--epochs=1", "--resume")
+        proc = call_script(CODES / "demo_train.py", *flags[:-1], "--epochs=1", "--resume")
         assert_one_line_error(proc, "is in use by another training", f"PID {first.pid}")
     finally:
         first.kill()
@@ -357,7 +357,7 @@ def test_images_over_the_pixel_budget_are_skipped_by_name_and_the_rest_is_proces
     shutil.copy(image_files.list_images(SAMPLE / "test" / "LR_x4")[0], src / "good.png")
     assert png16_bomb(src / "bomb.png").stat().st_size < 100
     sparse_tiff_bomb(src / "sparse.tif")
-    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--n_colors=3", "--dir_data", src, "--dir_out",
+    proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--n_colors=3", "--dir_data", src, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, "2 of 3 inputs skipped", "bomb.png declares 100000x100000 pixels", "--max_pixels")
     assert "sparse.tif declares 100000x100000 pixels" in proc.stderr

@@ -32,7 +32,7 @@ import png16
 import runs
 from conftest import REPO_ROOT
 from errors import UserError
-from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, copy_dataset, isolated, run_script
+from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, call_script, copy_dataset, isolated
 from test_deploy import sample_ms_hr, write_geotiff
 from test_faults import snapshot
 
@@ -77,7 +77,7 @@ def test_the_metric_csv_never_replaces_a_ground_truth_image_or_the_manifest(tmp_
     before = image.read_bytes()
     manifest = (sr / "manifest.json").read_bytes()
     for target, fragment in ((image, "is one of the inputs"), (sr / "manifest.json", "is one of the inputs")):
-        proc = run_script(METRIC_SCRIPT, "--gt", gt_copy, "--sr", sr, "--scale", "4", "--csv", target)
+        proc = call_script(METRIC_SCRIPT, "--gt", gt_copy, "--sr", sr, "--scale", "4", "--csv", target)
         assert_one_line_error(proc, f"--csv {target}", fragment)
     foreign = tmp_path / "notes.txt"
     foreign.write_text("my notes")
@@ -99,7 +99,7 @@ def run_metric(argv):
 def test_prepare_dataset_never_rewrites_its_own_sources(tmp_path):
     root = copy_dataset(SAMPLE, tmp_path / "DS", splits=("train",), scales=(2,), limit=4)
     sources = {p: p.read_bytes() for p in (root / "train" / "HR").iterdir()}
-    proc = run_script(PREPARE, "--src", root / "train" / "HR", "--dst", root, "--split", "1,0,0", "--overwrite")
+    proc = call_script(PREPARE, "--src", root / "train" / "HR", "--dst", root, "--split", "1,0,0", "--overwrite")
     assert_one_line_error(proc, "is inside --dst", "replace its own sources")
     assert {p: p.read_bytes() for p in (root / "train" / "HR").iterdir()} == sources
 
@@ -240,7 +240,7 @@ def test_geotiff_cog_and_png_writes_on_a_full_disk_give_the_cause_and_nothing_el
 def test_a_hostile_manifest_is_one_line(tmp_path, manifest):
     sr, gt = deployed(tmp_path)
     (sr / "manifest.json").write_text(json.dumps(manifest))
-    proc = run_script(METRIC_SCRIPT, "--gt", gt, "--sr", sr)
+    proc = call_script(METRIC_SCRIPT, "--gt", gt, "--sr", sr)
     assert_one_line_error(proc, str(sr / "manifest.json"), "was not written by demo_deploy.py")
 
 
@@ -263,7 +263,7 @@ def test_a_checkpoint_with_a_valid_checksum_and_hostile_values_is_one_line(tmp_p
 
 def test_a_checkpoint_asking_for_200000_features_is_refused_before_allocating(tmp_path, trained):
     path = crafted(trained, tmp_path / "huge.pt", lambda p: p["config"].update(n_feats=200000))
-    proc = run_script(CODES / "demo_deploy.py", "--model=BASIC", "--scale=2", "--pre_train", path,
+    proc = call_script(CODES / "demo_deploy.py", "--model=BASIC", "--scale=2", "--pre_train", path,
                       "--dir_out", tmp_path / "sr", *isolated(tmp_path))
     assert_one_line_error(proc, "--n_feats 200000 (checkpoint)", "TB of memory")
     assert not (tmp_path / "sr").exists()
@@ -276,7 +276,7 @@ def test_a_tensor_declaring_more_than_its_file_holds_is_refused_before_the_check
     assert path.stat().st_size < 4096
     with pytest.raises(UserError, match=r"declares the shape \(100000, 100000, 3, 3\) \(335 GB\) but the file holds 4"):
         checkpoint.read(path)
-    proc = run_script(CODES / "demo_deploy.py", "--model=BASIC", "--pre_train", path, *isolated(tmp_path))
+    proc = call_script(CODES / "demo_deploy.py", "--model=BASIC", "--pre_train", path, *isolated(tmp_path))
     assert_one_line_error(proc, str(path), "crafted or damaged")
 
 
@@ -396,7 +396,7 @@ def test_a_killed_preparation_leaves_no_dataset_and_an_overwrite_keeps_the_old_o
     assert not dst.exists()
     with pytest.raises(UserError, match="Mine"):
         train(tmp_path, "--dataset=Mine", f"--dir_data={dst}", "--epochs=1")
-    proc = run_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.8,0.1,0.1", "--scales", "2")
+    proc = call_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.8,0.1,0.1", "--scales", "2")
     assert proc.returncode == 0, proc.stderr
     assert not [p for p in tmp_path.iterdir() if atomic.TEMP_MARK in p.name]
     before = snapshot(dst)
@@ -405,7 +405,7 @@ def test_a_killed_preparation_leaves_no_dataset_and_an_overwrite_keeps_the_old_o
     assert snapshot(dst) == before  # the old dataset, whole
     train(tmp_path, "--dataset=Mine", f"--dir_data={dst}", "--epochs=1")
     # an --overwrite that completes holds only its own files: a smaller tiling leaves none of the earlier tiles
-    proc = run_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.5,0.5,0", "--scales", "2", "--overwrite")
+    proc = call_script(PREPARE, "--src", src, "--dst", dst, "--split", "0.5,0.5,0", "--scales", "2", "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert "test" not in {p.name for p in dst.iterdir()} and not [p for p in tmp_path.iterdir()
                                                                if atomic.TEMP_MARK in p.name]
@@ -419,7 +419,7 @@ def test_two_preparations_of_one_destination_do_not_mix(tmp_path):
     dst = tmp_path / "Mine"
     holder = runs.FolderLock.beside(dst, "preparation").acquire()  # a preparation of dst in progress
     try:
-        proc = run_script(PREPARE, "--src", src, "--dst", dst, "--scales", "2")
+        proc = call_script(PREPARE, "--src", src, "--dst", dst, "--scales", "2")
         assert_one_line_error(proc, f"{dst} is in use by another preparation (PID {os.getpid()})")
     finally:
         holder.release()
@@ -457,7 +457,7 @@ def test_files_are_named_in_skips(tmp_path):
     src.mkdir()
     (src / "broken.png").write_bytes(png16.PNG_SIGNATURE + b"\0" * 40)
     shutil.copy(image_files.list_images(SAMPLE / "test" / "LR_x4")[0], src / "good.png")
-    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--n_colors=3", "--dir_data", src, "--dir_out",
+    proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--n_colors=3", "--dir_data", src, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, "1 of 2 inputs skipped", str(src / "broken.png"))
     assert os.path.exists(tmp_path / "out" / "good.png")

@@ -15,7 +15,7 @@ import runs
 from conftest import REPO_ROOT
 from data.dataset_json import read_dataset_metadata
 from errors import UserError
-from helpers import SAMPLE, assert_one_line_error, isolated, run_script
+from helpers import SAMPLE, assert_one_line_error, call_script, isolated
 
 DEEP = "[" * 5000 + "]" * 5000
 DEEP_OBJECT = '{"bands": ' + "[" * 5000 + "]" * 5000 + "}"
@@ -60,7 +60,7 @@ def test_every_json_reader_refuses_a_hostile_document_in_one_line(tmp_path, form
     sr = tmp_path / "sr"
     shutil.copytree(SAMPLE / "test" / "LR_x4", sr)
     write(sr / "manifest.json")
-    proc = run_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--sr", sr)
+    proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--sr", sr)
     assert_one_line_error(proc, "manifest.json")
 
 
@@ -86,6 +86,6 @@ def test_a_checkpoint_whose_values_are_nested_too_deep_is_one_line(tmp_path):
         sys.setrecursionlimit(limit)
     with pytest.raises(UserError, match="nested more than"):
         checkpoint.read(path)
-    proc = run_script(REPO_ROOT / "codes" / "demo_deploy.py", "--pre_train", path, "--scale=4", "--cpu",
+    proc = call_script(REPO_ROOT / "codes" / "demo_deploy.py", "--pre_train", path, "--scale=4", "--cpu",
                       *isolated(tmp_path))
     assert_one_line_error(proc, str(path), "nested more than")

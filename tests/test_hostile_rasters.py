@@ -6,7 +6,7 @@ import tifffile
 
 import image_io
 from errors import UserError
-from helpers import CODES, assert_one_line_error, isolated, run_script
+from helpers import CODES, assert_one_line_error, call_script, isolated
 
 
 @pytest.mark.parametrize("bands", [600, 65535])
@@ -17,7 +17,7 @@ def test_a_tiff_declaring_hundreds_of_bands_is_refused_from_its_header(tmp_path,
                      planarconfig="separate", compression="zlib")
     with pytest.raises(UserError, match=f"declares {bands} bands, more than the {image_io.MAX_BANDS}"):
         image_io.image_header(path)  # from the header alone: nothing decoded, GDAL never opened it
-    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", path, "--dir_out",
+    proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", path, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, f"declares {bands} bands")
 
@@ -38,7 +38,7 @@ def test_a_palette_tiff_is_read_through_its_colour_table(tmp_path):
     rgb = image_io.read_image(path)
     lut = np.array([table[i][:3] for i in range(4)], np.uint8)
     assert np.array_equal(rgb, lut[indices]) and image_io.image_header(path)[2] == 3
-    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", path, "--dir_out",
+    proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", path, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert image_io.read_image(tmp_path / "out" / "palette.tif").shape == (2 * indices.shape[0],
@@ -65,7 +65,7 @@ def sample_tile(folder):
 
 
 def deploy_folder(tmp_path, folder):
-    return run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", folder, "--dir_out",
+    return call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", folder, "--dir_out",
                       tmp_path / "out", *isolated(tmp_path))
 
 

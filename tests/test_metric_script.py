@@ -15,7 +15,7 @@ import metrics
 import radiometry
 from conftest import REPO_ROOT
 from errors import UserError
-from helpers import SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
+from helpers import SAMPLE, SAMPLE_MS, assert_one_line_error, call_script, isolated
 
 sys.path.insert(0, str(REPO_ROOT / "metric_scripts"))
 import calculate_PSNR_SSIM as script  # noqa: E402
@@ -63,7 +63,7 @@ def test_an_unfinished_newest_deploy_is_named_not_passed_over(tmp_path):
     interrupted.mkdir()
     (interrupted / "written_files.json").write_text(json.dumps({"files": ["a.png"]}))
     image_io.write_image(interrupted / "a.png", np.zeros((8, 8, 3), np.uint8))
-    proc = run_script(SCRIPT, "--dir_experiment", tmp_path / "experiment")
+    proc = call_script(SCRIPT, "--dir_experiment", tmp_path / "experiment")
     assert_one_line_error(proc, f"the newest results folder {interrupted} has no manifest.json")
     assert not (tmp_path / "experiment" / "results" / "BICUBICx4_Sample" / "psnr_ssim.csv").exists()
 
@@ -98,17 +98,17 @@ def test_missing_gt_folder(tmp_path):
     sr_dir = tmp_path / "experiment" / "results" / "BICUBICx4_Sample"
     with pytest.raises(UserError, match="GT folder"):
         script.main(["--gt", str(tmp_path / "nope"), "--sr", str(sr_dir)])
-    proc = run_script(SCRIPT, "--gt", tmp_path / "nope", "--sr", sr_dir)
+    proc = call_script(SCRIPT, "--gt", tmp_path / "nope", "--sr", sr_dir)
     assert_one_line_error(proc, "GT folder", "nope")
 
 
 @pytest.mark.parametrize("flag", ["--data_range=0", "--data_range=-1", "--max_pixels=0"])
 def test_numeric_flags_are_checked(tmp_path, flag):
-    assert_one_line_error(run_script(SCRIPT, flag, "--dir_experiment", tmp_path), flag.split("=")[0])
+    assert_one_line_error(call_script(SCRIPT, flag, "--dir_experiment", tmp_path), flag.split("=")[0])
 
 
 def test_no_results_yet(tmp_path):
-    proc = run_script(SCRIPT, "--dir_experiment", tmp_path)
+    proc = call_script(SCRIPT, "--dir_experiment", tmp_path)
     assert_one_line_error(proc, "no results", "demo_deploy.py")
 
 
@@ -122,11 +122,11 @@ def test_ambiguous_sr_broken_gt_links_and_unrecorded_float_white_are_named(tmp_p
     image_io.write_image(gt / "a.png", hr)
     image_io.write_image(sr / "a.png", hr)
     image_io.write_image(sr / "a.tif", hr)
-    proc = run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
+    proc = call_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
     assert_one_line_error(proc, "two SR images named 'a' (a.png and a.tif)")
     (sr / "a.tif").unlink()
     (gt / "b.png").symlink_to(tmp_path / "gone.png")
-    proc = run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
+    proc = call_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
     assert_one_line_error(proc, f"GT {gt / 'b.png'} is a link to nothing")
     (gt / "b.png").unlink()
     reflectance = (hr.astype(np.float32) / 255 * 10000)  # float data whose white is 10000
@@ -134,9 +134,9 @@ def test_ambiguous_sr_broken_gt_links_and_unrecorded_float_white_are_named(tmp_p
     (gt / "a.png").unlink()
     image_io.write_image(sr / "a.tif", reflectance * 0.99)
     (sr / "a.png").unlink()
-    proc = run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
+    proc = call_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
     assert_one_line_error(proc, "float values up to", "give --data_range")
-    assert run_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4", "--data_range", "10000").returncode == 0
+    assert call_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4", "--data_range", "10000").returncode == 0
 
 
 def test_images_holding_their_nodata_are_not_scored_whole(tmp_path):
@@ -150,6 +150,6 @@ def test_images_holding_their_nodata_are_not_scored_whole(tmp_path):
         with rasterio.open(tmp_path / folder / "a.tif", "w", driver="GTiff", width=48, height=48, count=3,
                            dtype="uint8", nodata=0) as dst:
             dst.write(pixels)
-    proc = run_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--gt", tmp_path / "gt", "--sr",
+    proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--gt", tmp_path / "gt", "--sr",
                       tmp_path / "sr", "--scale", "2", "--csv", tmp_path / "s.csv")
     assert_one_line_error(proc, "a.tif holds nodata", "--gt SCENE.tif")

@@ -20,7 +20,7 @@ import image_io
 import option
 from checkpoint import plain_settings
 from errors import UserError
-from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, isolated, run_script
+from helpers import CODES, SAMPLE, SAMPLE_MS, assert_one_line_error, call_script, isolated
 from model import Model
 from onnx_graph import sha256_of
 from radiometry import Radiometry
@@ -349,7 +349,7 @@ def test_a_fixed_size_file_runs_every_tile_at_its_size(files, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------- errors
 def test_missing_checkpoint_is_a_one_line_error(tmp_path):
-    proc = run_script(CODES / "export_onnx.py", "--model=HSENET", "--scale=2", *isolated(tmp_path))
+    proc = call_script(CODES / "export_onnx.py", "--model=HSENET", "--scale=2", *isolated(tmp_path))
     assert_one_line_error(proc, "model_best.pt", "--pre_train")
     one_line_error(lambda: export_onnx.main(["--pre_train", str(tmp_path / "none.pt")]), "none.pt", "no such file")
 

@@ -9,7 +9,7 @@ import checkpoint
 import demo_train
 import template
 from errors import UserError, run_cli
-from helpers import CODES, SAMPLE, assert_one_line_error, isolated, run_script
+from helpers import CODES, SAMPLE, assert_one_line_error, call_script, isolated
 from option import parse_args
 
 
@@ -172,7 +172,7 @@ def test_every_numeric_flag_is_validated_in_one_line(tmp_path, capsys, flag, fra
                                              (["--reset", "--test_only"], "would delete the model to be tested"),
                                              (["--n_GPUs=2"], "torchrun --standalone --nproc_per_node 2")])
 def test_contradictory_flags_are_usage_errors(tmp_path, flags, fragment):
-    assert_one_line_error(run_script(CODES / "demo_train.py", *flags, *isolated(tmp_path)), fragment)
+    assert_one_line_error(call_script(CODES / "demo_train.py", *flags, *isolated(tmp_path)), fragment)
 
 
 def test_each_architecture_flag_help_names_the_networks_that_read_it():
@@ -210,11 +210,11 @@ def test_the_order_of_precedence_is_stated_once_and_shown_as_stated():
 
 def test_deploy_help_lists_the_flags_deploy_reads_only():
     """--help of demo_deploy.py: no training flag, no export-only flag, every deploy flag (still accepted if given)."""
-    shown = run_script(CODES / "demo_deploy.py", "--help").stdout
+    shown = call_script(CODES / "demo_deploy.py", "--help").stdout
     for flag in ("--epochs", "--lr ", "--loss", "--batch_size", "--resume", "--reset", "--time_budget",
                  "--dynamic_shape", "--resolution"):
         assert flag not in shown, flag
     for flag in ("--dir_data", "--dataset", "--tile", "--align_to", "--backend", "--onnx", "--precision", "--pre_train",
                  "--compare", "--cog", "--input_bands"):
         assert flag in shown, flag
-    assert "--epochs" in run_script(CODES / "demo_train.py", "--help").stdout
+    assert "--epochs" in call_script(CODES / "demo_train.py", "--help").stdout

@@ -104,16 +104,16 @@ def test_a_tile_with_a_single_nodata_pixel_is_left_out_and_the_summary_says_what
 
 
 def test_scenes_of_another_dtype_or_a_split_left_empty_are_one_line(tmp_path):
-    from helpers import CODES, assert_one_line_error, run_script
+    from helpers import CODES, assert_one_line_error, call_script
 
     script = CODES / "data_scripts" / "prepare_dataset.py"
     pixels = np.random.default_rng(2).integers(1, 250, (128, 128, 3)).astype(np.uint8)
     write_geotiff(tmp_path / "mixed" / "a.tif", pixels)
     write_geotiff(tmp_path / "mixed" / "b.tif", pixels.astype(np.uint16))
-    proc = run_script(script, "--src", tmp_path / "mixed", "--dst", tmp_path / "D1", "--tile", "64", "--scales", "2")
+    proc = call_script(script, "--src", tmp_path / "mixed", "--dst", tmp_path / "D1", "--tile", "64", "--scales", "2")
     assert_one_line_error(proc, "a.tif", "b.tif", "dtype uint16 vs uint8")
     write_geotiff(tmp_path / "one" / "a.tif", pixels)  # 4 tiles of 64: fine; 1 tile of 128: no val, no test
-    proc = run_script(script, "--src", tmp_path / "one" / "a.tif", "--dst", tmp_path / "D2", "--tile", "128",
+    proc = call_script(script, "--src", tmp_path / "one" / "a.tif", "--dst", tmp_path / "D2", "--tile", "128",
                       "--scales", "2")
     assert_one_line_error(proc, "--tile 128", "none for the val and test split", "--tile 64")
     assert not (tmp_path / "D1").exists() and not (tmp_path / "D2").exists()
@@ -121,7 +121,7 @@ def test_scenes_of_another_dtype_or_a_split_left_empty_are_one_line(tmp_path):
 
 def test_a_training_pair_holding_its_declared_nodata_is_refused_by_name(tmp_path):
     """Pairs made elsewhere may hold their fill value: it would enter L1 and the validation PSNR as ground."""
-    from helpers import CODES, TINY_BASIC, assert_one_line_error, run_script
+    from helpers import CODES, TINY_BASIC, assert_one_line_error, call_script
 
     pixels = np.random.default_rng(3).integers(1, 250, (256, 256, 3)).astype(np.uint8)
     write_geotiff(tmp_path / "s.tif", pixels, nodata=0)
@@ -132,7 +132,7 @@ def test_a_training_pair_holding_its_declared_nodata_is_refused_by_name(tmp_path
         band = tile.read()
         band[:, 5:7, 5:7] = 0  # four fill pixels, as a tile cut elsewhere may hold
         tile.write(band)
-    proc = run_script(CODES / "demo_train.py", *TINY_BASIC, "--scale=2", "--dataset=Mine", "--dir_data",
+    proc = call_script(CODES / "demo_train.py", *TINY_BASIC, "--scale=2", "--dataset=Mine", "--dir_data",
                       tmp_path / "D", "--epochs=1", *isolated(tmp_path))
     assert_one_line_error(proc, victim.name, "4 pixels of its declared nodata value 0")
 

@@ -12,7 +12,7 @@ import image_io
 from conftest import REPO_ROOT
 from data import make_dataset
 from errors import UserError
-from helpers import assert_one_line_error, isolated, run_script
+from helpers import assert_one_line_error, call_script, isolated
 from option import parse_args
 from test_user_path import mosaic_source
 
@@ -36,7 +36,7 @@ def test_a_pack_holds_the_prepared_pixels_within_its_size(tmp_path, prepared):
     dst = tmp_path / "pack"
     sizes = sorted(p.stat().st_size for p in image_files.list_images(prepared / "train" / "HR"))
     budget = (sum(sizes[:4]) + 1) / 2**20 * 1.2  # room for about four of the images, as PNG
-    proc = run_script(PACK, "--src", prepared, "--dst", dst, "--max_mib", f"{budget:.4f}", "--val_images", "1")
+    proc = call_script(PACK, "--src", prepared, "--dst", dst, "--max_mib", f"{budget:.4f}", "--val_images", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     packed = image_files.list_images(dst / "train" / "HR") + image_files.list_images(dst / "val" / "HR")
     assert 2 <= len(packed) < 8 and len(image_files.list_images(dst / "val" / "HR")) == 1
@@ -61,7 +61,7 @@ def test_a_pack_holds_the_prepared_pixels_within_its_size(tmp_path, prepared):
 
 def test_a_pack_never_replaces_and_an_empty_one_leaves_nothing(tmp_path, prepared):
     dst = tmp_path / "pack"
-    proc = run_script(PACK, "--src", prepared, "--dst", dst, "--max_mib", "0.0001")
+    proc = call_script(PACK, "--src", prepared, "--dst", dst, "--max_mib", "0.0001")
     assert_one_line_error(proc, "holds no training image")
     assert not dst.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".pack.rssr-tmp-")]
     dst.mkdir()

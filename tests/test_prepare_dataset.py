@@ -1,8 +1,8 @@
-"""prepare_dataset.py run as users run it (a subprocess) on real images: layout, sizes, LR pixels, split, errors."""
+"""prepare_dataset.py through its command line (in this process: helpers.call_script) on real images: layout, sizes,
+LR pixels, split, errors."""
 import json
+import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,7 @@ import pytest
 
 from data_scripts.prepare_dataset import PROTOCOLS, group_by_class, parse_split, split_counts, split_stratified
 from errors import UserError
+from helpers import call_script
 from image_files import list_images
 from image_io import read_image, read_image_with_meta, write_image
 from imresize import bicubic_downsample, modcrop
@@ -22,8 +23,7 @@ UCMERCED_CLASSES = ("agricultural", "beach")
 
 
 def run_prepare(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          timeout=300, check=False)
+    return call_script(SCRIPT, *args, cwd=os.getcwd())
 
 
 def names_in(folder):

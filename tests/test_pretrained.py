@@ -3,8 +3,6 @@ checked; a damaged file or index is one line; `pretrained_zoo.py ship` and `tabl
 import csv
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ import pretrained
 import pretrained_zoo
 from conftest import REPO_ROOT
 from errors import UserError
-from helpers import CODES, SAMPLE, isolated
+from helpers import CODES, SAMPLE, call_script, isolated
 from test_user_path import mosaic_source
 
 SHIPPED = pretrained.read_index()
@@ -24,9 +22,8 @@ SHIPPED = pretrained.read_index()
 @pytest.mark.parametrize("entry", SHIPPED, ids=[e["name"] for e in SHIPPED])
 def test_every_shipped_model_loads_by_name_and_beats_bicubic_on_its_recorded_test_split(tmp_path, entry):
     out = tmp_path / "sr"
-    proc = subprocess.run([sys.executable, "demo_deploy.py", f"--pre_train={entry['name']}",
-                           f"--scale={entry['scale']}", f"--dir_out={out}", *isolated(tmp_path)],
-                          cwd=CODES, capture_output=True, text=True, timeout=600)
+    proc = call_script(CODES / "demo_deploy.py", f"--pre_train={entry['name']}", f"--scale={entry['scale']}",
+                       f"--dir_out={out}", *isolated(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list(out.glob("*.png"))) == len(list((SAMPLE / "test" / "HR").iterdir()))
     manifest = json.loads((out / "manifest.json").read_text())

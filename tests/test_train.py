@@ -9,7 +9,7 @@ import torch
 import demo_train
 import loss as loss_module
 from errors import UserError
-from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, copy_dataset, isolated, run_script
+from helpers import CODES, SAMPLE, TINY_BASIC, assert_one_line_error, call_script, copy_dataset, isolated
 
 
 def train(tmp_path, *extra):
@@ -138,11 +138,11 @@ def test_bicubic_cannot_be_trained(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path):
     script = CODES / "demo_train.py"
-    assert_one_line_error(run_script(script, "--model=NOPE", *isolated(tmp_path)), "NOPE", "BASIC", "HSENET")
-    assert_one_line_error(run_script(script, "--scale=5"), "--scale", "choose from 2, 3, 4")
-    assert_one_line_error(run_script(script, "--dir_data", tmp_path / "missing", *isolated(tmp_path)),
+    assert_one_line_error(call_script(script, "--model=NOPE", *isolated(tmp_path)), "NOPE", "BASIC", "HSENET")
+    assert_one_line_error(call_script(script, "--scale=5"), "--scale", "choose from 2, 3, 4")
+    assert_one_line_error(call_script(script, "--dir_data", tmp_path / "missing", *isolated(tmp_path)),
                           "does not exist", "prepare_dataset.py")
-    assert_one_line_error(run_script(script, "--save=../../etc", *TINY_BASIC, *isolated(tmp_path)), "--save")
+    assert_one_line_error(call_script(script, "--save=../../etc", *TINY_BASIC, *isolated(tmp_path)), "--save")
 
 
 def test_checkpoint_brings_its_architecture(tmp_path):
@@ -177,7 +177,7 @@ def test_a_resume_over_changed_data_says_so(tmp_path):
 def test_the_resume_hint_after_a_reset_run_replaces_the_reset(tmp_path):
     """A run started with --reset and stopped by its time budget: the hint says --resume instead of --reset (both
     together are refused)."""
-    proc = run_script(CODES / "demo_train.py", *TINY_BASIC, "--scale=2", "--epochs=50", "--test_every=50", "--reset",
+    proc = call_script(CODES / "demo_train.py", *TINY_BASIC, "--scale=2", "--epochs=50", "--test_every=50", "--reset",
                       "--time_budget=0.1", "--save=hint", *isolated(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "continue it with the same command, --resume instead of --reset" in proc.stdout

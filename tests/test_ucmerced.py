@@ -7,7 +7,7 @@ import sys
 import demo_deploy
 import demo_train
 from conftest import REPO_ROOT
-from helpers import CODES, isolated, run_script
+from helpers import CODES, call_script, isolated
 
 sys.path.insert(0, str(REPO_ROOT / "metric_scripts"))
 import calculate_PSNR_SSIM  # noqa: E402
@@ -21,7 +21,7 @@ def test_prepare_train_deploy_evaluate(tmp_path, shared_dir):
     for name in CLASSES:  # UC Merced's own layout: Images/<class>/<class>NN.tif
         shutil.copytree(shared_dir / "data" / "ucmerced_dev" / name, src / name)
     root = tmp_path / "UCMerced"
-    proc = run_script(CODES / "data_scripts" / "prepare_dataset.py", "--src", src, "--dst", root, "--scales", "3",
+    proc = call_script(CODES / "data_scripts" / "prepare_dataset.py", "--src", src, "--dst", root, "--scales", "3",
                       "--split", "0.6,0.2,0.2")
     assert proc.returncode == 0, proc.stderr
     for split, per_class in (("train", 3), ("val", 1), ("test", 1)):

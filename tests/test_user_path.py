@@ -14,7 +14,7 @@ import torch
 
 import checkpoint
 from conftest import REPO_ROOT
-from helpers import SAMPLE, assert_one_line_error, isolated
+from helpers import SAMPLE, assert_one_line_error, call_script, isolated
 from model import network_spec
 from option import parse_args
 
@@ -194,12 +194,13 @@ def test_a_format_1_checkpoint_with_the_lr_patch_resumes_exactly(tmp_path):
     codes = REPO_ROOT / "codes"
     flags = ["--model=BASIC", "--scale=2", "--n_feats=8", "--n_resblocks=1", "--patch_size=24", "--batch_size=4",
              "--test_every=2", "--cpu", *isolated(tmp_path)]
-    run(codes, "demo_train.py", *flags, "--epochs=2", "--save=straight")
-    run(codes, "demo_train.py", *flags, "--epochs=1", "--save=resumed")
+    for more in (["--epochs=2", "--save=straight"], ["--epochs=1", "--save=resumed"]):
+        assert call_script(codes / "demo_train.py", *flags, *more).returncode == 0
     latest = tmp_path / "experiment" / "resumed" / "model" / "model_latest.pt"
     downgrade_to_format_1(latest)
     assert checkpoint.read(latest).recorded["patch_size"] == 24  # 12 LR pixels at x2, read as the HR patch
-    run(codes, "demo_train.py", "--save=resumed", "--epochs=2", "--resume", *isolated(tmp_path))
+    resumed = call_script(codes / "demo_train.py", "--save=resumed", "--epochs=2", "--resume", *isolated(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     straight, resumed = (torch.load(tmp_path / "experiment" / name / "model" / "model_latest.pt",
                                     weights_only=True) for name in ("straight", "resumed"))
     assert straight["config"]["patch_size"] == resumed["config"]["patch_size"] == 24
