@@ -26,6 +26,14 @@ SLOWEST_FIRST = ("test_readme.py", "test_user_path.py", "test_distributed.py", "
                  "test_faults_files.py", "test_cross_sensor.py", "test_faults.py")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core this process may run on (a CI job's or a container's share), not xdist's count
+    of the host's cores (psutil's, where it is installed), which on a large host would start dozens of workers, each
+    with torch in memory. PYTEST_XDIST_AUTO_NUM_WORKERS still wins."""
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    return int(chosen) if chosen and chosen.isdigit() else len(os.sched_getaffinity(0))
+
+
 def pytest_collection_modifyitems(items):
     def rank(item):
         name = item.path.name
