@@ -316,11 +316,13 @@ def describe_mismatch(net, state):
     return "; ".join(parts)
 
 
-def load_weights(net, checkpoint, spec, what, use_ema=False, bands=None):
+def load_weights(net, checkpoint, spec, what, use_ema=False, bands=None, channels_last=False):
     """Verify, then load the checkpoint's weights into `net` strictly (its EMA weights when it has them and
     `use_ema`); a mismatch is one readable line naming the file, never a partial load. `what` describes the network
     for that line (e.g. 'HSENET x4 with 3 bands'). `bands`: (the checkpoint's band names, the network's), when they
-    differ in number: the layers that read or write the bands are adapted first (adapt_band_count)."""
+    differ in number: the layers that read or write the bands are adapted first (adapt_band_count).
+    `channels_last`: a network built without weights gets its 4-D weights in that layout as they are copied from the
+    file, so that the Model's conversion to it finds nothing left to copy (RCAN's 62 MB were copied twice)."""
     if checkpoint.ours:
         state = checkpoint.ema_weights if use_ema and checkpoint.ema_weights is not None else checkpoint.weights
     else:
@@ -335,8 +337,12 @@ def load_weights(net, checkpoint, spec, what, use_ema=False, bands=None):
                         f"the size flags (--n_feats, ...)")
     if any(tensor.is_meta for tensor in net.parameters()):  # built without weights: the file's become them
         own = net.state_dict()
-        net.load_state_dict({key: value.to(own[key].dtype, copy=True) for key, value in state.items()}, strict=True,
-                            assign=True)  # copies: the checkpoint read stays as it was
+
+        def copied(key, value):  # a copy: the checkpoint read stays as it was
+            layout = torch.channels_last if channels_last and value.dim() == 4 else torch.preserve_format
+            return value.to(own[key].dtype, copy=True, memory_format=layout)
+
+        net.load_state_dict({key: copied(key, value) for key, value in state.items()}, strict=True, assign=True)
         left = [name for name, tensor in (*net.named_parameters(), *net.named_buffers()) if tensor.is_meta]
         if left:
             raise RuntimeError(f"{what}: {left[0]} has no values after loading {checkpoint.path}")

@@ -119,6 +119,7 @@ class Model(nn.Module):
         self.network_range = cfg.rgb_range  # the value of full white for the network
         self.device = device if device is not None else select_device(cfg.cpu)
         self.spec = network_spec(cfg.model)
+        self.channels_last = use_channels_last(self.spec, self.device)
         if cfg.checkpoint_path:  # the weights come from the file: no random initialisation to overwrite
             net = self.spec.take_built(cfg)  # the configuration's check built it already
             what = f"{cfg.model} x{cfg.scale} with {cfg.n_colors} bands"
@@ -127,11 +128,11 @@ class Model(nn.Module):
             use_ema = cfg.purpose != "resume" and not cfg.no_ema
             bands = (cfg.pretrained_bands, list(cfg.bands or [f"band{i + 1}" for i in range(cfg.n_colors)])) \
                 if cfg.pretrained_bands else None
-            checkpoint.load_weights(net, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema, bands)
+            checkpoint.load_weights(net, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema, bands,
+                                    channels_last=self.channels_last)
         else:
             net = self.spec.make_model(cfg)
         self.model = net.to(self.device)
-        self.channels_last = use_channels_last(self.spec, self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.pre_upsample = pre_upsampler(self.spec, cfg)
