@@ -1,4 +1,5 @@
-"""Put codes/ on the import path (the scripts run from there) and expose shared paths."""
+"""Put codes/ on the import path (the scripts run from there), expose shared paths, and set up the workers of
+`-n auto` (their number, the order of the files, one OpenMP thread per script)."""
 import os
 import subprocess
 import sys

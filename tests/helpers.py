@@ -56,8 +56,8 @@ def call_script(script, *args, cwd=None):
     start a real one."""
     script, argv = Path(script), [str(arg) for arg in args]
     module = script_module(script)
-    saved = (os.getcwd(), sys.argv, signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM),
-             sys.unraisablehook, torch.get_num_threads())
+    folder, argv0, threads, unraisable = os.getcwd(), sys.argv, torch.get_num_threads(), sys.unraisablehook
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}  # run_cli sets them
     code = 0
     try:
         os.chdir(cwd or script.parent)
@@ -71,12 +71,11 @@ def call_script(script, *args, cwd=None):
                 traceback.print_exc()
                 code = 1
     finally:
-        os.chdir(saved[0])
-        sys.argv = saved[1]
-        signal.signal(signal.SIGINT, saved[2])
-        signal.signal(signal.SIGTERM, saved[3])
-        sys.unraisablehook = saved[4]
-        torch.set_num_threads(saved[5])
+        os.chdir(folder)
+        sys.argv, sys.unraisablehook = argv0, unraisable
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        torch.set_num_threads(threads)
     return subprocess.CompletedProcess([sys.executable, str(script), *argv], code, *output)
 
 
