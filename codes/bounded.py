@@ -14,6 +14,8 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 # The ground sample distances (metres) a dataset.json, a checkpoint, the model index or an ONNX file may record.
 GSD_METRES = (1e-6, 1e6)
+# The fill values a dataset.json may record for its nodata pixels: any finite value a raster dtype holds (float64's).
+NODATA_VALUES = (-1.7976931348623157e308, 1.7976931348623157e308)
 
 class LimitError(ValueError):
     """A document beyond MAX_JSON_BYTES or MAX_NESTING (a ValueError, as json's own parse errors are)."""

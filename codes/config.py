@@ -100,6 +100,8 @@ def metadata_flags(meta):
         flags["n_colors"] = len(meta["bands"])
     if meta.get("data_range") is not None:
         flags["data_range"] = float(meta["data_range"])
+    if meta.get("nodata") is not None:
+        flags["nodata"] = float(meta["nodata"])
     return flags
 
 

@@ -67,6 +67,9 @@ def run_training(cfg, ctx, testing):
                 f"parameters, {device}{ranks}, run folder {run.dir}")
         if model.precision_note:
             run.log(model.precision_note)
+        if cfg.nodata is not None:
+            run.log(f"nodata {cfg.nodata:g} (from the {cfg.sources['nodata']}): those pixels, and the HR pixels under "
+                    f"LR ones, are left out of every loss term and score")
         if testing:
             trainer.test()
             return 0

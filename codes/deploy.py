@@ -136,12 +136,9 @@ def check_compare_dir(cfg):
 def network_input(lr, mask, radiometry):
     """(1, C, H, W) float32 in network units; invalid pixels (nodata, NaN) take their band's valid mean so no fill
     value leaks into the valid pixels next to them (their output is set back to nodata afterwards)."""
-    x = radiometry.to_network(np.nan_to_num(lr, nan=0.0, posinf=0.0, neginf=0.0) if mask is not None else lr)[None]
-    if mask is not None and mask.any():
-        valid = ~mask
-        means = [float(band[valid].mean()) if valid.any() else 0.0 for band in x[0]]
-        x[0][:, torch.from_numpy(mask)] = torch.tensor(means, dtype=torch.float32)[:, None]
-    return x
+    if mask is None:
+        return radiometry.to_network(lr)[None]
+    return radiometry.to_network(np.nan_to_num(lr, nan=0.0, posinf=0.0, neginf=0.0), fill=mask)[None]
 
 
 def invalid_mask(path, lr, meta):

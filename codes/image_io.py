@@ -343,12 +343,15 @@ def _geo_from_dataset(src, palette_expanded=False):
 def nodata_mask(array, meta):
     """Bool (H, W), True where every band equals the nodata value; None when the image declares no nodata."""
     nodata = meta.nodata if meta is not None else None
-    if nodata is None:
-        return None
+    return None if nodata is None else fill_mask(array, nodata)
+
+
+def fill_mask(array, value):
+    """Bool (H, W), True where every band equals the fill value `value` (NaN: where every band is NaN)."""
     array = as_hwc(array)
-    if isinstance(nodata, float) and math.isnan(nodata):
+    if isinstance(value, float) and math.isnan(value):
         return np.isnan(array).all(axis=2)
-    return (array == nodata).all(axis=2)
+    return (array == value).all(axis=2)
 
 
 def unusable_pixels(array, meta):

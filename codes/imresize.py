@@ -13,6 +13,9 @@ import numpy as np
 CUBIC_KERNEL_WIDTH = 4.0
 
 
+KERNEL_REACH_LR = 2  # LR pixels on each side of its own that a downsampling bicubic kernel reaches (4 taps wide)
+
+
 def cubic(x):
     """MATLAB's bicubic kernel (Keys, a = -0.5)."""
     absx = np.abs(x)
@@ -135,6 +138,28 @@ def imresize_keep_dtype(img, scale=None, output_shape=None):
 def bicubic_downsample(img, scale):
     """MATLAB `imresize(img, 1/scale, 'bicubic')`: output ceil(H/scale) x ceil(W/scale) (mod-crop HR for exact)."""
     return imresize_keep_dtype(img, 1 / scale)
+
+
+def bicubic_downsample_filled(img, scale, fill, fill_value):
+    """bicubic_downsample of an image whose pixels where `fill` (H, W) is True are not data (they hold
+    `fill_value`), with `fill_value` in every LR pixel whose kernel reaches one of them: their bicubic value mixes the
+    fill in. The HR is mod-cropped to the scale first, as make_lr does."""
+    img, fill = modcrop(img, scale), modcrop(fill, scale)
+    lr = bicubic_downsample(img, scale)
+    lr[lr_pixels_reached(fill, scale)] = fill_value
+    return lr
+
+
+def lr_pixels_reached(hr_mask, scale):
+    """Bool (H / scale, W / scale): the LR pixels whose MATLAB bicubic kernel reaches a True pixel of `hr_mask`. At
+    1/scale the kernel spans 4 x scale HR pixels, so it reaches the LR pixel's own block and 2 blocks on every side."""
+    height, width = hr_mask.shape[0] // scale, hr_mask.shape[1] // scale
+    blocks = hr_mask[:height * scale, :width * scale].reshape(height, scale, width, scale).any(axis=(1, 3))
+    padded, reached = np.pad(blocks, KERNEL_REACH_LR), np.zeros_like(blocks)
+    for dy in range(2 * KERNEL_REACH_LR + 1):
+        for dx in range(2 * KERNEL_REACH_LR + 1):
+            reached |= padded[dy:dy + height, dx:dx + width]
+    return reached
 
 
 def bicubic_upsample(img, scale):

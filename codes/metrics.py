@@ -240,7 +240,7 @@ def calculate_index_error(img, img2, index_name, bands, crop_border=0):
 # --------------------------------------------------------------------------------------------------------------
 # One CSV row
 # --------------------------------------------------------------------------------------------------------------
-def evaluate_pair(sr, hr, scale, crop_border, data_range=255, bands=None, indices=()):
+def evaluate_pair(sr, hr, scale, crop_border, data_range=255, bands=None, indices=(), valid=None):
     """All metrics of one SR/HR pair as an ordered dict (one CSV row).
 
     Always psnr_chmean, psnr_rgb (pooled over all bands), ssim_rgb (mean band SSIM); psnr_y and ssim_y use MATLAB's
@@ -248,37 +248,53 @@ def evaluate_pair(sr, hr, scale, crop_border, data_range=255, bands=None, indice
     with more than 3 bands
     add sam, ergas, rmse, cc and psnr_b1, ssim_b1, ... (bands numbered from 1). Each name in `indices` adds
     '<index>_err' (lower case), which needs `bands` (the band names in order).
+
+    `valid` (H, W): the pixels that count (None: all). The pixel metrics then pool over them alone, and SSIM averages
+    the windows that hold only them (masked_band_ssim).
     """
     sr, hr = prepare_pair(sr, hr, crop_border)
     n_bands = sr.shape[2]
     if indices and (bands is None or len(bands) != n_bands):
         raise UserError(f"spectral-index errors ({', '.join(indices)}) need one name per band for the "
                         f"{n_bands}-band images, got bands={bands}")
-    band_psnr = per_band_psnr(sr, hr, 0, data_range)
-    band_ssim = per_band_ssim(sr, hr, 0, data_range)
+    if valid is None:
+        pixels = (sr, hr)
+        band_ssim = per_band_ssim(sr, hr, 0, data_range)
+    else:  # every metric but SSIM pools over pixels: the valid ones, as an (N, 1, C) image, give its masked value
+        valid = crop_border_pixels(np.asarray(valid, dtype=bool), crop_border)
+        pixels = (sr[valid][:, None], hr[valid][:, None])
+        band_ssim = masked_band_ssim(sr, hr, valid, data_range)
+    band_psnr = per_band_psnr(*pixels, 0, data_range)
     row = OrderedDict()
     row['psnr_chmean'] = float(np.mean(band_psnr))
-    row['psnr_rgb'] = calculate_psnr(sr, hr, 0, data_range=data_range)
+    row['psnr_rgb'] = calculate_psnr(*pixels, 0, data_range=data_range)
     if n_bands == 3:
-        row['psnr_y'] = calculate_psnr(sr, hr, 0, test_y_channel=True, data_range=data_range)
+        row['psnr_y'] = calculate_psnr(*pixels, 0, test_y_channel=True, data_range=data_range)
     elif n_bands == 1:
         row['psnr_y'] = band_psnr[0]
     row['ssim_rgb'] = float(np.mean(band_ssim))
     if n_bands == 3:
-        row['ssim_y'] = calculate_ssim(sr, hr, 0, test_y_channel=True, data_range=data_range)
+        row['ssim_y'] = luminance_ssim(sr, hr, valid, data_range)
     elif n_bands == 1:
         row['ssim_y'] = band_ssim[0]
     if n_bands > 3:
-        row['sam'] = calculate_sam(sr, hr)
-        row['ergas'] = calculate_ergas(sr, hr, scale)
-        row['rmse'] = calculate_rmse(sr, hr)
-        row['cc'] = calculate_cc(sr, hr)
+        row['sam'] = calculate_sam(*pixels)
+        row['ergas'] = calculate_ergas(*pixels, scale)
+        row['rmse'] = calculate_rmse(*pixels)
+        row['cc'] = calculate_cc(*pixels)
         for b in range(n_bands):
             row[f'psnr_b{b + 1}'] = band_psnr[b]
             row[f'ssim_b{b + 1}'] = band_ssim[b]
     for index_name in indices:
-        row[f'{index_name.lower()}_err'] = calculate_index_error(sr, hr, index_name, bands)
+        row[f'{index_name.lower()}_err'] = calculate_index_error(*pixels, index_name, bands)
     return row
+
+
+def luminance_ssim(sr, hr, valid, data_range):
+    """SSIM of MATLAB's Y of two RGB images, over the windows of `valid` pixels only (None: all)."""
+    if valid is None:
+        return calculate_ssim(sr, hr, 0, test_y_channel=True, data_range=data_range)
+    return masked_band_ssim(rgb2ycbcr_y(sr, data_range), rgb2ycbcr_y(hr, data_range), valid, data_range)[0]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -293,13 +309,18 @@ def masked_psnr(sr, hr, valid, data_range=255):
 
 def masked_ssim(sr, hr, valid, data_range=255):
     """Mean band SSIM (MATLAB's windows) over the windows that hold only valid pixels; nan when none does."""
+    return float(np.mean(masked_band_ssim(sr, hr, valid, data_range)))
+
+
+def masked_band_ssim(sr, hr, valid, data_range=255):
+    """Each band's SSIM (MATLAB's windows) over the windows that hold only valid pixels; nan when none does."""
     sr, hr = as_hwc_float(sr), as_hwc_float(hr)
     box = np.full(SSIM_WINDOW_SIZE, 1.0 / SSIM_WINDOW_SIZE)
     whole = filter_valid((~valid).astype(np.float64), box) < 1e-12  # no invalid pixel under the window
     if not whole.any():
-        return float("nan")
+        return [float("nan")] * sr.shape[2]
     sr, hr = np.where(valid[..., None], sr, 0.0), np.where(valid[..., None], hr, 0.0)
-    return float(np.mean([ssim_map(sr[..., b], hr[..., b], data_range)[whole].mean() for b in range(sr.shape[2])]))
+    return [float(ssim_map(sr[..., b], hr[..., b], data_range)[whole].mean()) for b in range(sr.shape[2])]
 
 
 def calculate_cpsnr(sr, hr, valid, max_shift, data_range=255):

@@ -57,6 +57,7 @@ seed_value = _bounded(int, 0, 2**32 - 1, what="an integer from 0 to 4294967295")
 file_white_level = _bounded(float, *FILE_WHITE_LEVELS, what="a white level from 1e-6 to 2^32 (the file value of "
                             "full white)")
 network_white_level = _bounded(float, *NETWORK_WHITE_LEVELS, what="a white level from 0.001 to 100000")
+finite_number = _bounded(float, what="a finite number")
 unit_fraction = _bounded(float, 0.0, 1.0, high_open=True, what="a number in [0, 1)")
 
 
@@ -158,6 +159,10 @@ def build_parser():
         help="file value of full white (default: from the dtype, 255 or 65535); e.g. 10000 for reflectance")
     architecture("--n_colors", type=positive_int, default=3, help="number of bands")
     radiometry("--bands", type=name_list, default=None, help="band order of the data, e.g. blue,green,red,nir")
+    training("--nodata", type=finite_number, default=None,
+        help="file value of the pixels that are not data (a scene's fill): every loss term and validation metric "
+        "leaves them out, and the LR pixels over them (default: dataset.json's, which prepare_dataset.py --min_valid "
+        "records; without it, an image holding its declared nodata value is refused)")
     training("--no_augment", action="store_true", help="no flips/rot90 augmentation")
     # pre-upsampled networks (SRCNN, VDSR, LGCNet)
     architecture("--cubic_input", action=argparse.BooleanOptionalAction, default=False,

@@ -82,10 +82,17 @@ class Radiometry:
     def record(self):
         return {"dtype": self.dtype.name, "white": self.white, "net_range": self.net_range}
 
-    def to_network(self, array):
-        """(H, W, C) file values -> (C, H, W) float32 tensor in network units (nothing clipped)."""
+    def to_network(self, array, fill=None):
+        """(H, W, C) file values -> (C, H, W) float32 tensor in network units (nothing clipped). `fill` (H, W): the
+        pixels that are not data (nodata, NaN made finite); they take their band's mean over the other pixels, so
+        that no fill value leaks into the valid pixels next to them through the network."""
         values = np.ascontiguousarray(np.asarray(array).transpose(2, 0, 1)).astype(np.float32)
-        return torch.from_numpy(values).mul_(self.net_range / self.white)
+        tensor = torch.from_numpy(values).mul_(self.net_range / self.white)
+        if fill is not None and fill.any():
+            valid = ~fill
+            means = [float(band[valid].mean()) if valid.any() else 0.0 for band in tensor]
+            tensor[:, torch.from_numpy(fill)] = torch.tensor(means, dtype=torch.float32)[:, None]
+        return tensor
 
     def from_network(self, tensor):
         """(C, H, W) network output -> (H, W, C) array of the files' dtype (rounded, saturated to the dtype)."""

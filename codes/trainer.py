@@ -240,11 +240,11 @@ class Trainer:
         total = done + len(loader)
         bar = progress.bar(batches, f"epoch {self.state.epoch}/{self.cfg.epochs} lr {lr:.2e}", total=len(loader),
                            unit="batch")
-        for batch, (lr_img, hr_img, _) in enumerate(bar, done + 1):
+        for batch, (lr_img, hr_img, _, *valid) in enumerate(bar, done + 1):  # valid: with --nodata (SRData)
             if self.stopped_early(stopper, batch - 1, total, totals, terms, self.step_seconds):
                 return None
             start = time.monotonic()
-            value = self.train_step(lr_img.to(self.device), hr_img.to(self.device))
+            value = self.train_step(*(t.to(self.device) for t in (lr_img, hr_img, *valid)))
             self.step_seconds = time.monotonic() - start
             if value is not None:
                 totals.append(value)
@@ -307,11 +307,11 @@ class Trainer:
         step_pixels = self.cfg.batch_size * self.cfg.lr_patch ** 2
         return self.step_seconds * pixels / (3 * step_pixels)
 
-    def train_step(self, lr_img, hr_img):
+    def train_step(self, lr_img, hr_img, valid=None):
         """One optimizer step; a non-finite loss (on any rank) skips the batch, and --max_nan of them in a row stop
-        the run."""
+        the run. `valid` (N, 1, H, W): the HR pixels the loss counts (None: all)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(self.model(lr_img, radiometry=self.radiometry), hr_img)
+        loss = self.loss(self.model(lr_img, radiometry=self.radiometry), hr_img, valid)
         if not distributed.all_finite(self.ctx, loss):
             self.state.nan_streak += 1
             warnings.warn(f"epoch {self.state.epoch}: non-finite loss ({loss.item()}), batch skipped "
@@ -394,14 +394,16 @@ class Trainer:
         rows = []
         for index in range(len(dataset)):
             lr, hr = dataset.load_pair(index)
-            rows.append(self.score(bicubic_baseline(lr, self.cfg.scale), hr, dataset.radiometry))
+            rows.append(self.score(bicubic_baseline(lr, self.cfg.scale), hr, dataset.radiometry,
+                                   dataset.valid_pixels(lr, hr)))
         return average(rows)
 
-    def score(self, sr_img, hr_img, radiometry):
+    def score(self, sr_img, hr_img, radiometry, valid=None):
+        """The metrics of one image, over its `valid` pixels (None: all; see SRData.valid_pixels)."""
         cfg = self.cfg
         return metrics.evaluate_pair(sr_img, hr_img, scale=cfg.scale, crop_border=cfg.scale,
                                      data_range=radiometry.white, bands=cfg.bands,
-                                     indices=metrics.computable_indices(cfg.spectral_index, cfg.bands))
+                                     indices=metrics.computable_indices(cfg.spectral_index, cfg.bands), valid=valid)
 
     def evaluate(self, loader, desc="val"):
         """Metrics of the one metrics module, averaged over the split (SR in the files' dtype, as deploy writes it),
@@ -417,11 +419,11 @@ class Trainer:
         self.model.eval()
         dataset = loader.dataset
         rows = []
-        for index, (lr_img, _, name) in zip(loader.sampler, progress.bar(loader, desc, unit="img")):
+        for index, (lr_img, _, name, *_) in zip(loader.sampler, progress.bar(loader, desc, unit="img")):
             sr = self.model(lr_img, plan=self.model.validation_plan, radiometry=dataset.radiometry)
             sr_img = dataset.radiometry.from_network(sr[0])
-            hr_img = dataset.load_pair(index)[1]  # the file's own values
-            rows.append((index, self.score(sr_img, hr_img, dataset.radiometry)))
+            lr_file, hr_img = dataset.load_pair(index)  # the file's own values
+            rows.append((index, self.score(sr_img, hr_img, dataset.radiometry, dataset.valid_pixels(lr_file, hr_img))))
             if self.cfg.save_results and self.ctx.main:
                 ext = ".png" if sr_img.shape[2] in (1, 3) and sr_img.dtype in (np.uint8, np.uint16) else ".tif"
                 image_io.write_image(self.run.target("results", f"{name[0]}{ext}"), sr_img)

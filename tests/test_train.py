@@ -117,16 +117,17 @@ def test_nan_losses_skip_then_stop(tmp_path, monkeypatch):
     real_forward = loss_module.Loss.forward
     calls = {"n": 0}
 
-    def flaky(self, sr, hr):  # every other batch is NaN: skipped with a warning, training goes on
+    def flaky(self, sr, hr, valid=None):  # every other batch is NaN: skipped with a warning, training goes on
         calls["n"] += 1
-        value = real_forward(self, sr, hr)
+        value = real_forward(self, sr, hr, valid)
         return value * float("nan") if calls["n"] % 2 else value
 
     monkeypatch.setattr(loss_module.Loss, "forward", flaky)
     with pytest.warns(UserWarning, match="non-finite loss"):
         train(tmp_path, "--epochs=1", "--save=flaky", "--test_every=4")
 
-    monkeypatch.setattr(loss_module.Loss, "forward", lambda self, sr, hr: real_forward(self, sr, hr) * float("nan"))
+    monkeypatch.setattr(loss_module.Loss, "forward",
+                        lambda self, sr, hr, valid=None: real_forward(self, sr, hr, valid) * float("nan"))
     with pytest.warns(UserWarning), pytest.raises(UserError, match="3 non-finite losses in a row"):
         train(tmp_path, "--epochs=1", "--save=diverged", "--max_nan=3", "--test_every=5")
 

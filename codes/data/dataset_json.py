@@ -6,7 +6,7 @@ from pathlib import Path
 
 import atomic
 import bounded
-from bounded import GSD_METRES, number_problem
+from bounded import GSD_METRES, NODATA_VALUES, number_problem
 from errors import UserError
 from radiometry import white_level_problem
 
@@ -18,7 +18,8 @@ PREPARING_MARK = ".preparing"
 
 def read_dataset_metadata(root):
     """The dataset.json of a dataset root as a dict ({} when there is none). Keys: bands (names in file order),
-    data_range (white level, null: from the dtype), gsd (ground sample distance of HR, in metres), description."""
+    data_range (white level, null: from the dtype), gsd (ground sample distance of HR, in metres), description,
+    nodata (the fill value of tiles kept with some pixels that are not data: training masks them)."""
     path = Path(root) / DATASET_METADATA
     if not path.is_file():
         return {}
@@ -38,6 +39,10 @@ def read_dataset_metadata(root):
     if gsd is not None and number_problem(gsd, GSD_METRES):
         raise UserError(f"{path}: 'gsd' {number_problem(gsd, GSD_METRES)}; it must be the HR pixel size in "
                         f"metres or null")
+    nodata = meta.get("nodata")
+    if nodata is not None and number_problem(nodata, NODATA_VALUES):
+        raise UserError(f"{path}: 'nodata' {number_problem(nodata, NODATA_VALUES)}; it must be the file value of the "
+                        f"tiles' pixels that are not data, or null")
     description = meta.get("description")
     if description is not None and not isinstance(description, str):
         raise UserError(f"{path}: 'description' must be text")
@@ -52,12 +57,16 @@ def check_complete(root):
                         f"--overwrite")
 
 
-def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None, pairing=None):
+def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None, pairing=None,
+                           nodata=None):
     """Write <root>/dataset.json (see read_dataset_metadata); None values are written as null. `pairing`: the
-    record of a cross-sensor preparation (data_scripts/scene_pairs.py), left out when None."""
+    record of a cross-sensor preparation (data_scripts/scene_pairs.py), left out when None. `nodata`: the fill value
+    of tiles kept with some pixels that are not data (prepare_dataset.py --min_valid), left out when None."""
     meta = {"description": description, "bands": bands, "data_range": data_range, "gsd": gsd}
     if dtype is not None:  # the prepared data's dtype (prepare_dataset.py); older files have no such key
         meta["dtype"] = dtype
+    if nodata is not None:
+        meta["nodata"] = nodata
     if pairing is not None:
         meta["pairing"] = pairing
     atomic.write_text(Path(root) / DATASET_METADATA, json.dumps(meta, indent=2) + "\n")

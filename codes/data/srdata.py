@@ -11,12 +11,17 @@ patch, so runs resume exactly and N ranks see exactly the samples one process wo
 Checks, each a one-line error naming the file: sizes (LR x scale = mod-cropped HR), band counts, one dtype for LR,
 HR and the whole dataset, no NaN/Inf pixels, float values in [0, 1] unless --data_range is given, duplicate names,
 and images larger than --max_pixels. Training images whose LR is smaller than the patch are skipped with a note.
+
+With --nodata (or dataset.json's nodata), pixels holding that value are not data: each item also gives the HR
+pixels that count (valid_pixels), which the loss and the scores use, and the LR's nodata reaches the network as its
+band's mean. Without it, an image holding its own declared nodata value is refused.
 """
 import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 import atomic
@@ -106,6 +111,7 @@ class SRData(Dataset):
         self.max_pixels, self.data_range_given = cfg.max_pixels, cfg.data_range is not None
         self.samples_per_epoch = cfg.test_every * cfg.batch_size if train else 0
         self.noise = cfg.noise if train else 0.0  # --noise: training LR only, never validation or test
+        self.nodata = cfg.nodata  # the fill value of pixels that are not data: left out of the loss and the scores
         self.epoch = 0
         self.radiometry = None  # the first HR image's, once read (below); load_pair checks every image against it
         self.root = Path(root)
@@ -150,18 +156,22 @@ class SRData(Dataset):
         return self.hr_files[i].stem
 
     def decode(self, path):
-        """The image's pixels; one that holds its own declared nodata value (a GeoTIFF's fill) is refused, since the
-        fill would enter the loss and the scores as if it were ground."""
+        """The image's pixels. One that holds its own declared nodata value (a GeoTIFF's fill) is refused unless
+        that value is --nodata (which the loss and the scores leave out): else the fill would enter them as ground."""
         image, meta = image_io.read_image_with_meta(path, self.max_pixels)
         fill = image_io.nodata_mask(image, meta)
-        if fill is not None and fill.any():
+        if fill is not None and fill.any() and meta.nodata != self.nodata:
+            masked = (f"--nodata is {self.nodata:g}; make them one" if self.nodata is not None else
+                      f"use tiles without nodata (prepare_dataset.py --tile skips them), keep them masked "
+                      f"(prepare_dataset.py --min_valid, or --nodata {meta.nodata:g}), or fill those pixels")
             raise UserError(f"{path} has {int(fill.sum())} pixels of its declared nodata value {meta.nodata:g}: "
-                            f"training and scoring would take the fill as ground; use tiles without nodata "
-                            f"(prepare_dataset.py --tile skips them) or fill those pixels")
+                            f"training and scoring would take the fill as ground; {masked}")
         return image
 
     def read(self, path, tag="", decode=None):
         decode = decode or self.decode
+        if self.nodata is not None:  # decode checks the file's nodata against it: a cache entry holds for one value
+            tag += f".nodata{self.nodata!r}"
         try:
             return self.cache.load(path, decode, tag) if self.cache is not None else decode(path)
         except UserError as err:
@@ -176,11 +186,30 @@ class SRData(Dataset):
         hr_path = self.hr_files[i]
         hr = imresize.modcrop(self.read(hr_path), self.scale)
         if self.lr_from_hr:  # cached beside the HR's entry, keyed on the HR file's stamp
-            lr = self.read(hr_path, f".x{self.scale}", lambda _: imresize.bicubic_downsample(hr, self.scale))
+            lr = self.read(hr_path, f".x{self.scale}", lambda _: self.downsample(hr))
         else:
             lr = self.read(self.lr_files[i])
         self.check_pair(lr, hr, i)
         return lr, hr
+
+    def downsample(self, hr):
+        """The LR of an HR-only dataset's image: MATLAB bicubic; LR pixels it mixes --nodata into hold the nodata."""
+        fill = self.fill_mask(hr)
+        if fill is None or not fill.any():
+            return imresize.bicubic_downsample(hr, self.scale)
+        return imresize.bicubic_downsample_filled(hr, self.scale, fill, self.nodata)
+
+    def fill_mask(self, image):
+        """Bool (H, W): the pixels holding --nodata; None without --nodata."""
+        return None if self.nodata is None else image_io.fill_mask(image, self.nodata)
+
+    def valid_pixels(self, lr, hr):
+        """Bool (H, W) of the HR grid: the pixels that count in the loss and the scores, where neither the HR pixel
+        nor the LR pixel over it holds --nodata; None without --nodata (every pixel counts)."""
+        if self.nodata is None:
+            return None
+        lr_fill = self.fill_mask(lr).repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+        return ~(self.fill_mask(hr) | lr_fill)
 
     def check_pair(self, lr, hr, i):
         s, n = self.scale, self.n_colors
@@ -206,7 +235,8 @@ class SRData(Dataset):
             if bad:
                 raise UserError(f"{path} has {bad} NaN/Inf pixels: training data must be finite (fill or crop them)")
             if radiometry is not None:
-                radiometry.check_values(image, path, self.data_range_given)
+                fill = self.fill_mask(image)
+                radiometry.check_values(image, path, self.data_range_given, None if fill is None else ~fill)
 
     def usable_indices(self):
         """Training: the images whose LR holds a whole patch; the others are skipped, with a note."""
@@ -265,16 +295,20 @@ class SRData(Dataset):
         return self.usable[permutation[position % count]]
 
     def __getitem__(self, index):
+        """(LR, HR, name) in network units; with --nodata, and the HR grid's valid pixels (1, H, W) (valid_pixels).
+        The LR's nodata pixels take their band's mean, as deploy gives them to the network."""
         i = self.image_of(index)
         lr, hr = self.load_pair(i)
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
             lr, hr = random_patch(lr, hr, self.lr_patch, self.scale, rng)
             if self.augment:
                 lr, hr = augment(lr, hr, rng)
-            if self.noise:
-                lr = add_noise(lr, self.noise * self.radiometry.white / 255, rng)
-        return self.radiometry.to_network(lr), self.radiometry.to_network(hr), self.name(i)
+        lr_fill, valid = self.fill_mask(lr), self.valid_pixels(lr, hr)  # before the noise changes the fill values
+        if self.noise:
+            lr = add_noise(lr, self.noise * self.radiometry.white / 255, rng)
+        item = (self.radiometry.to_network(lr, fill=lr_fill), self.radiometry.to_network(hr), self.name(i))
+        return item if valid is None else (*item, torch.from_numpy(np.ascontiguousarray(valid))[None])
 
 
 def random_patch(lr, hr, patch, scale, rng):

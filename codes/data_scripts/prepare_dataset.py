@@ -14,7 +14,8 @@ its own with the same fractions. GeoTIFFs stay georeferenced (LR pixel size mult
 records the band names, the HR ground sample distance and the dtype (data/dataset_json.py).
 
 With --tile N, --src is a scene or a folder of scenes (any band count and dtype): each is cut into N x N HR tiles
-named <scene>_r<row>_c<col>, tiles that hold a nodata or NaN/Inf pixel or are constant are skipped (and counted),
+named <scene>_r<row>_c<col>, tiles that hold a nodata or NaN/Inf pixel or are constant are skipped (and counted;
+--min_valid keeps the tiles that are partly nodata, and training masks it: docs/training.md),
 and each scene's tiles are split by --split on their own, as a class's images are. Band names come from --bands,
 else the scene's band descriptions, else red,green,blue for 3 bands, else b1..bN.
 """
@@ -43,7 +44,7 @@ from image_io import (
     with_band_names,
     write_image,
 )
-from imresize import bicubic_downsample, modcrop
+from imresize import bicubic_downsample, bicubic_downsample_filled, modcrop
 from pairing import HARMONIZE_MODES
 from progress import Counter, counts_text
 from radiometry import invalid_pixels
@@ -79,6 +80,11 @@ def parse_args(argv):
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --dst, replacing its files")
     p.add_argument("--tile", type=int, default=None,
                    help="cut each source scene into N x N HR tiles (--src may then be one scene file)")
+    p.add_argument("--min_valid", type=float, default=1.0,
+                   help="with --tile: the least share of a tile's pixels that must be data (not the scene's nodata) "
+                        "for it to be kept (default 1: only whole tiles); below 1, tiles with some nodata are kept, "
+                        "dataset.json records the nodata value, and training leaves those pixels out of every loss "
+                        "term and validation metric")
     pairs = p.add_argument_group("cross-sensor pairs (--lr_src): the LR comes from a second sensor's scenes, not from "
                                  "a bicubic downsample; see docs/datasets.md")
     pairs.add_argument("--lr_src", type=Path, default=None,
@@ -254,8 +260,12 @@ def ground_sample_distance(meta):
 
 
 # ----------------------------------------------------------------------------------------------------------- writing
-def make_lr(hr, scale):
-    """The LR of an HR image: MATLAB bicubic downsample of the HR mod-cropped to a multiple of `scale`."""
+def make_lr(hr, scale, meta=None):
+    """The LR of an HR image: MATLAB bicubic downsample of the HR mod-cropped to a multiple of `scale`. Where the HR
+    holds its declared nodata (`meta`'s), the LR pixels whose kernel reaches it hold the nodata too."""
+    fill = nodata_mask(hr, meta)
+    if fill is not None and fill.any():
+        return bicubic_downsample_filled(hr, scale, fill, meta.nodata)
     return bicubic_downsample(modcrop(hr, scale), scale)
 
 
@@ -267,7 +277,7 @@ def write_sample(split_dir, name, hr, meta, scales, ext, bands=None):
     meta = with_band_names(meta, bands)
     write_image(split_dir / "HR" / f"{name}{ext}", hr, meta)
     for scale in scales:
-        lr = make_lr(hr, scale)
+        lr = make_lr(hr, scale, meta)
         # scale=1/s: the LR pixels are s times larger than HR pixels, same top-left origin
         write_image(split_dir / f"LR_x{scale}" / f"{name}{ext}", lr, meta, scale=1 / scale)
 
@@ -293,25 +303,29 @@ def prepare_split(paths, split_dir, scales, ext, progress, bands=None, decoded=N
 
 
 # ----------------------------------------------------------------------------------------------------------- scenes
-def scene_tiles(hr, meta, tile):
-    """{tile name: (row, col)} of the N x N windows worth training on, and {reason: count} of the others. A tile with
-    any nodata pixel is left out: its fill value would enter the loss and the validation scores as if it were ground."""
+def scene_tiles(hr, meta, tile, min_valid=1.0):
+    """({tile name: (row, col)} of the N x N windows worth training on, {reason: count} of the others, the number of
+    kept tiles that hold nodata). A tile whose share of data pixels is below `min_valid` (1: any nodata pixel) is left
+    out: training reads a nodata pixel as ground unless it knows the nodata value (dataset.json's, see
+    prepare_scenes), and then leaves it out of the loss and the scores."""
     nodata = nodata_mask(hr, meta)
     nodata = np.zeros(hr.shape[:2], dtype=bool) if nodata is None else nodata
-    kept, skipped = {}, {"nodata pixels": 0, "NaN/Inf pixels": 0, "constant": 0}
+    kept, skipped, partial = {}, {"nodata pixels": 0, "NaN/Inf pixels": 0, "constant": 0}, 0
     stem = Path(meta.path).stem
     for row in range(0, hr.shape[0] - tile + 1, tile):
         for col in range(0, hr.shape[1] - tile + 1, tile):
-            window = hr[row:row + tile, col:col + tile]
-            if nodata[row:row + tile, col:col + tile].any():
+            window, fill = hr[row:row + tile, col:col + tile], nodata[row:row + tile, col:col + tile]
+            data = window[~fill]  # (pixels, bands)
+            if data.shape[0] < min_valid * tile * tile:
                 skipped["nodata pixels"] += 1
             elif invalid_pixels(window).any():  # training refuses NaN/Inf pixels
                 skipped["NaN/Inf pixels"] += 1
-            elif (window.max(axis=(0, 1)) == window.min(axis=(0, 1))).all():
+            elif (data.max(axis=0) == data.min(axis=0)).all():
                 skipped["constant"] += 1
             else:
                 kept[f"{stem}_r{row:05d}_c{col:05d}"] = (row, col)
-    return kept, skipped
+                partial += bool(fill.any())
+    return kept, skipped, partial
 
 
 def prepare_scenes(args, scales, fractions, ext, split_text, root):
@@ -327,6 +341,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
     first, first_meta = read_image_with_meta(scenes[0])
     bands, gsd = band_names(args.bands, scenes[0], first_meta), ground_sample_distance(first_meta)
     counts, skipped, total = dict.fromkeys(SPLIT_NAMES, 0), {}, 0
+    partial, nodata, nodata_source = 0, None, None  # the tiles kept with nodata (--min_valid), their nodata value
     sizes = []  # of the scenes, for the pixels the tiling leaves out and the advice on --tile
     with Counter(len(scenes), "scenes", unit="scene") as counter:
         for path in scenes:
@@ -335,7 +350,10 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
                 raise UserError(f"{path} has {hr.shape[2]} bands, {scenes[0]} has {len(bands)}: prepare scenes of one "
                                 f"band layout together")
             check_same_kind(path, meta, scenes[0], first_meta)
-            kept, left = scene_tiles(hr, meta, args.tile)
+            kept, left, with_nodata = scene_tiles(hr, meta, args.tile, args.min_valid)
+            if with_nodata:  # dataset.json records one nodata value for every tile that holds some
+                nodata = check_one_nodata(path, meta.nodata, nodata_source, nodata)
+                partial, nodata_source = partial + with_nodata, nodata_source or path
             if not kept:
                 print(f"note: {path} gives no {args.tile}x{args.tile} tile worth training on (skipped: "
                       f"{counts_text(left)})")
@@ -363,10 +381,12 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
     edge_pixels = scene_pixels - sum((h // args.tile) * (w // args.tile) for h, w in sizes) * args.tile**2
     write_dataset_metadata(root, bands=bands, gsd=gsd, dtype=first.dtype.name,
                            description=f"{args.tile}x{args.tile} tiles of {args.src.resolve()} (split {split_text}, "
-                                       f"seed {args.seed})")
+                                       f"seed {args.seed})", nodata=nodata)
+    masked = f"; {partial} with nodata pixels, which training leaves out" if partial else ""
     print(f"{len(scenes)} scenes -> {sum(counts.values())} of {total} tiles of {args.tile}x{args.tile} -> {args.dst} "
-          f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}; skipped: {counts_text(skipped)}; edges left out: "
-          f"{edge_pixels} pixels, {100 * edge_pixels / scene_pixels:.1f} % of the scenes; bands {','.join(bands)})")
+          f"({', '.join(f'{n} {counts[n]}' for n in SPLIT_NAMES)}{masked}; skipped: {counts_text(skipped)}; edges "
+          f"left out: {edge_pixels} pixels, {100 * edge_pixels / scene_pixels:.1f} % of the scenes; bands "
+          f"{','.join(bands)})")
     return 0
 
 
@@ -385,6 +405,16 @@ def check_same_kind(path, meta, first_path, first_meta):
     if differences:
         raise UserError(f"{path} and {first_path} differ ({'; '.join(differences)}): prepare scenes of one kind "
                         f"together (warp them to one grid first, e.g. gdalwarp), or into separate datasets")
+
+
+def check_one_nodata(path, value, first_path, first_value):
+    """`value`, the nodata of a scene whose kept tiles hold some, when it is the one of the earlier such scene
+    (`first_path`'s; None: none yet); else one line naming both."""
+    if first_path is not None and value != first_value:
+        raise UserError(f"{path} declares nodata {value:g} and {first_path} {first_value:g}: tiles kept with nodata "
+                        f"(--min_valid) share one nodata value; give the scenes one (gdal_translate -a_nodata), or "
+                        f"prepare them into separate datasets")
+    return value
 
 
 def tile_hint(sizes, tile, scales, fractions):
@@ -407,6 +437,9 @@ def main(argv=None):
     check_lr_flags(args)
     if args.lr_src is not None:
         return prepare_cross_sensor(args, scales, fractions, ext, split_text)
+    if not 0 < args.min_valid <= 1 or (args.min_valid < 1 and args.tile is None):
+        raise UserError(f"--min_valid {args.min_valid:g}: give a share in (0, 1] of a --tile's pixels that must be "
+                        f"data, e.g. --tile 192 --min_valid 0.5")
     if args.tile is not None:
         if not args.src.exists():
             raise UserError(f"--src {args.src}: no such scene or folder")
@@ -428,6 +461,9 @@ def main(argv=None):
 
 
 def prepare_cross_sensor(args, scales, fractions, ext, split_text):
+    if args.min_valid < 1:  # a pair's invalid pixels are masks on two grids, not one nodata value training can mask
+        raise UserError("--min_valid keeps partly nodata tiles of one sensor's scenes; cross-sensor pairs (--lr_src) "
+                        "keep whole tiles only: drop --min_valid")
     if len(scales) != 1:
         raise UserError(f"--scales {args.scales}: cross-sensor pairs have one scale, the ratio of the two sensors' "
                         f"pixel sizes, e.g. --scales 3 for Landsat-8 (30 m) onto Sentinel-2 (10 m)")

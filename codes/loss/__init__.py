@@ -16,7 +16,7 @@ import torch.nn as nn
 
 import metrics
 from errors import UserError
-from loss.base import LossTerm, PixelLoss
+from loss.base import LossTerm, PixelLoss, masked_mean
 from loss.terms import loss_terms
 
 
@@ -38,10 +38,15 @@ class SpectralIndexLoss(LossTerm):
         # of the denominator and blow the ratio up.
         return metrics.normalized_difference(x[:, a].clamp(min=0), x[:, b].clamp(min=0))
 
-    def forward(self, sr, hr):
-        terms = [torch.abs(self.normalized_difference(sr, a, b) - self.normalized_difference(hr, a, b)).mean()
-                 for a, b in self.pairs]
-        return torch.stack(terms).mean()
+    masks_pixels = True
+
+    def forward(self, sr, hr, valid=None):
+        """`valid` (N, 1, H, W): the pixels that count (None: all)."""
+        differences = [torch.abs(self.normalized_difference(sr, a, b) - self.normalized_difference(hr, a, b))
+                       for a, b in self.pairs]
+        if valid is None:
+            return torch.stack([d.mean() for d in differences]).mean()
+        return torch.stack([masked_mean(d, valid[:, 0]) for d in differences]).mean()
 
 
 def make_term(name, args):
@@ -90,11 +95,17 @@ class Loss(nn.Module):
         self.weights, names = zip(*parse_loss(args.loss))
         self.names = list(names)
         self.terms = nn.ModuleList(make_term(n, args) for n in self.names)
+        unmasked = [n for n, t in zip(self.names, self.terms) if not t.masks_pixels]
+        if args.nodata is not None and unmasked:
+            raise UserError(f"--loss {args.loss}: {' and '.join(unmasked)} cannot leave out the nodata pixels "
+                            f"(--nodata {args.nodata:g}, or the dataset.json's): use L1, MSE and SPECTRAL, or a "
+                            f"dataset of whole tiles (prepare_dataset.py without --min_valid)")
         self.last = {}
 
-    def forward(self, sr, hr):
+    def forward(self, sr, hr, valid=None):
+        """The weighted sum of the terms; `valid` (N, 1, H, W): the pixels that count (None: all; --nodata)."""
         sr = sr.float()
-        values = [term(sr, hr) for term in self.terms]
+        values = [term(sr, hr) if valid is None else term(sr, hr, valid) for term in self.terms]
         self.last = {n: float(v.detach()) for n, v in zip(self.names, values)}
         for term in self.terms:
             self.last.update(term.logged_values())

@@ -1,13 +1,23 @@
 """The base of every loss term: its hooks, which do nothing unless a term has a state of its own; and the pixel
 terms L1 and MSE."""
+import torch
 from torch import nn
+
+
+def masked_mean(values, valid):
+    """The mean of `values` over the entries where `valid` (broadcast to them) is True; 0 when none is (a patch of
+    nodata only adds nothing to the loss or its gradient)."""
+    kept = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return kept.sum() / valid.expand_as(values).sum().clamp(min=1)
 
 
 class LossTerm(nn.Module):
     """A term of the loss. Its hooks do nothing here; a term with a state of its own (the GAN: its discriminator and
-    that one's optimizer) sets `stateful` and overrides them, so Loss calls every hook of every term without probing."""
+    that one's optimizer) sets `stateful` and overrides them, so Loss calls every hook of every term without probing.
+    A term that can leave pixels out (forward(sr, hr, valid), valid (N, 1, H, W)) sets `masks_pixels`."""
 
     stateful = False
+    masks_pixels = False
 
     def logged_values(self):
         """{name: value} logged beside the term's own value after a call (the GAN's discriminator loss as DIS)."""
@@ -24,11 +34,16 @@ class LossTerm(nn.Module):
 
 
 class PixelLoss(LossTerm):
-    """L1 or MSE between SR and HR (nn.L1Loss / nn.MSELoss: no parameters, no state)."""
+    """L1 or MSE between SR and HR (nn.L1Loss / nn.MSELoss: no parameters, no state); over the `valid` pixels only
+    when given."""
+
+    masks_pixels = True
 
     def __init__(self, name):
         super().__init__()
         self.distance = nn.functional.l1_loss if name == "L1" else nn.functional.mse_loss
 
-    def forward(self, sr, hr):
-        return self.distance(sr, hr)
+    def forward(self, sr, hr, valid=None):
+        if valid is None:
+            return self.distance(sr, hr)
+        return masked_mean(self.distance(sr, hr, reduction="none"), valid)
