@@ -43,6 +43,7 @@ from bounded import plausible_gsd
 from data.dataset_json import read_dataset_metadata
 from errors import UserError
 from model import known_network_spec, network_spec
+from radiometry import default_band_names
 
 PURPOSES = ("train", "resume", "test", "deploy", "export", "none")
 
@@ -161,10 +162,6 @@ def resolve(parser, argv, purpose):
     return Config(values, sources)
 
 
-# A checkpoint's band names when it records none: the official networks and the shipped models are RGB.
-RGB_BANDS = ["red", "green", "blue"]
-
-
 def band_adaptation(purpose, ckpt, ckpt_layer, cli, dataset_flags):
     """Fine-tuning a checkpoint (--pre_train) on data of another band count: the data's count (--n_colors, else the
     dataset's dataset.json) wins, and Model adapts the checkpoint's first and last layers and mean shift when it
@@ -178,7 +175,7 @@ def band_adaptation(purpose, ckpt, ckpt_layer, cli, dataset_flags):
     recorded = ckpt.recorded.get("bands") if ckpt.ours else None
     names = [str(b).lower() for b in recorded] if isinstance(recorded, list) else None
     if names is None or len(names) != ckpt_layer["n_colors"]:
-        names = RGB_BANDS if ckpt_layer["n_colors"] == 3 else [f"band{i + 1}" for i in range(ckpt_layer["n_colors"])]
+        names = default_band_names(ckpt_layer["n_colors"])
     return {k: v for k, v in ckpt_layer.items() if k not in ("n_colors", "data_mean")}, names
 
 

@@ -120,6 +120,12 @@ def bicubic_baseline(lr, scale):
     return to_dtype(imresize.imresize(np.asarray(lr, dtype=np.float64), scale), np.asarray(lr).dtype)
 
 
+def default_band_names(count):
+    """The names of bands that no file, flag or record names: red, green, blue for 3 bands (the official networks and
+    the shipped models are RGB), else b1..bN."""
+    return ["red", "green", "blue"] if count == 3 else [f"b{k}" for k in range(1, count + 1)]
+
+
 def as_hwc(array):
     """An image array as (H, W, C): a 2-D one gets one band."""
     array = np.asarray(array)

@@ -47,7 +47,7 @@ from image_io import (
 from imresize import bicubic_downsample, bicubic_downsample_filled, modcrop
 from pairing import HARMONIZE_MODES
 from progress import Counter, counts_text
-from radiometry import invalid_pixels
+from radiometry import default_band_names, invalid_pixels
 from scene_pairs import DEFAULT_SPLIT_BLOCK, check_lr_flags, prepare_pairs
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -249,7 +249,7 @@ def band_names(text, first_image, meta):
         return names
     if descriptions and len(descriptions) == bands and all(descriptions):
         return [str(d).strip().lower() for d in descriptions]
-    return ["red", "green", "blue"] if bands == 3 else [f"b{k}" for k in range(1, bands + 1)]
+    return default_band_names(bands)
 
 
 def ground_sample_distance(meta):

@@ -24,7 +24,7 @@ import checkpoint
 import imresize
 import tiling
 from errors import UserError
-from radiometry import bicubic_baseline
+from radiometry import bicubic_baseline, default_band_names
 
 # --model name -> module in this package: the one registration of a network (a module with a SPEC that is not
 # listed here is refused by tests/test_network_contract.py).
@@ -126,7 +126,7 @@ class Model(nn.Module):
             # EMA weights (--ema) where the checkpoint has them, for evaluation and deploy; --resume and --no_ema
             # take the trained ones
             use_ema = cfg.purpose != "resume" and not cfg.no_ema
-            bands = (cfg.pretrained_bands, list(cfg.bands or [f"band{i + 1}" for i in range(cfg.n_colors)])) \
+            bands = (cfg.pretrained_bands, list(cfg.bands or default_band_names(cfg.n_colors))) \
                 if cfg.pretrained_bands else None
             checkpoint.load_weights(net, checkpoint.read(cfg.checkpoint_path), self.spec, what, use_ema, bands,
                                     channels_last=self.channels_last)
