@@ -155,7 +155,8 @@ def invalid_mask(path, lr, meta):
 
 
 class Deployer:
-    def __init__(self, cfg, model, out_dir):
+    def __init__(self, cfg, model, out_dir, target=None):
+        """`target`: the --align_to raster's (Grid, dtype), as plan_inputs read it (None without --align_to)."""
         self.cfg = cfg
         self.model = model
         self.out_dir = out_dir
@@ -167,7 +168,7 @@ class Deployer:
         self.input_bands = cfg.input_bands or dataset_meta.get("bands")
         hr_gsd = plausible_gsd(dataset_meta.get("gsd"))
         self.input_gsd = hr_gsd * cfg.scale if hr_gsd else None
-        self.align = Alignment(cfg) if cfg.align_to else None
+        self.align = Alignment(cfg, target) if target is not None else None
 
     def super_resolve(self, path, rel):
         """SR of one image, written to out_dir/rel; returns a manifest record of it."""
@@ -235,12 +236,13 @@ class Alignment:
     """--align_to RASTER: each input warped onto RASTER's LR grid (pairing.align_input), with the harmonization of a
     paired dataset (prepare_dataset.py --lr_src --harmonize linear) that --dataset names or the model was trained on."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, target):
+        """`target`: the (Grid, dtype) of the --align_to raster (pairing.raster_grid), read once by plan_inputs."""
         import pairing
 
         self.cfg, self.pairing = cfg, pairing
         self.target = str(Path(cfg.align_to).resolve())
-        self.grid, raster_dtype = pairing.raster_grid(cfg.align_to)
+        self.grid, raster_dtype = target
         self.radiometry = None
         self.pairs = []
         trained = (cfg.trained_with or {}).get("radiometry") or {}
@@ -384,19 +386,21 @@ def deploy_model(cfg, device=None) -> DeployBackend:
 
 
 def plan_inputs(cfg, out_dir):
-    """(source, files) after every check on the inputs and the outputs, before any work."""
+    """(source, files, the --align_to raster's (Grid, dtype) or None) after every check on the inputs and the
+    outputs, before any work."""
     check_compare_dir(cfg)
+    target = None
     if cfg.align_to:  # a raster that cannot give a grid is refused before the output folder exists
         import pairing
 
-        pairing.raster_grid(cfg.align_to)
+        target = pairing.raster_grid(cfg.align_to)
     check_output_folder(cfg, out_dir)
     source, files = input_files(cfg, out_dir)
     check_outputs(source, files, out_dir)
     if cfg.compare:  # a figure and its HR are found by the input's name without extension: one stem, one input
         for folder in sorted({p.parent for p in files}):
             image_files.check_unique_stems([p for p in files if p.parent == folder], folder)
-    return source, files
+    return source, files, target
 
 
 def claim_outputs(out_dir, source, files):
@@ -425,7 +429,7 @@ def deploy(cfg, ctx):
     """Super-resolve every input; under torchrun each rank takes every world-th file (the unit of work is the
     file) and rank 0 writes the figures and the one manifest."""
     out_dir = output_dir(cfg)
-    source, files = distributed.agree(ctx, plan_inputs, cfg, out_dir)
+    source, files, target = distributed.agree(ctx, plan_inputs, cfg, out_dir)
     model = distributed.agree(ctx, deploy_model, cfg, ctx.device)
     if model.precision_note and ctx.main:
         print(model.precision_note)
@@ -433,7 +437,7 @@ def deploy(cfg, ctx):
     records, skipped, start = [], [], time.perf_counter()
     try:
         try:
-            run_all(Deployer(cfg, model, out_dir), source, distributed.shard(ctx, files), records, skipped)
+            run_all(Deployer(cfg, model, out_dir, target), source, distributed.shard(ctx, files), records, skipped)
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the manifest says what was finished
             if ctx.main and not ctx.active:
                 write_manifest(out_dir, written, cfg, source, records, skipped, [], time.perf_counter() - start,
