@@ -380,8 +380,8 @@ class Trainer:
         net = self.ema if self.ema is not None else self.model.model
         with self.model.swapped(net):
             self.model.eval()
-            sr = self.model(dataset.radiometry.to_network(lr)[None], plan=self.model.validation_plan,
-                            radiometry=dataset.radiometry)
+            sr = self.model(dataset.radiometry.to_network(lr, fill=dataset.fill_mask(lr))[None],
+                            plan=self.model.validation_plan, radiometry=dataset.radiometry)
         comparison = Comparison(lr, dataset.radiometry.from_network(sr[0]), hr, self.cfg.scale,
                                 dataset.radiometry.white, self.cfg.model, self.cfg.bands)
         import plots

@@ -95,6 +95,9 @@ def test_min_valid_is_a_share_of_a_tile_and_one_line_otherwise(tmp_path):
     for extra in (["--tile", "48", "--min_valid", "0"], ["--tile", "48", "--min_valid", "1.5"], ["--min_valid", "0.5"]):
         proc = call_script(script, "--src", scene, "--dst", tmp_path / "D", *extra)
         assert_one_line_error(proc, "--min_valid", "--tile 192 --min_valid 0.5")
+    proc = call_script(script, "--src", scene, "--dst", tmp_path / "D", "--tile", "48", "--min_valid", "0.5", "--ext",
+                       "png")
+    assert_one_line_error(proc, "--min_valid with --ext png", "--ext tif")
     proc = call_script(script, "--src", scene, "--lr_src", scene, "--scales", "3", "--dst", tmp_path / "D", "--tile",
                        "48", "--min_valid", "0.5")
     assert_one_line_error(proc, "--min_valid", "--lr_src", "drop --min_valid")

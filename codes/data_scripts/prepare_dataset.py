@@ -36,7 +36,7 @@ import atomic  # noqa: E402
 import runs  # noqa: E402
 from data.dataset_json import DATASET_METADATA, PREPARING_MARK, write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
-from image_files import IMAGE_EXTENSIONS, list_images
+from image_files import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, list_images
 from image_io import (
     nodata_mask,
     read_image_with_meta,
@@ -440,6 +440,9 @@ def main(argv=None):
     if not 0 < args.min_valid <= 1 or (args.min_valid < 1 and args.tile is None):
         raise UserError(f"--min_valid {args.min_valid:g}: give a share in (0, 1] of a --tile's pixels that must be "
                         f"data, e.g. --tile 192 --min_valid 0.5")
+    if args.min_valid < 1 and ext is not None and ext not in TIFF_EXTENSIONS:
+        raise UserError(f"--min_valid with --ext {ext[1:]}: tiles that keep some nodata are written as GeoTIFFs, "
+                        f"which declare it (deploy and the metric script read it there); drop --ext or give --ext tif")
     if args.tile is not None:
         if not args.src.exists():
             raise UserError(f"--src {args.src}: no such scene or folder")
