@@ -100,9 +100,11 @@ def check_output_folder(cfg, out_dir):
         if resolved_out == folder or folder in resolved_out.parents:
             raise UserError(f"--dir_out {out_dir} is inside {folder}, whose files are the inputs or the ground "
                             f"truth: pick a --dir_out outside it")
-    if runs.folder_kind(out_dir) == "run":
-        raise UserError(f"--dir_out {out_dir} is a training run's folder: its checkpoints, log and plots are not "
-                        f"deploy's to replace; pick another --dir_out")
+    run = runs.enclosing_folder(out_dir, "run")
+    if run is not None:
+        where = "is a training run's folder" if run == resolved_out else f"is inside the training run folder {run}"
+        raise UserError(f"--dir_out {out_dir} {where}: its checkpoints, log and plots are not deploy's to replace; "
+                        f"pick another --dir_out")
     source = Path(cfg.dir_data).resolve() if cfg.dir_data and not on_dataset(cfg) else None
     if cfg.recursive and source is not None and source.is_dir() and source in resolved_out.parents:
         raise UserError(f"--dir_out {out_dir} is inside {cfg.dir_data}, which --recursive reads: the inputs there "

@@ -95,6 +95,13 @@ def folder_kind(folder):
     return "results" if "manifest.json" in record else None
 
 
+def enclosing_folder(folder, kind):
+    """`folder` itself or its nearest parent folder (links resolved) of `kind` ('run' or 'results'), or None: a run
+    and a deploy's results never nest in each other."""
+    resolved = Path(folder).resolve()
+    return next((f for f in (resolved, *resolved.parents) if folder_kind(f) == kind), None)
+
+
 class WrittenFiles:
     """The set of files (relative paths) written into a folder by the toolbox, kept in written_files.json."""
 
@@ -193,6 +200,11 @@ class RunFolder:
 
     def __init__(self, cfg, lock=True):
         self.dir = run_dir(cfg.save, cfg.dir_experiment)
+        results = enclosing_folder(self.dir, "results")  # before the lock makes the folder
+        if results is not None:
+            where = "" if results == self.dir.resolve() else f" is inside {results}, which"
+            raise UserError(f"{self.dir}{where} holds a deploy's results (its manifest.json), not a training run: "
+                            f"pick another --save")
         self.lock = FolderLock(self.dir, "training") if lock else None
         if self.lock:
             self.lock.acquire()
@@ -206,9 +218,6 @@ class RunFolder:
         if self.lock:  # only the folder's writer: a reader (--test_only) must not take a live writer's temp files
             for folder in (self.dir, self.dir / "model"):
                 atomic.remove_stale_temps(folder)
-        if folder_kind(self.dir) == "results":
-            raise UserError(f"{self.dir} holds a deploy's results (its manifest.json), not a training run: pick "
-                            f"another --save")
         self.written = WrittenFiles(self.dir)
         if cfg.reset:
             self.reset()

@@ -99,13 +99,19 @@ def test_run_folders_and_results_folders_belong_to_their_own_kind(tmp_path):
     plot = (run / "loss.png").read_bytes()
     proc = call_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_out", run, *flags)
     assert_one_line_error(proc, f"--dir_out {run} is a training run's folder")
+    proc = call_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_out", run / "model", *flags)
+    assert_one_line_error(proc, f"--dir_out {run / 'model'} is inside the training run folder {run}")
     assert (run / "loss.png").read_bytes() == plot
+    assert sorted(p.name for p in (run / "model").iterdir()) == ["model_best.pt", "model_latest.pt"]
     assert call_script(CODES / "demo_deploy.py", *SHIPPED, *flags).returncode == 0
     results = tmp_path / "experiment" / "results" / "BASICx4_Sample"
     before = sorted(p.name for p in results.iterdir())
     proc = call_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--save=results/BASICx4_Sample",
                       "--reset", *flags)
     assert_one_line_error(proc, "holds a deploy's results")
+    proc = call_script(CODES / "demo_train.py", "--model=BASIC", "--scale=4", "--save=results/BASICx4_Sample/run",
+                       *flags)
+    assert_one_line_error(proc, f"is inside {results}, which holds a deploy's results")
     assert sorted(p.name for p in results.iterdir()) == before
 
 
