@@ -10,6 +10,7 @@ the first TIFF or 16-bit PNG read or write: loading GDAL is a part of a second t
 does not need.
 """
 import contextlib
+import logging
 import math
 import sys
 import warnings
@@ -31,6 +32,8 @@ from radiometry import as_hwc, invalid_pixels
 # The pixel budget is ours (check_pixel_budget, from the header, before any decode); Pillow's own bomb check would
 # otherwise refuse large scenes below it with an exception of its own.
 Image.MAX_IMAGE_PIXELS = None
+# tifffile logs each tag it cannot parse in a damaged file, then raises; the raise is what the user gets, in one line
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 EXIF_ORIENTATION = 0x0112
 EXIF_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height

@@ -126,3 +126,19 @@ def test_every_raster_reader_refuses_a_vrt_that_reads_elsewhere(tmp_path, reader
     (folder / "scene.tif").write_text(text)
     with pytest.raises(UserError, match="scene.tif.*VRT|VRT.*scene.tif"):
         raster_readers()[reader](folder / "scene.tif")
+
+
+def test_a_truncated_tiff_is_one_line_without_the_parsers_log(tmp_path):
+    """tifffile logs every tag it cannot parse before it raises: a real process (pytest would capture the log
+    records) shows only the skip and the error line."""
+    from helpers import run_script
+
+    tile = (CODES.parent / "datasets" / "SampleMS" / "test" / "LR_x4").iterdir()
+    source = sorted(p for p in tile if p.suffix == ".tif")[0]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "cut.tif").write_bytes(source.read_bytes()[:600])  # the header and some tags, no pixels
+    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=2", "--dir_data", folder, "--dir_out",
+                      tmp_path / "out", *isolated(tmp_path))
+    assert_one_line_error(proc, "cut.tif")
+    assert all(line.startswith(("skipped:", "error:")) for line in proc.stderr.splitlines()), proc.stderr
