@@ -99,6 +99,11 @@ def last_written(folder):
     return max(times)
 
 
+# The manifest also gives the white level and the band names the scores use, so flags do not stand in for it.
+MANIFEST_ADVICE = ("deploy into the folder again, or move the manifest away and give --gt, --scale and (for float "
+                   "data) --data_range")
+
+
 def read_manifest(sr_dir):
     """The SR folder's manifest.json ({} when there is none), each value it gives this script checked like a flag."""
     path = Path(sr_dir) / "manifest.json"
@@ -106,12 +111,11 @@ def read_manifest(sr_dir):
         return {}
     try:
         manifest = bounded.read_json(path)
-    except (OSError, ValueError):
-        raise UserError(f"{path} is not valid JSON: delete it or give --gt and --scale") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not a valid deploy manifest ({err}): {MANIFEST_ADVICE}") from None
     problem = manifest_problem(manifest)
     if problem:
-        raise UserError(f"{path}: {problem}; it was not written by demo_deploy.py or is damaged: fix or delete it, or "
-                        f"give --gt and --scale")
+        raise UserError(f"{path}: {problem}; it was not written by demo_deploy.py or is damaged: {MANIFEST_ADVICE}")
     return manifest
 
 

@@ -60,8 +60,10 @@ def test_every_json_reader_refuses_a_hostile_document_in_one_line(tmp_path, form
     sr = tmp_path / "sr"
     shutil.copytree(SAMPLE / "test" / "LR_x4", sr)
     write(sr / "manifest.json")
-    proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--sr", sr)
-    assert_one_line_error(proc, "manifest.json")
+    for flags in ([], ["--gt", SAMPLE / "test" / "HR", "--scale", "4"]):  # the flags do not stand in for it
+        proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--sr", sr, *flags)
+        assert_one_line_error(proc, "manifest.json is not a valid deploy manifest",
+                              "move the manifest away and give --gt, --scale")
 
 
 def test_an_onnx_metadata_value_nested_too_deep_stays_text():
