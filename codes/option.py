@@ -292,7 +292,7 @@ def network_args(model_name, **values):
 
 # What deploy's and export's --help leave out: the training-kind flags but those they read too, the runtime flags that
 # only demo_train.py reads, and (for deploy) those that only export_onnx.py reads.
-TRAINING_KIND_FLAGS_DEPLOY_READS = ("dir_data", "dataset", "data_test", "precision", "attention")
+TRAINING_KIND_FLAGS_DEPLOY_READS = ("dir_data", "dataset", "data_test", "precision", "attention", "save")
 NOT_IN_HELP = {
     "deploy": ("reset", "resume", "test_only", "time_budget", "print_every", "save_results", "chop", "out",
                "resolution", "dynamic_shape", "timing"),

@@ -117,7 +117,8 @@ class WrittenFiles:
             names = bounded.read_json(self.path)["files"]
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"{self.path} is damaged: without it the toolbox cannot tell its files from yours; "
-                            f"move the folder's contents elsewhere or pick another --save") from None
+                            f"move the folder's contents elsewhere, or pick another folder (--save for a training "
+                            f"run, --dir_out for a deploy)") from None
         return {str(n) for n in names}
 
     def add(self, rel):

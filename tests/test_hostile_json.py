@@ -54,7 +54,8 @@ def test_every_json_reader_refuses_a_hostile_document_in_one_line(tmp_path, form
     folder = tmp_path / "run"
     folder.mkdir()
     write(folder / runs.WRITTEN_FILES)
-    with pytest.raises(UserError, match=runs.WRITTEN_FILES):
+    with pytest.raises(UserError, match=f"{runs.WRITTEN_FILES} is damaged.*--save for a training run, --dir_out for "
+                                        f"a deploy"):
         runs.WrittenFiles(folder)
     # the metric script reads the results folder's manifest
     sr = tmp_path / "sr"

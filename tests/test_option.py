@@ -211,10 +211,10 @@ def test_the_order_of_precedence_is_stated_once_and_shown_as_stated():
 def test_deploy_help_lists_the_flags_deploy_reads_only():
     """--help of demo_deploy.py: no training flag, no export-only flag, every deploy flag (still accepted if given)."""
     shown = call_script(CODES / "demo_deploy.py", "--help").stdout
-    for flag in ("--epochs", "--lr ", "--loss", "--batch_size", "--resume", "--reset", "--time_budget",
+    for flag in ("--epochs", "--lr ", "--loss", "--batch_size", "--resume", "--reset", "--time_budget", "--nodata",
                  "--dynamic_shape", "--resolution"):
         assert flag not in shown, flag
     for flag in ("--dir_data", "--dataset", "--tile", "--align_to", "--backend", "--onnx", "--precision", "--pre_train",
-                 "--compare", "--cog", "--input_bands"):
+                 "--compare", "--cog", "--input_bands", "--save"):
         assert flag in shown, flag
     assert "--epochs" in call_script(CODES / "demo_train.py", "--help").stdout
