@@ -172,8 +172,9 @@ class Deployer:
         self.input_gsd = hr_gsd * cfg.scale if hr_gsd else None
         self.align = Alignment(cfg, target) if target is not None else None
 
-    def super_resolve(self, path, rel):
-        """SR of one image, written to out_dir/rel; returns a manifest record of it."""
+    def super_resolve(self, path, rel, records):
+        """SR of one image, written to out_dir/rel; its manifest record is appended to `records` once the output is
+        complete, and then gets the output's LR consistency."""
         cfg, s = self.cfg, self.cfg.scale
         lr, meta = image_io.read_image_with_meta(path, cfg.max_pixels)
         lr, meta = image_io.select_bands(path, lr, meta, cfg.bands, self.input_bands)  # by name, where named
@@ -215,13 +216,14 @@ class Deployer:
                     rows.flush()
             else:  # PNG/JPG: whole images in memory anyway (the encoders need them)
                 image_io.write_image(out_path, np.concatenate(list(images), axis=0), meta, s)
-        consistency = lr_consistency(out_path, lr, mask, s, radiometry.white)
-        return {"input": rel.as_posix(), "output": rel.as_posix(), "lr_size": [lr.shape[1], lr.shape[0]],
-                "sr_size": [width, height], "bands": bands, "dtype": lr.dtype.name,
-                "cog": cog and out_path.suffix.lower() in TIFF_EXTENSIONS,
-                "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
-                "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles,
-                "lr_consistency": consistency, **({"aligned": aligned} if aligned else {})}
+        record = {"input": rel.as_posix(), "output": rel.as_posix(), "lr_size": [lr.shape[1], lr.shape[0]],
+                  "sr_size": [width, height], "bands": bands, "dtype": lr.dtype.name,
+                  "cog": cog and out_path.suffix.lower() in TIFF_EXTENSIONS,
+                  "radiometry": radiometry.record(), "tile": self.plan.tile if n_tiles > 1 else 0,
+                  "tile_overlap": self.plan.overlap if n_tiles > 1 else 0, "tiles": n_tiles,
+                  "lr_consistency": None, **({"aligned": aligned} if aligned else {})}
+        records.append(record)  # the output is complete: a stop while it is read back below still records it
+        record["lr_consistency"] = lr_consistency(out_path, lr, mask, s, radiometry.white)
 
     def to_image(self, strip, radiometry, mask, nodata, row):
         """A float SR strip (1, C, h, W) -> (h, W, C) of the input's dtype; LR nodata pixels stay nodata (as s x s
@@ -345,19 +347,25 @@ def run_all(deployer, source, files, records, skipped):
     goes on."""
     for path in progress.bar(files, f"{deployer.cfg.model} x{deployer.cfg.scale}", unit="img"):
         rel = relative_name(source, path)
-        try:
-            records.append(deployer.super_resolve(path, rel))
-        except UserError as err:
-            reason = str(err) if str(path) in str(err) else f"{path}: {err}"  # every skip names its file
+        reason = skip_reason(deployer, path, rel, records)
+        if reason is not None:
+            records[:] = [r for r in records if r["input"] != rel.as_posix()]  # one that failed after it was recorded
             progress.write(f"skipped: {reason}", file=sys.stderr)
             skipped.append({"input": rel.as_posix(), "reason": reason})
-        except MemoryError:
-            reason = f"{path}: out of memory; pass a smaller --tile, or a smaller --max_pixels to skip such images"
-            progress.write(f"skipped: {reason}", file=sys.stderr)
-            skipped.append({"input": rel.as_posix(), "reason": reason})
-        except torch.OutOfMemoryError:
-            raise UserError(f"{path}: out of GPU memory; pass a smaller --tile (LR pixels), e.g. --tile 128, "
-                            f"or --cpu") from None
+
+
+def skip_reason(deployer, path, rel, records):
+    """Super-resolve one file into `records`; why it is skipped, or None when it was not."""
+    try:
+        deployer.super_resolve(path, rel, records)
+    except UserError as err:
+        return str(err) if str(path) in str(err) else f"{path}: {err}"  # every skip names its file
+    except MemoryError:
+        return f"{path}: out of memory; pass a smaller --tile, or a smaller --max_pixels to skip such images"
+    except torch.OutOfMemoryError:
+        raise UserError(f"{path}: out of GPU memory; pass a smaller --tile (LR pixels), e.g. --tile 128, "
+                        f"or --cpu") from None
+    return None
 
 
 class DeployBackend(Protocol):

@@ -42,6 +42,8 @@ def test_a_sigterm_during_deploy_is_one_line_and_the_manifest_says_what_was_fini
     assert 0 < len(manifest["outputs"]) < 40
     for name in manifest["outputs"]:  # every output it lists is whole
         assert iio.imread(out / name).shape == (480, 480, 3)
+    # and every output written (whole: writes are atomic) is listed, also one stopped while it was read back
+    assert sorted(p.name for p in out.glob("t*.png")) == sorted(manifest["outputs"])
     # the metric script as typed does not take it for a finished run
     proc = call_script(CODES.parent / "metric_scripts" / "calculate_PSNR_SSIM.py", "--dir_experiment",
                       tmp_path / "experiment")
@@ -60,6 +62,24 @@ def test_a_rerun_into_the_same_folder_holds_only_its_own_inputs_outputs(tmp_path
     (out / "mine.png").write_bytes(b"not the toolbox's")  # a file the toolbox did not write stays untouched
     assert call_script(CODES / "demo_deploy.py", *flags).returncode == 0
     assert (out / "mine.png").read_bytes() == b"not the toolbox's"
+
+
+def test_an_output_stopped_while_it_is_read_back_is_in_the_manifest(tmp_path, monkeypatch):
+    """A SIGTERM that arrives while the LR-consistency check reads a finished output back: the output is whole, so
+    the manifest lists it (as a stop at any other moment would)."""
+    import deploy
+
+    def stopped(*args):
+        raise errors.Terminated()
+
+    monkeypatch.setattr(deploy, "lr_consistency", stopped)
+    inputs, out = many_inputs(tmp_path / "in", 3), tmp_path / "out"
+    proc = call_script(CODES / "demo_deploy.py", *SHIPPED, "--dir_data", inputs, "--dir_out", out, *isolated(tmp_path))
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["outputs"] == ["t00.png"]
+    assert sorted(p.name for p in out.glob("t*.png")) == ["t00.png"]
+    assert manifest["images"][0]["lr_consistency"] is None  # stopped before it was measured
 
 
 def test_running_out_of_memory_is_one_line(capsys):
