@@ -10,6 +10,7 @@ Promises (see docs/deploy.md, "What the toolbox promises"):
   ... is refused.
 - Temp files of atomic writes that a killed process left behind are removed at the next start.
 """
+import contextlib
 import datetime
 import fcntl
 import json
@@ -33,35 +34,47 @@ class FolderLock:
     """An exclusive, non-blocking flock on <folder>/.lock (or <folder>/`name`) that holds the owner's PID; the OS
     releases it when the process exits or is killed."""
 
-    def __init__(self, folder, what, name=LOCK_FILE, subject=None):
+    def __init__(self, folder, what, name=LOCK_FILE, subject=None, removed=False):
         self.folder, self.what, self.name = Path(folder), what, name
         self.subject = subject or self.folder  # what the refusal names as in use
+        self.removed = removed  # the lock file goes on release (it lies in a folder that is not ours)
         self.fd = None
 
     @classmethod
     def beside(cls, target, what):
         """The lock of a folder that is built elsewhere and renamed into place (atomic.staging_dir): a file next to
-        it, `.<name>.lock`."""
+        it, `.<name>.lock`, in the user's folder, so it is removed on release."""
         target = Path(target)
-        return cls(target.parent, what, name=f".{target.name}.lock", subject=target)
+        return cls(target.parent, what, name=f".{target.name}.lock", subject=target, removed=True)
 
     def acquire(self):
         path = atomic.ensure_dir(self.folder) / self.name
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as err:
-            raise output_error(path, err) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise UserError(f"{self.subject} is in use by another {self.what} (PID {holder}): wait for it to finish, "
-                            f"or pick another folder") from None
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as err:
+                raise output_error(path, err) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise UserError(f"{self.subject} is in use by another {self.what} (PID {holder}): wait for it to "
+                                f"finish, or pick another folder") from None
+            if not self.removed or self.is_file_at(fd, path):
+                break
+            os.close(fd)  # locked a file its holder removed on release: lock the one at the path now
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
         return self
+
+    @staticmethod
+    def is_file_at(fd, path):
+        try:
+            return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
 
     @staticmethod
     def holder(folder):
@@ -80,6 +93,9 @@ class FolderLock:
 
     def release(self):
         if self.fd is not None:
+            if self.removed:  # while it is held: a process that opened it meanwhile sees it gone and retries
+                with contextlib.suppress(OSError):
+                    os.unlink(self.folder / self.name)
             os.close(self.fd)  # closing drops the flock
             self.fd = None
 

@@ -424,6 +424,10 @@ def test_two_preparations_of_one_destination_do_not_mix(tmp_path):
     finally:
         holder.release()
     assert not dst.exists()
+    # the lock lies in the user's folder: a preparation removes it when done, whether it succeeded or failed
+    assert call_script(PREPARE, "--src", src, "--dst", dst, "--scales", "2").returncode == 0
+    assert call_script(PREPARE, "--src", src, "--dst", dst, "--scales", "2").returncode == 2  # dst not empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Mine", "src"]
 
 
 def test_sigint_during_a_multi_scene_cog_deploy_never_exits_0(tmp_path):
