@@ -72,6 +72,19 @@ def test_band_descriptions_of_the_scene_name_the_bands(tmp_path):
         assert src.descriptions == names and src.res == (57.0, 57.0)
 
 
+def test_a_three_band_scene_without_band_names_is_recorded_as_rgb_with_a_note(tmp_path, capsys):
+    """Landsat's true-colour bands come blue first: the red,green,blue a 3-band scene gets is said, not assumed."""
+    pixels = image_io.read_image(image_files.list_images(SAMPLE / "train" / "HR")[0])
+    scene = write_geotiff(tmp_path / "rgb.tif", np.tile(pixels, (2, 2, 1)))
+    prepare_dataset.main(["--src", str(scene), "--dst", str(tmp_path / "A"), "--tile", "60", "--scales", "2"])
+    assert "names no bands; dataset.json records them as red,green,blue: give --bands" in capsys.readouterr().out
+    assert json.loads((tmp_path / "A" / "dataset.json").read_text())["bands"] == ["red", "green", "blue"]
+    prepare_dataset.main(["--src", str(scene), "--dst", str(tmp_path / "B"), "--tile", "60", "--scales", "2",
+                          "--bands", "blue,green,red"])
+    assert "note:" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "B" / "dataset.json").read_text())["bands"] == ["blue", "green", "red"]
+
+
 def test_tiles_of_nodata_nan_or_one_value_are_skipped_and_counted(tmp_path, capsys):
     pixels = np.random.default_rng(0).random((128, 192, 2)).astype(np.float32)
     pixels[:64, :64] = np.nan  # a NaN tile

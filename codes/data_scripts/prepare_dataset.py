@@ -249,7 +249,11 @@ def band_names(text, first_image, meta):
         return names
     if descriptions and len(descriptions) == bands and all(descriptions):
         return [str(d).strip().lower() for d in descriptions]
-    return default_band_names(bands)
+    names = default_band_names(bands)
+    if meta.geo is not None and bands == 3:  # a scene's 3 bands need not be RGB in this order (Landsat: blue first)
+        print(f"note: {first_image} names no bands; dataset.json records them as {','.join(names)}: give --bands "
+              f"in file order if they are not, e.g. --bands blue,green,red")
+    return names
 
 
 def ground_sample_distance(meta):
