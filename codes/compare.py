@@ -12,6 +12,7 @@ and 98th percentile in the HR crop (the same stretch on all panels, so they comp
 import math
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,29 +38,33 @@ def write_figures(cfg, source, records, out_dir, written):
     Problems are notes. `written` records the figures as the output folder's files (none replaces a foreign file)."""
     hr_dir, figures = Path(cfg.compare), []
     source, out_dir = Path(source), Path(out_dir)
+    stems = Counter(Path(record["output"]).stem for record in records)
     for record in records:
         rel = Path(record["output"])
         lr_path = source if source.is_file() else source / record["input"]
         try:
-            figures.append(write_figure(cfg, lr_path, out_dir / rel, hr_dir, rel, out_dir, record, written))
+            hr_path = find_hr(hr_dir, rel, unique_name=stems[rel.stem] == 1)
+            figures.append(write_figure(cfg, lr_path, out_dir / rel, hr_path, rel, out_dir, record, written))
         except UserError as err:
             print(f"compare: no figure for {rel}: {err}", file=sys.stderr)
-    print(f"compare: {len(figures)} figures in {Path(out_dir) / 'compare'}")
+    print(f"compare: {len(figures)} figure{'' if len(figures) == 1 else 's'} in {Path(out_dir) / 'compare'}")
     return figures
 
 
-def find_hr(hr_dir, rel):
-    """The HR of `rel` in hr_dir: same relative path, else same name in hr_dir, with any image extension."""
-    for folder in (hr_dir / rel.parent, hr_dir):
-        found = image_files.find_image(folder, rel.stem, prefer=rel.suffix.lower())
+def find_hr(hr_dir, rel, unique_name):
+    """The HR of `rel` in hr_dir, with any image extension: at the same relative path, else (an input of a
+    --recursive sub-folder whose name no other input has: `unique_name`) of the same name in hr_dir."""
+    folders = [hr_dir / rel.parent] + ([hr_dir] if unique_name and rel.parent != Path(".") else [])
+    for folder in folders:
+        found = image_files.find_image(folder, rel.stem)
         if found:
             return found
-    raise UserError(f"no HR image {rel.stem}.<ext> in {hr_dir} (nor in {hr_dir / rel.parent})")
+    shared = "" if unique_name else f"; inputs of other folders share its name, so {hr_dir} itself is not searched"
+    raise UserError(f"no HR image {rel.stem}.<ext> in {hr_dir / rel.parent}{shared}")
 
 
-def write_figure(cfg, lr_path, sr_path, hr_dir, rel, out_dir, record, written):
+def write_figure(cfg, lr_path, sr_path, hr_path, rel, out_dir, record, written):
     s = cfg.scale
-    hr_path = find_hr(hr_dir, rel)
     lr, sr = image_io.read_image(lr_path), image_io.read_image(sr_path)
     hr = imresize.modcrop(image_io.read_image(hr_path), s)
     if hr.shape != sr.shape:

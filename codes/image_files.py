@@ -1,6 +1,7 @@
 """Finding images: the extensions the toolbox reads, the images of a folder in a stable order, the file of a given
 name (stem) whatever its extension, and the check that no two images of a folder share a stem (their outputs would
 collide)."""
+import os
 from pathlib import Path
 
 from errors import UserError
@@ -37,11 +38,17 @@ def check_unique_stems(paths, folder):
     return paths
 
 
-def find_image(folder, stem, prefer=None):
-    """The image `<stem>.<ext>` in folder (any supported extension, either case; `prefer` first), or None."""
-    exts = [e for e in (prefer,) if e] + [e for e in IMAGE_EXTENSIONS if e != prefer]
-    for ext in exts:
+def find_image(folder, stem):
+    """The image `<stem>.<ext>` in folder (any supported extension, either case), or None; two of one stem (a.png
+    and a.tif) are a one-line error naming both, since either could be meant."""
+    found = {}
+    for ext in IMAGE_EXTENSIONS:
         for candidate in (Path(folder) / f"{stem}{ext}", Path(folder) / f"{stem}{ext.upper()}"):
             if candidate.is_file():
-                return candidate
-    return None
+                identity = os.stat(candidate)
+                found.setdefault((identity.st_dev, identity.st_ino), candidate)  # one file on a case-blind disk
+    if len(found) > 1:
+        names = " and ".join(p.name for p in found.values())
+        raise UserError(f"{folder} holds {names}: one image per name, so that it is clear which is meant; move one "
+                        f"away")
+    return next(iter(found.values()), None)

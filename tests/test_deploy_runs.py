@@ -10,6 +10,7 @@ import time
 import imageio.v3 as iio
 
 import errors
+import image_io
 from helpers import CODES, SAMPLE, assert_one_line_error, call_script, isolated
 
 SHIPPED = ["--pre_train", "basic_x4_ucmerced16", "--scale=4", "--cpu"]
@@ -164,3 +165,31 @@ def test_a_rerun_clears_what_a_killed_recursive_run_left_in_sub_folders(tmp_path
     stale.write_bytes(b"half an image")
     assert call_script(CODES / "demo_deploy.py", *flags).returncode == 0
     assert not stale.exists()
+
+
+def test_compare_takes_an_hr_only_where_it_is_clear_which_one_is_meant(tmp_path):
+    """An HR folder with a.png and a.tif, or --recursive inputs x/a.png and y/a.png against a flat HR folder: no
+    figure compares against a guess, and a note says why."""
+    lr = sorted((SAMPLE / "test" / "LR_x4").iterdir())[0]
+    hr = SAMPLE / "test" / "HR" / lr.name
+    inputs, truth = tmp_path / "in", tmp_path / "hr"
+    for folder in (inputs / "x", inputs / "y", truth):
+        folder.mkdir(parents=True)
+    shutil.copy(lr, inputs / "x" / lr.name)
+    shutil.copy(lr, inputs / "y" / lr.name)
+    shutil.copy(hr, truth / hr.name)
+    flags = ["--model=BICUBIC", "--scale=4", "--dir_data", inputs, "--recursive", "--compare", truth,
+             *isolated(tmp_path)]
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_out", tmp_path / "out1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "compare: 0 figures" in proc.stdout and "inputs of other folders share its name" in proc.stderr
+    (truth / "x").mkdir()
+    shutil.copy(hr, truth / "x" / hr.name)  # the HR at the input's own relative path is clear
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_out", tmp_path / "out2")
+    assert "compare: 1 figure in" in proc.stdout
+    assert [f["figure"] for f in json.loads((tmp_path / "out2" / "manifest.json").read_text())["figures"]] == [
+        f"compare/x/{lr.stem}.png"]
+    image_io.write_image(truth / "x" / f"{hr.stem}.tif", image_io.read_image(hr))  # two HR of one name
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_out", tmp_path / "out3")
+    assert "compare: 0 figures" in proc.stdout
+    assert f"holds {hr.name} and {hr.stem}.tif: one image per name" in proc.stderr
