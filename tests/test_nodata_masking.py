@@ -167,6 +167,9 @@ def test_terms_that_cannot_leave_pixels_out_are_refused_in_one_line(partial_data
     proc = call_script(CODES / "demo_train.py", *TINY_BASIC, f"--scale={SCALE}", "--dataset=Partial", "--dir_data",
                        root, "--epochs=1", "--loss=1*L1+0.005*GAN", *isolated(tmp_path))
     assert_one_line_error(proc, "GAN cannot leave out the nodata pixels", "--nodata 0", "L1, MSE and SPECTRAL")
+    proc = call_script(CODES / "demo_train.py", *TINY_BASIC, f"--scale={SCALE}", "--dataset=Partial", "--dir_data",
+                       root, "--epochs=1", "--loss=1*VGG54", *isolated(tmp_path))  # before its weights are looked for
+    assert_one_line_error(proc, "VGG54 cannot leave out the nodata pixels")
 
 
 # ----------------------------------------------------------------------------------------------------- metrics

@@ -17,7 +17,7 @@ import torch.nn as nn
 import metrics
 from errors import UserError
 from loss.base import LossTerm, PixelLoss, masked_mean
-from loss.terms import loss_terms
+from loss.terms import MASKING_TERMS, loss_terms
 
 
 class SpectralIndexLoss(LossTerm):
@@ -37,8 +37,6 @@ class SpectralIndexLoss(LossTerm):
         # The data are reflectances >= 0; clamp so that a dark pixel's tiny negative SR value cannot flip the sign
         # of the denominator and blow the ratio up.
         return metrics.normalized_difference(x[:, a].clamp(min=0), x[:, b].clamp(min=0))
-
-    masks_pixels = True
 
     def forward(self, sr, hr, valid=None):
         """`valid` (N, 1, H, W): the pixels that count (None: all)."""
@@ -94,12 +92,12 @@ class Loss(nn.Module):
         super().__init__()
         self.weights, names = zip(*parse_loss(args.loss))
         self.names = list(names)
-        self.terms = nn.ModuleList(make_term(n, args) for n in self.names)
-        unmasked = [n for n, t in zip(self.names, self.terms) if not t.masks_pixels]
-        if args.nodata is not None and unmasked:
+        unmasked = [n for n in self.names if n not in MASKING_TERMS]
+        if args.nodata is not None and unmasked:  # before the terms are built (VGG reads its weights)
             raise UserError(f"--loss {args.loss}: {' and '.join(unmasked)} cannot leave out the nodata pixels "
                             f"(--nodata {args.nodata:g}, or the dataset.json's): use L1, MSE and SPECTRAL, or a "
                             f"dataset of whole tiles (prepare_dataset.py without --min_valid)")
+        self.terms = nn.ModuleList(make_term(n, args) for n in self.names)
         self.last = {}
 
     def forward(self, sr, hr, valid=None):

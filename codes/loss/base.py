@@ -14,10 +14,10 @@ def masked_mean(values, valid):
 class LossTerm(nn.Module):
     """A term of the loss. Its hooks do nothing here; a term with a state of its own (the GAN: its discriminator and
     that one's optimizer) sets `stateful` and overrides them, so Loss calls every hook of every term without probing.
-    A term that can leave pixels out (forward(sr, hr, valid), valid (N, 1, H, W)) sets `masks_pixels`."""
+    The terms of loss.terms.MASKING_TERMS also take the pixels that count: forward(sr, hr, valid), with valid
+    (N, 1, H, W)."""
 
     stateful = False
-    masks_pixels = False
 
     def logged_values(self):
         """{name: value} logged beside the term's own value after a call (the GAN's discriminator loss as DIS)."""
@@ -36,8 +36,6 @@ class LossTerm(nn.Module):
 class PixelLoss(LossTerm):
     """L1 or MSE between SR and HR (nn.L1Loss / nn.MSELoss: no parameters, no state); over the `valid` pixels only
     when given."""
-
-    masks_pixels = True
 
     def __init__(self, name):
         super().__init__()

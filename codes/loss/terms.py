@@ -4,6 +4,9 @@ import argparse
 import math
 
 LOSS_TERMS = ("L1", "MSE", "SPECTRAL", "VGG54", "VGG22", "GAN")  # and any VGG<block><conv>, e.g. VGG34
+# The terms that can leave pixels out (nodata): per-pixel distances. A perceptual or adversarial term sees whole
+# patches, so a fill value in one changes its value wherever it is masked.
+MASKING_TERMS = ("L1", "MSE", "SPECTRAL")
 
 
 def term_weight(text, name):
