@@ -202,8 +202,9 @@ def band_names(args, manifest, gt_dir):
     return [b.lower() for b in bands] if bands else None
 
 
-def peak_value(args, manifest, sr_path, gt):
-    """--data_range, else the white level deploy used for this image (its manifest), else the GT dtype's."""
+def peak_value(args, manifest, sr_path, gt, gt_path):
+    """--data_range, else the white level deploy used for this image (its manifest), else the GT dtype's (`gt`: the
+    pixels of the GT file `gt_path`)."""
     if args.data_range:
         return args.data_range
     for record in manifest.get("images") or []:
@@ -213,8 +214,8 @@ def peak_value(args, manifest, sr_path, gt):
         return float(manifest["radiometry"]["white"])
     white = default_white(gt.dtype)
     if gt.dtype.kind == "f" and float(np.nanmax(gt)) > white:  # reflectance x 10000, radiance, ...: not [0, 1]
-        raise UserError(f"{sr_path}: float values up to {float(np.nanmax(gt)):g} in its GT, and no white level "
-                        f"recorded for them: give --data_range (the value of full white, e.g. 10000)")
+        raise UserError(f"{gt_path}: float values up to {float(np.nanmax(gt)):g}, and no white level recorded for "
+                        f"them (the GT of {sr_path.name}): give --data_range (the value of full white, e.g. 10000)")
     return white
 
 
@@ -242,7 +243,7 @@ def evaluate_folder(args, gt_dir, sr_dir, scale, manifest=None):
         if gt.dtype != sr.dtype:
             raise UserError(f"{sr_path} is {sr.dtype.name} but GT {gt_path.name} is {gt.dtype.name}: compare SR and "
                             f"GT of the same bit depth (deploy writes the input's)")
-        data_range = peak_value(args, manifest, sr_path, gt)
+        data_range = peak_value(args, manifest, sr_path, gt, gt_path)
         values = metrics.evaluate_pair(sr, gt, scale=scale or 1, crop_border=crop, data_range=data_range,
                                        bands=bands if bands and len(bands) == gt.shape[2] else None,
                                        indices=indices)
@@ -294,7 +295,7 @@ def evaluate_on_scene(args, scene, sr_dir, manifest):
         if gt_part.dtype != sr_part.dtype:
             raise UserError(f"{sr_path} is {sr_part.dtype.name} but --gt {scene} is {gt_part.dtype.name}: compare "
                             f"SR and GT of the same bit depth")
-        data_range = peak_value(args, manifest, sr_path, gt_part)
+        data_range = peak_value(args, manifest, sr_path, gt_part, scene)
         psnr_rgb, psnr_chmean = metrics.masked_psnr(sr_part, gt_part, valid, data_range)
         row = {"image": sr_path.stem, "psnr_chmean": psnr_chmean, "psnr_rgb": psnr_rgb,
                "ssim_rgb": metrics.masked_ssim(sr_part, gt_part, valid, data_range)}

@@ -135,7 +135,7 @@ def test_ambiguous_sr_broken_gt_links_and_unrecorded_float_white_are_named(tmp_p
     image_io.write_image(sr / "a.tif", reflectance * 0.99)
     (sr / "a.png").unlink()
     proc = call_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4")
-    assert_one_line_error(proc, "float values up to", "give --data_range")
+    assert_one_line_error(proc, f"{gt / 'a.tif'}: float values up to", "the GT of a.tif", "give --data_range")
     assert call_script(SCRIPT, "--gt", gt, "--sr", sr, "--scale", "4", "--data_range", "10000").returncode == 0
 
 
