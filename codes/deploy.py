@@ -425,8 +425,8 @@ def claim_outputs(out_dir, source, files):
         # an earlier deploy's outputs of inputs not given now would mix into this run's results: they go
         removed = written.delete_except(outputs)
         if removed:
-            print(f"note: removed {removed} files of an earlier deploy into {out_dir} (outputs of other inputs, its "
-                  f"manifest and figures)")
+            print(f"note: removed {removed} file{'' if removed == 1 else 's'} that an earlier deploy wrote into "
+                  f"{out_dir} (its manifest and figures, and outputs of inputs not given now)")
         for rel in outputs:
             written.add(rel)
     except BaseException:
