@@ -11,8 +11,6 @@ import math
 import numpy as np
 
 CUBIC_KERNEL_WIDTH = 4.0
-
-
 KERNEL_REACH_LR = 2  # LR pixels on each side of its own that a downsampling bicubic kernel reaches (4 taps wide)
 
 
