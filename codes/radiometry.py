@@ -114,10 +114,15 @@ class Radiometry:
                             f"--data_range 1 to keep values as they are)")
 
 
-def bicubic_baseline(lr, scale):
+def bicubic_baseline(lr, scale, fill=None):
     """The BICUBIC model's output for an (H, W, C) LR array: MATLAB imresize on the values as doubles, rounded once
-    to the LR's dtype. The baseline of the training curves and the comparison figures."""
-    return to_dtype(imresize.imresize(np.asarray(lr, dtype=np.float64), scale), np.asarray(lr).dtype)
+    to the LR's dtype. The baseline of the training curves and the comparison figures. `fill` (H, W): the pixels
+    that are not data; they take their band's mean over the others first, as the network input does (to_network)."""
+    values = np.asarray(lr, dtype=np.float64)
+    if fill is not None and fill.any() and not fill.all():
+        values = values.copy()
+        values[fill] = values[~fill].mean(axis=0)
+    return to_dtype(imresize.imresize(values, scale), np.asarray(lr).dtype)
 
 
 def default_band_names(count):
