@@ -308,6 +308,12 @@ def masked_psnr(sr, hr, valid, data_range=255):
     return psnr_from_mse(np.mean((sr - hr) ** 2), data_range), float(np.mean(band_psnr))
 
 
+def whole_windows(valid):
+    """Bool map of the SSIM windows (one per pixel of ssim_map's 'valid' region) that hold only `valid` pixels."""
+    box = np.full(SSIM_WINDOW_SIZE, 1.0 / SSIM_WINDOW_SIZE)
+    return filter_valid((~valid).astype(np.float64), box) < 1e-12  # no invalid pixel under the window
+
+
 def masked_ssim(sr, hr, valid, data_range=255):
     """Mean band SSIM (MATLAB's windows) over the windows that hold only valid pixels; nan when none does."""
     return float(np.mean(masked_band_ssim(sr, hr, valid, data_range)))
@@ -316,8 +322,7 @@ def masked_ssim(sr, hr, valid, data_range=255):
 def masked_band_ssim(sr, hr, valid, data_range=255):
     """Each band's SSIM (MATLAB's windows) over the windows that hold only valid pixels; nan when none does."""
     sr, hr = as_hwc_float(sr), as_hwc_float(hr)
-    box = np.full(SSIM_WINDOW_SIZE, 1.0 / SSIM_WINDOW_SIZE)
-    whole = filter_valid((~valid).astype(np.float64), box) < 1e-12  # no invalid pixel under the window
+    whole = whole_windows(valid)
     if not whole.any():
         return [float("nan")] * sr.shape[2]
     sr, hr = np.where(valid[..., None], sr, 0.0), np.where(valid[..., None], hr, 0.0)

@@ -4,6 +4,7 @@ six-band scene whose footprint ends in a diagonal edge, as a rotated Landsat foo
 import csv
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -41,18 +42,25 @@ def footprint_scene(path):
 
 @pytest.fixture(scope="module")
 def partial_dataset(tmp_path_factory):
-    """48-pixel tiles, half of the scene's tiles for training and half for validation, kept when half is data."""
+    """48-pixel tiles, half of the scene's tiles for training and half for validation, kept when training counts
+    at least 30 % of their pixels."""
     tmp = tmp_path_factory.mktemp("partial")
     scene = footprint_scene(tmp / "scene.tif")
     root = tmp / "Partial"
     proc = call_script(CODES / "data_scripts" / "prepare_dataset.py", "--src", scene, "--dst", root, "--tile", "48",
-                       "--scales", str(SCALE), "--min_valid", "0.5", "--split", "0.5,0.5,0", "--bands", SIX_BANDS)
+                       "--scales", str(SCALE), "--min_valid", "0.3", "--split", "0.5,0.5,0", "--bands", SIX_BANDS)
     assert proc.returncode == 0, proc.stderr
     return root, proc.stdout
 
 
 def fill_of(image):
     return (image == FILL).all(axis=2)
+
+
+def counted_pixels(hr_path):
+    """The HR pixels that training counts: neither nodata nor under an LR nodata pixel (computed here)."""
+    lr = image_io.read_image(hr_path.parents[1] / f"LR_x{SCALE}" / hr_path.name)
+    return ~(fill_of(image_io.read_image(hr_path)) | np.kron(fill_of(lr), np.ones((SCALE, SCALE), bool)))
 
 
 def partial_tiles(root, split):
@@ -65,9 +73,9 @@ def test_min_valid_keeps_tiles_with_some_nodata_and_records_the_nodata_value(par
     assert "21 of 24 tiles" in summary and "3 with nodata pixels, which training leaves out" in summary
     assert "skipped: 3 nodata pixels" in summary
     assert json.loads((root / "dataset.json").read_text())["nodata"] == FILL
-    tiles = [image_io.read_image(p) for split in ("train", "val") for p in image_files.list_images(root / split / "HR")]
-    shares = [fill_of(tile).mean() for tile in tiles]
-    assert sum(share > 0 for share in shares) == 3 and max(shares) <= 0.5
+    hr_paths = [p for split in ("train", "val") for p in image_files.list_images(root / split / "HR")]
+    counted = [counted_pixels(p).mean() for p in hr_paths]  # what training counts of each tile
+    assert sum(share < 1 for share in counted) == 3 and min(counted) >= 0.3
     whole = tmp_path / "Whole"  # the default keeps whole tiles only, and records no nodata
     prepare_dataset.main(["--src", str(footprint_scene(tmp_path / "scene.tif")), "--dst", str(whole), "--tile", "48",
                           "--scales", str(SCALE), "--split", "0.5,0.5,0"])
@@ -88,6 +96,23 @@ def test_the_lr_pixels_that_nodata_reaches_are_nodata_and_the_others_do_not_depe
         other_fill[fill_of(hr)] = 255
         np.testing.assert_array_equal(bicubic_downsample(other_fill, SCALE)[~marked], lr[~marked])
         assert (bicubic_downsample(other_fill, SCALE)[marked] != bicubic_downsample(hr, SCALE)[marked]).any()
+
+
+def test_min_valid_counts_what_training_counts_so_thin_gaps_do_not_pass(tmp_path):
+    """Gaps 2 pixels wide every 12 (a Landsat-7 SLC-off scene's stripes) leave most of the HR as data (69 % with the
+    footprint's edge), but the LR pixels they reach cover nearly every tile: no tile has half its pixels counted,
+    and that is one line."""
+    scene = footprint_scene(tmp_path / "scene.tif")
+    with rasterio.open(scene, "r+") as dst:
+        pixels = dst.read()
+        rows, cols = np.mgrid[:pixels.shape[1], :pixels.shape[2]]
+        pixels[:, (rows + cols) % 12 < 2] = FILL
+        dst.write(pixels)
+    assert (pixels != FILL).any(axis=0).mean() > 0.6
+    proc = call_script(CODES / "data_scripts" / "prepare_dataset.py", "--src", scene, "--dst", tmp_path / "D",
+                       "--tile", "48", "--scales", str(SCALE), "--min_valid", "0.5")
+    assert_one_line_error(proc, "no 48x48 tile", "nodata pixels")
+    assert not (tmp_path / "D").exists()
 
 
 def test_min_valid_is_a_share_of_a_tile_and_one_line_otherwise(tmp_path):
@@ -227,7 +252,7 @@ def test_pairs_with_their_declared_nodata_train_with_the_nodata_flag(tmp_path):
     scene = footprint_scene(tmp_path / "scene.tif")
     root = tmp_path / "Mine"
     prepare_dataset.main(["--src", str(scene), "--dst", str(root), "--tile", "48", "--scales", str(SCALE),
-                          "--min_valid", "0.5"])
+                          "--min_valid", "0.3"])
     metadata = json.loads((root / "dataset.json").read_text())
     del metadata["nodata"]  # as a dataset made by other tools: the tiles declare their nodata, nothing else does
     (root / "dataset.json").write_text(json.dumps(metadata))
@@ -241,3 +266,20 @@ def test_pairs_with_their_declared_nodata_train_with_the_nodata_flag(tmp_path):
     assert "nodata 0 (from the command line)" in proc.stdout
     proc = call_script(CODES / "demo_train.py", *command, "--nodata=7", "--reset")
     assert_one_line_error(proc, "declared nodata value 0", "--nodata is 7")
+
+
+def test_a_validation_tile_that_nodata_leaves_no_ssim_window_is_named_before_the_run(partial_dataset, tmp_path):
+    """Its scores would be NaN, and so the split's mean and the choice of the best model."""
+    root = tmp_path / "Partial"
+    shutil.copytree(partial_dataset[0], root)
+    victim = image_files.list_images(root / "val" / "HR")[0]
+    with rasterio.open(victim, "r+") as tile:
+        pixels = tile.read()
+        pixels[:, ::10, :] = FILL  # a grid of nodata lines 10 pixels apart: no 11 x 11 window between them
+        pixels[:, :, ::10] = FILL
+        tile.write(pixels)
+    proc = call_script(CODES / "demo_train.py", *TINY_BASIC, f"--scale={SCALE}", "--dataset=Partial", "--dir_data",
+                       root, "--epochs=1", *isolated(tmp_path))
+    assert_one_line_error(proc, f"{victim}: once the x{SCALE} border is cropped, no 11x11 window",
+                          "higher --min_valid")
+    assert not (tmp_path / "experiment").exists()

@@ -264,7 +264,20 @@ class SRData(Dataset):
                 raise UserError(f"{path} is {width}x{height} pixels: a {self.split} image must be at least {least} "
                                 f"pixels on each side at x{self.scale} (the metrics crop {self.scale} pixels at each "
                                 f"border and SSIM needs {metrics.SSIM_WINDOW_SIZE}); remove it or use a larger one")
+        if self.nodata is not None:
+            self.check_scorable_despite_nodata()
         return list(range(len(self.hr_files)))
+
+    def check_scorable_despite_nodata(self):
+        """With --nodata, every image must keep an SSIM window free of nodata once the border is cropped (else its
+        scores are NaN and so is the split's mean); one that does not is refused by name, before the run starts."""
+        size = metrics.SSIM_WINDOW_SIZE
+        for i, path in enumerate(self.hr_files):
+            valid = metrics.crop_border_pixels(self.valid_pixels(*self.load_pair(i)), self.scale)
+            if not metrics.whole_windows(valid).any():
+                raise UserError(f"{path}: once the x{self.scale} border is cropped, no {size}x{size} window of it is "
+                                f"free of nodata (--nodata {self.nodata:g}), so it cannot be scored; remove it from "
+                                f"{self.split}, or prepare the tiles with a higher --min_valid")
 
     def lr_size(self, i):
         if self.images is not None:

@@ -44,7 +44,7 @@ from image_io import (
     with_band_names,
     write_image,
 )
-from imresize import bicubic_downsample, bicubic_downsample_filled, modcrop
+from imresize import bicubic_downsample, bicubic_downsample_filled, lr_pixels_reached, modcrop
 from pairing import HARMONIZE_MODES
 from progress import Counter, counts_text
 from radiometry import default_band_names, invalid_pixels
@@ -307,11 +307,12 @@ def prepare_split(paths, split_dir, scales, ext, progress, bands=None, decoded=N
 
 
 # ----------------------------------------------------------------------------------------------------------- scenes
-def scene_tiles(hr, meta, tile, min_valid=1.0):
+def scene_tiles(hr, meta, tile, scales, min_valid=1.0):
     """({tile name: (row, col)} of the N x N windows worth training on, {reason: count} of the others, the number of
-    kept tiles that hold nodata). A tile whose share of data pixels is below `min_valid` (1: any nodata pixel) is left
-    out: training reads a nodata pixel as ground unless it knows the nodata value (dataset.json's, see
-    prepare_scenes), and then leaves it out of the loss and the scores."""
+    kept tiles that hold nodata). A tile whose share of counted pixels is below `min_valid` (1: any nodata pixel) is
+    left out: training reads a nodata pixel as ground unless it knows the nodata value (dataset.json's, see
+    prepare_scenes), and then leaves it out of the loss and the scores, with the HR pixels under the LR pixels it
+    reaches (counted_share)."""
     nodata = nodata_mask(hr, meta)
     nodata = np.zeros(hr.shape[:2], dtype=bool) if nodata is None else nodata
     kept, skipped, partial = {}, {"nodata pixels": 0, "NaN/Inf pixels": 0, "constant": 0}, 0
@@ -320,7 +321,7 @@ def scene_tiles(hr, meta, tile, min_valid=1.0):
         for col in range(0, hr.shape[1] - tile + 1, tile):
             window, fill = hr[row:row + tile, col:col + tile], nodata[row:row + tile, col:col + tile]
             data = window[~fill]  # (pixels, bands)
-            if data.shape[0] < min_valid * tile * tile:
+            if counted_share(fill, scales) < min_valid:
                 skipped["nodata pixels"] += 1
             elif invalid_pixels(window).any():  # training refuses NaN/Inf pixels
                 skipped["NaN/Inf pixels"] += 1
@@ -330,6 +331,20 @@ def scene_tiles(hr, meta, tile, min_valid=1.0):
                 kept[f"{stem}_r{row:05d}_c{col:05d}"] = (row, col)
                 partial += bool(fill.any())
     return kept, skipped, partial
+
+
+def counted_share(fill, scales):
+    """The share of a tile's HR pixels that training counts (SRData.valid_pixels) at the worst of `scales`: those
+    neither nodata (`fill`) nor under an LR pixel that the nodata reaches (make_lr marks them). Thin gaps, as in a
+    Landsat-7 SLC-off scene, reach far more LR pixels than they cover."""
+    if not fill.any():
+        return 1.0
+    shares = []
+    for scale in scales:
+        cropped = modcrop(fill, scale)
+        under = lr_pixels_reached(cropped, scale).repeat(scale, axis=0).repeat(scale, axis=1)
+        shares.append(float((~(cropped | under)).sum()) / fill.size)
+    return min(shares)
 
 
 def prepare_scenes(args, scales, fractions, ext, split_text, root):
@@ -354,7 +369,7 @@ def prepare_scenes(args, scales, fractions, ext, split_text, root):
                 raise UserError(f"{path} has {hr.shape[2]} bands, {scenes[0]} has {len(bands)}: prepare scenes of one "
                                 f"band layout together")
             check_same_kind(path, meta, scenes[0], first_meta)
-            kept, left, with_nodata = scene_tiles(hr, meta, args.tile, args.min_valid)
+            kept, left, with_nodata = scene_tiles(hr, meta, args.tile, scales, args.min_valid)
             if with_nodata:  # dataset.json records one nodata value for every tile that holds some
                 nodata = check_one_nodata(path, meta.nodata, nodata_source, nodata)
                 partial, nodata_source = partial + with_nodata, nodata_source or path
