@@ -283,3 +283,24 @@ def test_a_validation_tile_that_nodata_leaves_no_ssim_window_is_named_before_the
     assert_one_line_error(proc, f"{victim}: once the x{SCALE} border is cropped, no 11x11 window",
                           "higher --min_valid")
     assert not (tmp_path / "experiment").exists()
+
+
+def test_a_pack_of_tiles_with_nodata_keeps_the_nodata_value(tmp_path):
+    """PNGs cannot declare nodata: the pack's dataset.json carries it, and an HR-only training masks it."""
+    with rasterio.open(footprint_scene(tmp_path / "six.tif")) as six:  # its first 3 bands: a pack is PNG
+        profile, pixels = six.profile, six.read()[:3]
+    with rasterio.open(tmp_path / "scene.tif", "w", **dict(profile, count=3)) as three:
+        three.write(pixels)
+    root, pack = tmp_path / "Partial", tmp_path / "Pack"
+    prepare_dataset.main(["--src", str(tmp_path / "scene.tif"), "--dst", str(root), "--tile", "48", "--scales",
+                          str(SCALE), "--min_valid", "0.3", "--split", "0.5,0.5,0"])
+    proc = call_script(CODES / "data_scripts" / "pack_dataset.py", "--src", root, "--dst", pack, "--max_mib", "5",
+                       "--val_images", "2")
+    assert proc.returncode == 0, proc.stderr
+    metadata = json.loads((pack / "dataset.json").read_text())
+    assert metadata["nodata"] == FILL and metadata["dtype"] == "uint8"
+    assert any(fill_of(image_io.read_image(p)).any() for p in image_files.list_images(pack / "train" / "HR"))
+    proc = call_script(CODES / "demo_train.py", *TINY_BASIC, f"--scale={SCALE}", "--dataset=HROnly", "--dir_data",
+                       pack, "--epochs=1", *isolated(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "nodata 0 (from the dataset metadata)" in proc.stdout

@@ -93,8 +93,9 @@ def fill(args, meta, sources):
         if not taken["train"]:
             raise UserError(f"--max_mib {args.max_mib} holds no training image beside {args.val_images} val images: "
                             f"raise --max_mib or lower --val_images")
+        # the PNGs keep the pixels but cannot declare their nodata: dataset.json carries it, and the dtype
         write_dataset_metadata(staging, bands=meta.get("bands"), data_range=meta.get("data_range"),
-                               gsd=meta.get("gsd"), description=f"packed from {args.src.resolve()} (HR only, "
+                               gsd=meta.get("gsd"), dtype=meta.get("dtype"), nodata=meta.get("nodata"), description=f"packed from {args.src.resolve()} (HR only, "
                                f"lossless PNG; {taken['train']} train and {taken['val']} val of its {len(sources)} "
                                f"train and val images, seed {args.seed})")
     print(f"packed {taken['train']} train and {taken['val']} val HR images of {len(sources)} into {args.dst} "
