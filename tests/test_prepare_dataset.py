@@ -225,6 +225,22 @@ def test_non_empty_dst_needs_overwrite(tmp_path, two_class_src):
     assert_one_line_error(run_prepare("--src", two_class_src, "--dst", dst, "--scales", "2", "--split", "1,0,0",
                                       "--overwrite"), "holds files but no dataset")
     assert (dst / "keep.txt").read_text() == "user data"
+    # nor a folder of other files that also holds a dataset.json, of any content
+    overwrite = ("--src", two_class_src, "--dst", dst, "--scales", "2", "--split", "1,0,0", "--overwrite")
+    for content in ("not json", "{}"):
+        (dst / "dataset.json").write_text(content)
+        proc = run_prepare(*overwrite)
+        assert_one_line_error(proc, "dataset.json" if content == "not json" else "holds keep.txt, which no "
+                              "preparation writes")
+    (dst / "dataset.json").unlink()
+    (dst / "dataset.json").mkdir()
+    assert_one_line_error(run_prepare(*overwrite), "dataset.json is not a file")
+    assert (dst / "keep.txt").read_text() == "user data"
+    # a prepared dataset is replaced
+    (dst / "dataset.json").rmdir()
+    (dst / "keep.txt").unlink()
+    assert run_prepare("--src", two_class_src, "--dst", dst, "--scales", "2", "--split", "1,0,0").returncode == 0
+    assert run_prepare(*overwrite).returncode == 0
 
 
 def test_name_collision_across_classes_is_refused(tmp_path, two_class_src):

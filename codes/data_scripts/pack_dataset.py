@@ -95,9 +95,10 @@ def fill(args, meta, sources):
                             f"raise --max_mib or lower --val_images")
         # the PNGs keep the pixels but cannot declare their nodata: dataset.json carries it, and the dtype
         write_dataset_metadata(staging, bands=meta.get("bands"), data_range=meta.get("data_range"),
-                               gsd=meta.get("gsd"), dtype=meta.get("dtype"), nodata=meta.get("nodata"), description=f"packed from {args.src.resolve()} (HR only, "
-                               f"lossless PNG; {taken['train']} train and {taken['val']} val of its {len(sources)} "
-                               f"train and val images, seed {args.seed})")
+                               gsd=meta.get("gsd"), dtype=meta.get("dtype"), nodata=meta.get("nodata"),
+                               description=f"packed from {args.src.resolve()} (HR only, lossless PNG; "
+                                           f"{taken['train']} train and {taken['val']} val of its {len(sources)} "
+                                           f"train and val images, seed {args.seed})")
     print(f"packed {taken['train']} train and {taken['val']} val HR images of {len(sources)} into {args.dst} "
           f"({used / MIB:.1f} MiB of {args.max_mib:g}); train on it with --dataset HROnly --dir_data {args.dst}")
     return 0

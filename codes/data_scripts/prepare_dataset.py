@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 import atomic  # noqa: E402
 import runs  # noqa: E402
-from data.dataset_json import DATASET_METADATA, PREPARING_MARK, write_dataset_metadata
+from data.dataset_json import DATASET_METADATA, PREPARING_MARK, read_dataset_metadata, write_dataset_metadata
 from errors import OneLineParser, UserError, run_cli
 from image_files import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, list_images
 from image_io import (
@@ -52,6 +52,8 @@ from scene_pairs import DEFAULT_SPLIT_BLOCK, check_lr_flags, prepare_pairs
 
 SPLIT_NAMES = ("train", "val", "test")
 DATASET_MARKS = (DATASET_METADATA, PREPARING_MARK)  # what a folder this script prepared (or began to) holds
+# Everything a preparation writes at the top of --dst (pairing/: the cross-sensor pair reports)
+DATASET_ENTRIES = (*SPLIT_NAMES, *DATASET_MARKS, "pairing")
 DEFAULT_SPLIT = "0.8,0.1,0.1"
 # Published splits, per class. UC Merced: 45 train / 5 val / 50 test images of each of the 21 classes, i.e. 945 / 105
 # / 1050 (the HSENet and TransENet protocol; the authors confirmed it in github.com/Shaosifan/TransENet issue #14).
@@ -154,9 +156,25 @@ def check_destination(src, dst, overwrite, inside_ok=False):
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise UserError(f"--dst {dst} is not empty: choose an empty folder or add --overwrite to replace the dataset "
                         f"it holds")
-    if overwrite and dst.is_dir() and any(dst.iterdir()) and not any((dst / name).exists() for name in DATASET_MARKS):
+    if overwrite and dst.is_dir() and any(dst.iterdir()):
+        check_replaceable(dst)
+
+
+def check_replaceable(dst):
+    """--overwrite replaces only a dataset this script prepared: a readable dataset.json (or the mark of an
+    unfinished preparation) and nothing beside what a preparation writes. Anything else is one line naming it."""
+    if not any((dst / name).exists() for name in DATASET_MARKS):
         raise UserError(f"--dst {dst} holds files but no dataset (no dataset.json): --overwrite replaces only a "
                         f"dataset this script prepared; choose an empty folder")
+    metadata = dst / DATASET_METADATA
+    if metadata.exists() and not metadata.is_file():
+        raise UserError(f"--dst {dst}: its {DATASET_METADATA} is not a file, so it holds no dataset this script "
+                        f"prepared; choose another --dst")
+    read_dataset_metadata(dst)  # a dataset.json that is not one (text, a list, ...) is its one-line error
+    foreign = sorted(p.name for p in dst.iterdir() if p.name not in DATASET_ENTRIES)
+    if foreign:
+        raise UserError(f"--dst {dst} holds {foreign[0]}, which no preparation writes ({len(foreign)} such "
+                        f"entries): --overwrite would delete it with the dataset; move it away or choose another --dst")
 
 
 # ----------------------------------------------------------------------------------------------------------- splitting
