@@ -93,19 +93,30 @@ def protected_folders(cfg):
 
 
 def check_output_folder(cfg, out_dir):
-    """The output folder may not lie in the dataset being evaluated or the --compare ground truth (after resolving
-    symlinks)."""
+    """The output folder may not lie in the dataset being evaluated or the --compare ground truth, hold them or the
+    input folder, hold the training runs, lie in a run, or (with --recursive) lie in the tree it reads (links
+    resolved)."""
     resolved_out = out_dir.resolve()
     for folder in protected_folders(cfg):
         if resolved_out == folder or folder in resolved_out.parents:
             raise UserError(f"--dir_out {out_dir} is inside {folder}, whose files are the inputs or the ground "
                             f"truth: pick a --dir_out outside it")
+    source = Path(cfg.dir_data).resolve() if cfg.dir_data and not on_dataset(cfg) else None
+    inputs = [*protected_folders(cfg), *([source] if source is not None and source.is_dir() else [])]
+    held = next((folder for folder in inputs if resolved_out in folder.parents), None)
+    if held is not None:  # its outputs would mix with the inputs, which are then passed over as outputs
+        raise UserError(f"--dir_out {out_dir} holds {held}, whose files are the inputs or the ground truth: pick a "
+                        f"--dir_out outside it")
+    experiment = Path(cfg.dir_experiment).resolve()
+    if resolved_out == experiment or resolved_out in experiment.parents:
+        raise UserError(f"--dir_out {out_dir} holds the training runs of --dir_experiment {cfg.dir_experiment}: a "
+                        f"deploy's results folder may not enclose them; pick a --dir_out outside it, or leave it out "
+                        f"(the default is {paths.results_root(cfg.dir_experiment)}/<MODEL>x<scale>_<name>)")
     run = runs.enclosing_folder(out_dir, "run")
     if run is not None:
         where = "is a training run's folder" if run == resolved_out else f"is inside the training run folder {run}"
         raise UserError(f"--dir_out {out_dir} {where}: its checkpoints, log and plots are not deploy's to replace; "
                         f"pick another --dir_out")
-    source = Path(cfg.dir_data).resolve() if cfg.dir_data and not on_dataset(cfg) else None
     if cfg.recursive and source is not None and source.is_dir() and source in resolved_out.parents:
         raise UserError(f"--dir_out {out_dir} is inside {cfg.dir_data}, which --recursive reads: the inputs there "
                         f"would be passed over, and the outputs read as inputs next time; pick a --dir_out outside "

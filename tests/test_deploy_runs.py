@@ -193,3 +193,19 @@ def test_compare_takes_an_hr_only_where_it_is_clear_which_one_is_meant(tmp_path)
     proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_out", tmp_path / "out3")
     assert "compare: 0 figures" in proc.stdout
     assert f"holds {hr.name} and {hr.stem}.tif: one image per name" in proc.stderr
+
+
+def test_an_output_folder_never_holds_the_inputs_or_the_training_runs(tmp_path):
+    """A --dir_out above the input folder would pass every input over as an earlier output; one at or above the
+    experiment folder would make every run a part of a deploy's results."""
+    inputs = many_inputs(tmp_path / "in", 1)
+    flags = [*SHIPPED, *isolated(tmp_path)]
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_data", inputs, "--dir_out", tmp_path)
+    assert_one_line_error(proc, f"--dir_out {tmp_path} holds {inputs.resolve()}")
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dataset=Sample", "--dir_out", SAMPLE.parent)
+    assert_one_line_error(proc, f"holds {SAMPLE.resolve()}")
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_data", inputs, "--dir_out", tmp_path / "experiment")
+    assert_one_line_error(proc, "holds the training runs of --dir_experiment")
+    assert not (tmp_path / "experiment" / "manifest.json").exists()
+    proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_data", inputs, "--dir_out", inputs / "sr")
+    assert proc.returncode == 0, proc.stderr[-2000:]  # an output folder inside the input folder is fine
