@@ -49,8 +49,9 @@ def build_parser():
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--gt", default="", help="ground-truth HR folder, or one georeferenced scene that the SR images "
                    "lie on (default: the results' manifest: the deployed dataset's HR, or the --align_to scene)")
-    p.add_argument("--sr", nargs="+", default=[], help="SR folder(s) (default: the newest folder in "
-                   "experiment/results/); several folders: a summary CSV of their averages as well")
+    p.add_argument("--sr", nargs="+", action="extend", default=[], help="SR folder(s), after one --sr or several "
+                   "(default: the newest folder in experiment/results/); several folders: a summary CSV of their "
+                   "averages as well")
     p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None, help="SR factor (default: manifest)")
     p.add_argument("--crop_border", type=int, default=None, help="pixels cropped at each border (default: scale)")
     p.add_argument("--suffix", default="", help="SR file name = <GT name><suffix>.<ext>, e.g. _x4")
@@ -166,6 +167,8 @@ def resolve_inputs(args, sr=""):
         return gt_dir, sr_dir, scale
     if not gt_dir.is_dir():
         raise UserError(f"GT folder {gt_dir} does not exist: give --gt, the folder of HR images")
+    if gt_dir.resolve() == sr_dir.resolve():
+        raise UserError(f"--sr {sr_dir} is the GT folder itself: give the folder of SR images that deploy wrote")
     if scale is None and args.crop_border is None:
         raise UserError("give --scale (or --crop_border): no manifest in the SR folder says it")
     return gt_dir, sr_dir, scale

@@ -1,6 +1,7 @@
 """metric_scripts/calculate_PSNR_SSIM.py: defaults from the newest results, the CSV, and its errors."""
 import csv
 import json
+import shutil
 import sys
 import time
 
@@ -78,6 +79,23 @@ def test_explicit_folders_crop_and_csv(tmp_path):
     script.main(["--gt", str(SAMPLE / "test" / "HR"), "--sr", str(sr_dir), "--scale", "3", "--csv", str(out)])
     _, cropped = read_csv(out)
     assert rows[0]["psnr_rgb"] != cropped[0]["psnr_rgb"]  # crop_border defaults to the scale, not 0
+
+
+def test_repeated_sr_flags_score_every_folder_and_the_gt_is_not_an_sr_folder(tmp_path):
+    """`--sr A --sr B` scores both, as `--sr A B` does (argparse would keep only B); `--sr` onto the GT folder would
+    score it against itself and write a CSV among the ground truth."""
+    deploy_bicubic(tmp_path, 3)
+    first = tmp_path / "experiment" / "results" / "BICUBICx3_Sample"
+    second = tmp_path / "copy"
+    shutil.copytree(first, second)
+    gt = ["--gt", str(SAMPLE / "test" / "HR"), "--scale", "3"]
+    script.main([*gt, "--sr", str(first), "--sr", str(second), "--csv", str(tmp_path / "summary.csv")])
+    _, rows = read_csv(tmp_path / "summary.csv")
+    assert [row["folder"] for row in rows] == [str(first), str(second)]
+    before = sorted(p.name for p in (SAMPLE / "test" / "HR").iterdir())
+    proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", *gt, "--sr", SAMPLE / "test" / "HR")
+    assert_one_line_error(proc, "is the GT folder itself")
+    assert sorted(p.name for p in (SAMPLE / "test" / "HR").iterdir()) == before
 
 
 def test_multispectral_columns(tmp_path):
