@@ -92,10 +92,13 @@ def test_repeated_sr_flags_score_every_folder_and_the_gt_is_not_an_sr_folder(tmp
     script.main([*gt, "--sr", str(first), "--sr", str(second), "--csv", str(tmp_path / "summary.csv")])
     _, rows = read_csv(tmp_path / "summary.csv")
     assert [row["folder"] for row in rows] == [str(first), str(second)]
-    before = sorted(p.name for p in (SAMPLE / "test" / "HR").iterdir())
-    proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", *gt, "--sr", SAMPLE / "test" / "HR")
+    truth = tmp_path / "HR"
+    shutil.copytree(SAMPLE / "test" / "HR", truth)
+    before = sorted(p.name for p in truth.iterdir())
+    proc = call_script(REPO_ROOT / "metric_scripts" / "calculate_PSNR_SSIM.py", "--gt", truth, "--scale", "3", "--sr",
+                       truth)
     assert_one_line_error(proc, "is the GT folder itself")
-    assert sorted(p.name for p in (SAMPLE / "test" / "HR").iterdir()) == before
+    assert sorted(p.name for p in truth.iterdir()) == before
 
 
 def test_multispectral_columns(tmp_path):
