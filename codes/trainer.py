@@ -23,8 +23,10 @@ weights (BasicSR's params_ema) on every rank, validated, saved and restored with
 """
 import copy
 import csv
+import functools
 import hashlib
 import io
+import os
 import random
 import shutil
 import time
@@ -102,7 +104,7 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def payload(self):
         records = {"radiometry": self.radiometry.record(), "gsd": self.training_gsd,
-                   "training_data": self.training_data()}
+                   "training_data": self.training_data}
         return checkpoint.training_payload(
             self.model.net.state_dict(), self.cfg, self.state, self.optimizer, self.scheduler, self.scaler,
             self.loss.state_for_checkpoint(),  # the GAN's discriminator and its optimizer; {} otherwise
@@ -114,11 +116,16 @@ class Trainer:
             return "continue it with the same command, --resume instead of --reset"
         return "continue it with the same command and --resume"
 
+    @functools.cached_property
     def training_data(self):
-        """{images, names_sha256} of the training split: --resume compares it to say when the data changed."""
-        files = self.data.loader(self.cfg.data_train, train=True).dataset.hr_files
-        names = "\n".join(Path(f).name for f in files).encode()
-        return {"images": len(files), "names_sha256": hashlib.sha256(names).hexdigest()}
+        """{images, names_sha256, sizes_sha256} of the training split, read once: --resume compares it to say when
+        the data changed. The file sizes (HR and LR) change when an image is replaced under its name; unlike
+        modification times, they survive a copy of the dataset."""
+        dataset = self.data.loader(self.cfg.data_train, train=True).dataset
+        names = "\n".join(Path(f).name for f in dataset.hr_files).encode()
+        sizes = "\n".join(str(os.path.getsize(f)) for f in (*dataset.hr_files, *dataset.lr_files) if f).encode()
+        return {"images": len(dataset.hr_files), "names_sha256": hashlib.sha256(names).hexdigest(),
+                "sizes_sha256": hashlib.sha256(sizes).hexdigest()}
 
     @property
     def radiometry(self):
@@ -170,8 +177,8 @@ class Trainer:
         inside = f", inside epoch {state.epoch + 1} after batch {state.partial['batches']}" if state.partial else ""
         self.run.log(f"resumed {ckpt.path} at epoch {state.epoch}{inside} (best {BEST_KEY} {state.best:.4f} at epoch "
                      f"{state.best_epoch})")
-        recorded, now = payload.get("training_data"), self.training_data()
-        if isinstance(recorded, dict) and recorded != now:
+        recorded, now = payload.get("training_data"), self.training_data
+        if isinstance(recorded, dict) and any(recorded.get(key, value) != value for key, value in now.items()):
             self.run.log(f"note: the training data changed since {ckpt.path} was saved ({recorded.get('images')} "
                          f"images then, {now['images']} now): the run continues over today's data, so it is no "
                          f"longer the run an uninterrupted training would have made")

@@ -172,7 +172,14 @@ def test_a_resume_over_changed_data_says_so(tmp_path):
         first = sorted((root / "train" / folder).iterdir())[0]
         (root / "train" / folder / f"zz_{first.name}").write_bytes(first.read_bytes())
     train(tmp_path, *flags, "--resume", "--epochs=3")
-    assert "note: the training data changed since" in log.read_text()
+    assert log.read_text().count("note: the training data changed since") == 1
+    train(tmp_path, *flags, "--resume", "--epochs=4")  # the same data as the last checkpoint's: no note
+    assert log.read_text().count("note: the training data changed since") == 1
+    for folder in ("HR", "LR_x2"):  # an image replaced by another under its own name
+        first, second = sorted((root / "train" / folder).iterdir())[:2]
+        first.write_bytes(second.read_bytes())
+    train(tmp_path, *flags, "--resume", "--epochs=5")
+    assert log.read_text().count("note: the training data changed since") == 2
 
 
 def test_the_resume_hint_after_a_reset_run_replaces_the_reset(tmp_path):
