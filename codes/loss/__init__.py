@@ -28,6 +28,11 @@ class SpectralIndexLoss(LossTerm):
         if not bands:
             raise UserError("--loss SPECTRAL needs --bands, the band order of the data, e.g. --bands "
                             "blue,green,red,nir")
+        if not metrics.computable_indices(metrics.SPECTRAL_INDICES, bands):  # RGB data: no index at all
+            needs = ", ".join(f"{name} ({' and '.join(pair)})" for name, pair in metrics.SPECTRAL_INDICES.items())
+            raise UserError(f"--loss SPECTRAL compares spectral indices, and the bands {','.join(bands)} make none of "
+                            f"them ({needs}): drop SPECTRAL from --loss, or name the bands with --bands if they "
+                            f"hold these")
         self.pairs = [metrics.index_bands(name, bands) for name in index_names]
         if not self.pairs:
             raise UserError("--loss SPECTRAL needs at least one --spectral_index (NDVI, NDWI, NDBI)")
