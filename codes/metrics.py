@@ -261,9 +261,9 @@ def evaluate_pair(sr, hr, scale, crop_border, data_range=255, bands=None, indice
     if valid is None:
         pixels = (sr, hr)
         band_ssim = per_band_ssim(sr, hr, 0, data_range)
-    else:  # every metric but SSIM pools over pixels: the valid ones, as an (N, 1, C) image, give its masked value
+    else:
         valid = crop_border_pixels(np.asarray(valid, dtype=bool), crop_border)
-        pixels = (sr[valid][:, None], hr[valid][:, None])
+        pixels = valid_pixels_only(sr, hr, valid)
         band_ssim = masked_band_ssim(sr, hr, valid, data_range)
     band_psnr = per_band_psnr(*pixels, 0, data_range)
     row = OrderedDict()
@@ -301,11 +301,16 @@ def luminance_ssim(sr, hr, valid, data_range):
 # --------------------------------------------------------------------------------------------------------------
 # Over valid pixels, and shift-aware (scoring against a scene of another sensor)
 # --------------------------------------------------------------------------------------------------------------
+def valid_pixels_only(sr, hr, valid):
+    """The pixels of `sr` and `hr` where `valid` (H, W) is True, each pair as an (N, 1, C) image: every metric that
+    pools over pixels (all but SSIM) gives on them its value over the valid pixels."""
+    return as_hwc_float(sr)[valid][:, None], as_hwc_float(hr)[valid][:, None]
+
+
 def masked_psnr(sr, hr, valid, data_range=255):
     """(PSNR pooled over the bands, mean of the band PSNRs) over the pixels where `valid` (H, W) is True."""
-    sr, hr = as_hwc_float(sr)[valid], as_hwc_float(hr)[valid]
-    band_psnr = [psnr_from_mse(np.mean((sr[:, b] - hr[:, b]) ** 2), data_range) for b in range(sr.shape[1])]
-    return psnr_from_mse(np.mean((sr - hr) ** 2), data_range), float(np.mean(band_psnr))
+    pixels = valid_pixels_only(sr, hr, valid)
+    return calculate_psnr(*pixels, 0, data_range=data_range), float(np.mean(per_band_psnr(*pixels, 0, data_range)))
 
 
 def whole_windows(valid):
