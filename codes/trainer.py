@@ -401,8 +401,8 @@ class Trainer:
         rows = []
         for index in range(len(dataset)):
             lr, hr = dataset.load_pair(index)
-            rows.append(self.score(bicubic_baseline(lr, self.cfg.scale, dataset.fill_mask(lr)), hr,
-                                   dataset.radiometry, dataset.valid_pixels(lr, hr)))
+            lr_fill, valid = dataset.masks(lr, hr)
+            rows.append(self.score(bicubic_baseline(lr, self.cfg.scale, lr_fill), hr, dataset.radiometry, valid))
         return average(rows)
 
     def score(self, sr_img, hr_img, radiometry, valid=None):

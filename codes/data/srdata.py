@@ -206,10 +206,15 @@ class SRData(Dataset):
     def valid_pixels(self, lr, hr):
         """Bool (H, W) of the HR grid: the pixels that count in the loss and the scores, where neither the HR pixel
         nor the LR pixel over it holds --nodata; None without --nodata (every pixel counts)."""
+        return self.masks(lr, hr)[1]
+
+    def masks(self, lr, hr):
+        """(the LR's --nodata pixels, valid_pixels), each found once; (None, None) without --nodata."""
         if self.nodata is None:
-            return None
-        lr_fill = self.fill_mask(lr).repeat(self.scale, axis=0).repeat(self.scale, axis=1)
-        return ~(self.fill_mask(hr) | lr_fill)
+            return None, None
+        lr_fill = self.fill_mask(lr)
+        under = lr_fill.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+        return lr_fill, ~(self.fill_mask(hr) | under)
 
     def check_pair(self, lr, hr, i):
         s, n = self.scale, self.n_colors
@@ -317,7 +322,7 @@ class SRData(Dataset):
             lr, hr = random_patch(lr, hr, self.lr_patch, self.scale, rng)
             if self.augment:
                 lr, hr = augment(lr, hr, rng)
-        lr_fill, valid = self.fill_mask(lr), self.valid_pixels(lr, hr)  # before the noise changes the fill values
+        lr_fill, valid = self.masks(lr, hr)  # before the noise changes the fill values
         if self.noise:
             lr = add_noise(lr, self.noise * self.radiometry.white / 255, rng)
         item = (self.radiometry.to_network(lr, fill=lr_fill), self.radiometry.to_network(hr), self.name(i))
