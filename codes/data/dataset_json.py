@@ -21,8 +21,11 @@ def read_dataset_metadata(root):
     data_range (white level, null: from the dtype), gsd (ground sample distance of HR, in metres), description,
     nodata (the fill value of tiles kept with some pixels that are not data: training masks them)."""
     path = Path(root) / DATASET_METADATA
-    if not path.is_file():
+    if not path.exists():
         return {}
+    if not path.is_file():
+        raise UserError(f"{path} is not a file: a dataset root's {DATASET_METADATA} records its bands, white level "
+                        f"and pixel size; replace it with the file or remove it")
     try:
         meta = bounded.read_json(path)
     except (OSError, ValueError) as err:

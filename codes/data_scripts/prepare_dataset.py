@@ -166,11 +166,7 @@ def check_replaceable(dst):
     if not any((dst / name).exists() for name in DATASET_MARKS):
         raise UserError(f"--dst {dst} holds files but no dataset (no dataset.json): --overwrite replaces only a "
                         f"dataset this script prepared; choose an empty folder")
-    metadata = dst / DATASET_METADATA
-    if metadata.exists() and not metadata.is_file():
-        raise UserError(f"--dst {dst}: its {DATASET_METADATA} is not a file, so it holds no dataset this script "
-                        f"prepared; choose another --dst")
-    read_dataset_metadata(dst)  # a dataset.json that is not one (text, a list, ...) is its one-line error
+    read_dataset_metadata(dst)  # a dataset.json that is not one (a folder, text, a list, ...) is its one-line error
     foreign = sorted(p.name for p in dst.iterdir() if p.name not in DATASET_ENTRIES)
     if foreign:
         raise UserError(f"--dst {dst} holds {foreign[0]}, which no preparation writes ({len(foreign)} such "
