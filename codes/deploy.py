@@ -96,13 +96,13 @@ def check_output_folder(cfg, out_dir):
     """The output folder may not lie in the dataset being evaluated or the --compare ground truth, hold them or the
     input folder, hold the training runs, lie in a run, or (with --recursive) lie in the tree it reads (links
     resolved)."""
-    resolved_out = out_dir.resolve()
-    for folder in protected_folders(cfg):
+    resolved_out, protected = out_dir.resolve(), protected_folders(cfg)
+    for folder in protected:
         if resolved_out == folder or folder in resolved_out.parents:
             raise UserError(f"--dir_out {out_dir} is inside {folder}, whose files are the inputs or the ground "
                             f"truth: pick a --dir_out outside it")
     source = Path(cfg.dir_data).resolve() if cfg.dir_data and not on_dataset(cfg) else None
-    inputs = [*protected_folders(cfg), *([source] if source is not None and source.is_dir() else [])]
+    inputs = [*protected, *([source] if source is not None and source.is_dir() else [])]
     held = next((folder for folder in inputs if resolved_out in folder.parents), None)
     if held is not None:  # its outputs would mix with the inputs, which are then passed over as outputs
         raise UserError(f"--dir_out {out_dir} holds {held}, whose files are the inputs or the ground truth: pick a "
