@@ -49,25 +49,29 @@ class FolderLock:
 
     def acquire(self):
         path = atomic.ensure_dir(self.folder) / self.name
-        while True:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            except OSError as err:
-                raise output_error(path, err) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise UserError(f"{self.subject} is in use by another {self.what} (PID {holder}): wait for it to "
-                                f"finish, or pick another folder") from None
-            if not self.removed or self.is_file_at(fd, path):
-                break
+        fd = self.locked(path)
+        while self.removed and not self.is_file_at(fd, path):
             os.close(fd)  # locked a file its holder removed on release: lock the one at the path now
+            fd = self.locked(path)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
         return self
+
+    def locked(self, path):
+        """A descriptor of the lock file at `path`, flocked; a lock held elsewhere is one line naming its PID."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise output_error(path, err) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"{self.subject} is in use by another {self.what} (PID {holder}): wait for it to finish, "
+                            f"or pick another folder") from None
+        return fd
 
     @staticmethod
     def is_file_at(fd, path):
