@@ -40,15 +40,11 @@ def check_unique_stems(paths, folder):
 
 def find_image(folder, stem):
     """The image `<stem>.<ext>` in folder (any supported extension, either case), or None; two of one stem (a.png
-    and a.tif) are a one-line error naming both, since either could be meant."""
+    and a.tif) are check_unique_stems' one-line error naming both, since either could be meant."""
     found = {}
     for ext in IMAGE_EXTENSIONS:
         for candidate in (Path(folder) / f"{stem}{ext}", Path(folder) / f"{stem}{ext.upper()}"):
             if candidate.is_file():
                 identity = os.stat(candidate)
                 found.setdefault((identity.st_dev, identity.st_ino), candidate)  # one file on a case-blind disk
-    if len(found) > 1:
-        names = " and ".join(p.name for p in found.values())
-        raise UserError(f"{folder} holds {names}: one image per name, so that it is clear which is meant; move one "
-                        f"away")
-    return next(iter(found.values()), None)
+    return next(iter(check_unique_stems(list(found.values()), folder)), None)

@@ -192,7 +192,7 @@ def test_compare_takes_an_hr_only_where_it_is_clear_which_one_is_meant(tmp_path)
     image_io.write_image(truth / "x" / f"{hr.stem}.tif", image_io.read_image(hr))  # two HR of one name
     proc = call_script(CODES / "demo_deploy.py", *flags, "--dir_out", tmp_path / "out3")
     assert "compare: 0 figures" in proc.stdout
-    assert f"holds {hr.name} and {hr.stem}.tif: one image per name" in proc.stderr
+    assert f"holds two images named {hr.stem!r} ({hr.name} and {hr.stem}.tif)" in proc.stderr
 
 
 def test_an_output_folder_never_holds_the_inputs_or_the_training_runs(tmp_path):
