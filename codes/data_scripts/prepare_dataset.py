@@ -278,12 +278,11 @@ def ground_sample_distance(meta):
 
 
 # ----------------------------------------------------------------------------------------------------------- writing
-def make_lr(hr, scale, meta=None):
+def make_lr(hr, scale, fill=None, nodata=None):
     """The LR of an HR image: MATLAB bicubic downsample of the HR mod-cropped to a multiple of `scale`. Where the HR
-    holds its declared nodata (`meta`'s), the LR pixels whose kernel reaches it hold the nodata too."""
-    fill = nodata_mask(hr, meta)
+    holds its nodata (`fill`, the pixels of value `nodata`), the LR pixels whose kernel reaches it hold it too."""
     if fill is not None and fill.any():
-        return bicubic_downsample_filled(hr, scale, fill, meta.nodata)
+        return bicubic_downsample_filled(hr, scale, fill, nodata)
     return bicubic_downsample(modcrop(hr, scale), scale)
 
 
@@ -294,8 +293,9 @@ def write_sample(split_dir, name, hr, meta, scales, ext, bands=None):
         raise UserError(f"image {meta.path} is {hr.shape[0]}x{hr.shape[1]} pixels, smaller than scale {max(scales)}")
     meta = with_band_names(meta, bands)
     write_image(split_dir / "HR" / f"{name}{ext}", hr, meta)
+    fill = nodata_mask(hr, meta)  # found once for every scale
     for scale in scales:
-        lr = make_lr(hr, scale, meta)
+        lr = make_lr(hr, scale, fill, meta.nodata)
         # scale=1/s: the LR pixels are s times larger than HR pixels, same top-left origin
         write_image(split_dir / f"LR_x{scale}" / f"{name}{ext}", lr, meta, scale=1 / scale)
 
