@@ -3,7 +3,6 @@
 session with PyTorch. export_onnx.py is its command line; deploy's onnxruntime backend exports on the fly with it.
 """
 import contextlib
-import copy
 import io
 import math
 import os
@@ -92,16 +91,17 @@ def native_output_discarded():
 
 
 class Exporter:
-    """A loaded network (model.Model that never ran), exported on demand. Each export traces a fresh copy of it as
-    loaded: a network may cache tensors of the last input size (the Swin attention masks), which a trace would bake
-    in as constants. `clamp`: outputs clipped to [0, 1] (the fixed-size graphs for Deepness)."""
+    """A loaded network (model.Model), exported on demand; it takes the network over (no copy: the model's own
+    eval-mode network is traced and is the reference the graphs are compared with). A trace computes everything from
+    the input and the weights: the Swin attention masks a run caches are neither read nor filled while tracing
+    (model/common.py), so what ran before does not enter a graph. `clamp`: outputs clipped to [0, 1] (the
+    fixed-size graphs for Deepness)."""
 
     def __init__(self, cfg, model, clamp=False):
         self.cfg = cfg
         self.clamp = clamp
         self.attention = cfg.attention
-        self.pristine = copy.deepcopy(model.model).cpu().eval()
-        self.pre_upsample = None
+        pre_upsample = None
         if model.pre_upsample is not None:
             if not cfg.cubic_input:
                 raise UserError(f"{cfg.model} was trained on MATLAB-bicubic pre-upsampled inputs (--no-cubic_input), "
@@ -113,15 +113,12 @@ class Exporter:
             if not np.issubdtype(training.dtype, np.integer):
                 raise UserError(f"{cfg.model} pre-upsamples integer images; a model trained on float data has no "
                                 f"ONNX form here")
-            self.pre_upsample = (cfg.scale, training.white, default_white(training.dtype))
-
-    def network(self):
-        return UnitRangeNetwork(copy.deepcopy(self.pristine), self.cfg.rgb_range, self.clamp,
-                                self.pre_upsample).eval()
+            pre_upsample = (cfg.scale, training.white, default_white(training.dtype))
+        self.network = UnitRangeNetwork(model.model.cpu().eval(), cfg.rgb_range, clamp, pre_upsample).eval()
 
     def export(self, size, opset):
         try:
-            return export_graph(self.network(), self.cfg.n_colors, size, opset)
+            return export_graph(self.network, self.cfg.n_colors, size, opset)
         except UserError:
             raise
         except Exception as err:  # the exporter fails in many types
@@ -134,10 +131,9 @@ class Exporter:
         (random inputs)."""
         session = open_session(graph)
         generator = torch.Generator().manual_seed(1)
-        reference = self.network()
         for height, width in sizes:
             x = torch.rand(1, self.cfg.n_colors, height, width, generator=generator)
-            if not max_difference(session, reference, x) <= TOLERANCE:
+            if not max_difference(session, self.network, x) <= TOLERANCE:
                 return False
         return True
 

@@ -402,3 +402,22 @@ def test_a_pre_upsampled_network_exports_with_its_upsampling_inside_and_deploys_
     onnx_dir, manifest = deploy(tmp_path, "onnx", *lr, "--backend=onnxruntime", "--onnx", out)
     assert manifest["backend"] == "onnxruntime"
     assert_within_one_level(torch_dir, onnx_dir)
+
+
+@pytest.mark.parametrize("model", ["SWINIR", "CONVFORMERSR"])
+def test_a_network_that_already_ran_exports_the_graph_of_one_that_never_ran(model, tmp_path):
+    """Swin attention caches its masks per input size; a trace must not bake an earlier run's masks into the graph.
+    The exporter traces the loaded network itself, so after a run at the very size of each trace its fixed and
+    dynamic graphs are byte for byte those of a network that never ran."""
+    from onnx_export import DYNAMIC_TRACE_SIZE, Exporter
+
+    scale = 3 if model == "CONVFORMERSR" else 2
+    small = [f"--model={model}", f"--scale={scale}", "--embed_dim=24", "--depths=2", "--num_heads=2",
+             "--window_size=4", "--num_block=1", "--img_size=16"]
+    ckpt = save_checkpoint(tmp_path / "swin.pt", small)
+    cfg = option.parse_args([*small, "--pre_train", str(ckpt), "--tile=16", *isolated(tmp_path)], purpose="export")
+    fresh, used = (Exporter(cfg, Model(cfg), clamp=True) for _ in range(2))
+    for size in ((16, 16), None):
+        with torch.no_grad():  # the masks of the very size the trace takes are in the cache now
+            used.network(torch.rand(1, 3, *(size or DYNAMIC_TRACE_SIZE)))
+        assert used.export(size, 17) == fresh.export(size, 17)

@@ -319,6 +319,8 @@ class WindowAttention(nn.Module):
         """The cached (nW, N, N) region mask of a shifted block, or None for an unshifted one."""
         if not shift:
             return None
+        if torch.jit.is_tracing():  # a trace computes the mask in its graph, whatever an earlier call cached
+            return shifted_window_mask(height, width, self.window_size, shift, device)
         key = (height, width, shift, device)
         if self._shift_cache[0] != key:
             self._shift_cache = (key, shifted_window_mask(height, width, self.window_size, shift, device))
@@ -331,11 +333,12 @@ class WindowAttention(nn.Module):
     def combined_mask(self, height, width, shift, dtype):
         """Bias plus shift mask as one additive mask: (1, nH, N, N) unshifted, (1, nW * nH, N, N) shifted.
 
-        Rebuilt on every call while the bias table takes gradients (training); otherwise cached, keyed on the table's
-        version so that loading weights or an optimizer step invalidates it.
+        Rebuilt on every call while the bias table takes gradients (training) and in a trace (an ONNX export: a
+        cached mask would enter the graph as a constant of the size it was cached for); otherwise cached, keyed on
+        the table's version so that loading weights or an optimizer step invalidates it.
         """
         table = self.relative_position_bias_table
-        reusable = not self.bias_takes_gradients()
+        reusable = not self.bias_takes_gradients() and not torch.jit.is_tracing()
         key = (height, width, shift, table.device, dtype, table._version, table.data_ptr())
         if reusable and self._mask_cache[0] == key:
             return self._mask_cache[1]
