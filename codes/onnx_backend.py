@@ -77,7 +77,8 @@ class OnnxModel:
 
 
 def deploy_model(cfg, torch_model=None):
-    """The OnnxModel for `cfg`: the --onnx file, or `torch_model` (a model.Model, which the exporter takes over) exported on the fly."""
+    """The OnnxModel for `cfg`: the --onnx file, or `torch_model` (a model.Model, which the exporter takes over)
+    exported on the fly."""
     if cfg.onnx:
         return from_file(cfg)
     return exported(cfg, torch_model)
