@@ -5,10 +5,12 @@ Everything runs through the command lines of docs/datasets.md's recipe."""
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+import rasterio.windows
 from rasterio.warp import transform_bounds
 from scipy.ndimage import binary_erosion, gaussian_filter
 from scipy.ndimage import shift as move
@@ -337,3 +339,42 @@ def test_lr_scenes_of_different_band_sets_are_one_line(pair, tmp_path):
                       "--dst", tmp_path / "D")
     assert_one_line_error(proc, "one dataset holds one band set", "no_nir.tif")
     assert not (tmp_path / "D").exists()
+
+
+def window_copy(source, target, fraction):
+    """A georeferenced crop of `source`: its central `fraction` of each side, band names kept."""
+    with rasterio.open(source) as src:
+        height, width = int(src.height * fraction), int(src.width * fraction)
+        window = rasterio.windows.Window((src.width - width) // 2, (src.height - height) // 2, width, height)
+        profile = dict(src.profile, width=width, height=height, transform=src.window_transform(window))
+        with rasterio.open(target, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+            dst.descriptions = src.descriptions
+
+
+def test_folders_of_scenes_pair_each_lr_with_each_hr_and_write_the_tiles_of_each_pair_alone(pair, tmp_path):
+    """Two HR and two LR scenes (the simulated pair and central crops of it): four pairs, listed LR scene by LR
+    scene, and every tile written is the tile that the pair's own preparation writes under the same name."""
+    _, scenes, _, _ = pair
+    for side in ("hr", "lr"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "a.tif").write_bytes((scenes / f"{side}.tif").read_bytes())
+        window_copy(scenes / f"{side}.tif", tmp_path / side / "b.tif", 0.6)
+    common = ["--scales", SCALE, "--tile", TILE]
+    proc = call_script(PREPARE, "--src", tmp_path / "hr", "--lr_src", tmp_path / "lr", *common, "--dst",
+                       tmp_path / "all")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "all" / "dataset.json").read_text())["pairing"]
+    assert [(Path(p["lr_source"]).name, Path(p["hr_source"]).name) for p in record["pairs"]] == [
+        ("a.tif", "a.tif"), ("a.tif", "b.tif"), ("b.tif", "a.tif"), ("b.tif", "b.tif")]
+    together = {path.relative_to(tmp_path / "all").parts[1:]: path for path in (tmp_path / "all").glob("*/*/*.tif")}
+    for lr_name, hr_name in (("a", "b"), ("b", "a")):
+        alone = tmp_path / f"{hr_name}{lr_name}"
+        proc = call_script(PREPARE, "--src", tmp_path / "hr" / f"{hr_name}.tif", "--lr_src",
+                           tmp_path / "lr" / f"{lr_name}.tif", *common, "--dst", alone)
+        assert proc.returncode == 0, proc.stderr
+        tiles = list(alone.glob("*/*/*.tif"))
+        assert len(tiles) > 10
+        for path in tiles:
+            key = path.relative_to(alone).parts[1:]  # (HR or LR_x3, name): the split may differ
+            assert np.array_equal(read_image_with_meta(path)[0], read_image_with_meta(together[key])[0]), key
