@@ -34,6 +34,7 @@ import pretrained
 import runs
 from bounded import plausible_gsd
 from errors import UserError
+from radiometry import Radiometry
 
 LATEST = "model_latest.pt"
 BEST = "model_best.pt"
@@ -174,11 +175,13 @@ class Checkpoint:
         'gsd': the training HR's ground sample distance in metres (the file's record, else the shipped model's index
         entry) or None, 'dataset' and 'dir_data': where it was trained (None when not recorded)}."""
         record = self.payload.get("radiometry") if self.ours else None
+        if record is not None:  # validated: deploy's ONNX graph and Deepness's standardization follow its white
+            record = Radiometry.from_record(record, f"{self.path}").record()
         gsd = self.payload.get("gsd") if self.ours else None
         if gsd is None:
             gsd = pretrained.recorded_gsd(self.path)
         recorded = self.recorded
-        return {"radiometry": record if isinstance(record, dict) else None, "gsd": plausible_gsd(gsd),
+        return {"radiometry": record, "gsd": plausible_gsd(gsd),
                 "dataset": recorded.get("dataset") or None, "dir_data": recorded.get("dir_data") or None}
 
     def official_weights(self, spec):

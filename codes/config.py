@@ -226,6 +226,7 @@ def checkpoint_layer(purpose, pick, actions, kinds, onnx_layer):
 # What deploy adopts from an ONNX file's metadata unless the command line gives it; the export's own keys deploy
 # reads besides them, each with the flag whose checks it gets.
 ONNX_FILE_SETTINGS = ("model", "scale", "n_colors", "bands", "data_range")
+ONNX_REQUIRED_KEYS = ("model", "scale", "n_colors")  # without them deploy cannot know what the graph is
 ONNX_TILING_KEYS = {"deploy_tile": "tile", "tile_overlap_px": "tile_overlap", "tile_multiple": "tile"}
 
 
@@ -241,6 +242,10 @@ def onnx_file_layer(purpose, pick, actions):
     import onnx_graph  # onnx is only needed for that backend
 
     meta = checked_onnx_metadata(path, onnx_graph.read_metadata(path), actions)
+    missing = [key for key in ONNX_REQUIRED_KEYS if meta.get(key) is None]
+    if missing:  # an empty file parses as a graph with no metadata at all
+        raise UserError(f"--onnx {path}: its metadata lacks {', '.join(missing)}, which export_onnx.py records; "
+                        f"export the model with export_onnx.py")
     layer = {key: meta[key] for key in ONNX_FILE_SETTINGS if key in meta}
     for key, value in layer.items():
         if key in pick.cli and not same_value(pick.cli[key], value):
@@ -337,6 +342,8 @@ def checked_value(actions, where, key, value, hint=""):
         problem = None if action.default is None else "no value"
     elif action.nargs == 0:
         problem = None if isinstance(value, bool) else "expected true or false"
+    elif isinstance(value, (list, tuple)) and any("," in str(item) or not str(item).strip() for item in value):
+        problem = "an item is empty or holds a comma"  # joined with commas below, it would change the count
     elif action.type is not None:
         text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
         try:

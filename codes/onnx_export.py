@@ -108,7 +108,7 @@ class Exporter:
                                 f"which have no ONNX form: export a model trained with --cubic_input (OpenCV's "
                                 f"bicubic, the official pipeline's)")
             record = cfg.trained_with["radiometry"]
-            training = Radiometry.from_record(record) if record else Radiometry.of(
+            training = Radiometry.from_record(record, cfg.checkpoint_path) if record else Radiometry.of(
                 np.uint8, cfg.data_range, cfg.rgb_range)
             if not np.issubdtype(training.dtype, np.integer):
                 raise UserError(f"{cfg.model} pre-upsamples integer images; a model trained on float data has no "

@@ -103,7 +103,12 @@ def loss_spec(text):
 
 
 def name_list(text):
-    return [v.strip().lower() for v in str(text).split(",") if v.strip()]
+    """Comma-separated names, lower case; a name given twice is an error (each names one band or index)."""
+    names = [v.strip().lower() for v in str(text).split(",") if v.strip()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given more than once: name each band once")
+    return names
 
 
 def index_list(text):

@@ -76,8 +76,27 @@ class Radiometry:
         return cls(np.dtype(dtype), white, float(rgb_range))
 
     @classmethod
-    def from_record(cls, record):
-        return cls(np.dtype(record["dtype"]), float(record["white"]), float(record["net_range"]))
+    def from_record(cls, record, where):
+        """The radiometry a file records (`record()`: a checkpoint's training data, a manifest's), validated like the
+        flags it stands for; a one-line error naming `where` otherwise."""
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: the recorded radiometry {record!r:.80} is not a record of dtype, white and "
+                            f"net_range; use a file this toolbox wrote")
+        dtype, problems = record.get("dtype"), []
+        try:
+            known = np.dtype(dtype) if isinstance(dtype, str) else None
+        except TypeError:
+            known = None
+        if known is None or known.kind not in "uif":
+            problems.append(f"dtype {dtype!r:.40} is not an image dtype")
+        for key, limits in (("white", FILE_WHITE_LEVELS), ("net_range", NETWORK_WHITE_LEVELS)):
+            problem = number_problem(record.get(key), limits)
+            if problem:
+                problems.append(f"{key} {problem}")
+        if problems:
+            raise UserError(f"{where}: the recorded radiometry is damaged ({'; '.join(problems)}); use a file this "
+                            f"toolbox wrote, e.g. another checkpoint")
+        return cls(known, float(record["white"]), float(record["net_range"]))
 
     def record(self):
         return {"dtype": self.dtype.name, "white": self.white, "net_range": self.net_range}

@@ -148,6 +148,25 @@ def test_non_finite_weights_are_refused(trained, tmp_path):
         demo_deploy.main(["--scale=2", f"--pre_train={bad}", "--cpu", *isolated(tmp_path)])
 
 
+@pytest.mark.parametrize("radiometry, fragment", [
+    ({"dtype": "uint8", "white": -255.0, "net_range": 1.0}, "white -255.0 is outside"),
+    ({"dtype": "uint8", "white": float("nan"), "net_range": 1.0}, "white nan is outside"),
+    ({"dtype": "object", "white": 255.0, "net_range": 1.0}, "dtype 'object' is not an image dtype"),
+    ("x", "the recorded radiometry 'x' is not a record")])
+def test_a_damaged_training_radiometry_is_refused_before_any_output(trained, tmp_path, radiometry, fragment):
+    """The white level in a checkpoint decides the ONNX graph's pre-upsampling and Deepness's standardization: a
+    damaged one (with a valid checksum) is one line naming the file, for deploy and export alike."""
+    payload = torch.load(model_dir(trained) / checkpoint.BEST, weights_only=True)
+    payload["radiometry"] = radiometry
+    payload.pop(checkpoint.CHECKSUM_KEY)
+    bad = tmp_path / "white.pt"
+    checkpoint.save(bad, payload)
+    for purpose in ("deploy", "export"):
+        with pytest.raises(UserError, match=f"white.pt: {fragment}" if "record" in fragment else
+                           f"white.pt: the recorded radiometry is damaged \\({fragment}"):
+            parse_args(["--scale=2", f"--pre_train={bad}", "--cpu", *isolated(tmp_path)], purpose=purpose)
+
+
 @pytest.mark.parametrize("content, fragment", [(b"not a checkpoint", "not a PyTorch checkpoint, or a damaged one"),
                                                (None, "not a checkpoint (expected a dict of weights")])
 def test_files_that_are_not_checkpoints(tmp_path, content, fragment):

@@ -389,6 +389,14 @@ def test_bad_deploy_onnx_inputs_are_one_line_errors(files, tmp_path):
                    "none.onnx", "no such file")
     one_line_error(lambda: deploy(tmp_path, "d", "--onnx", files["hsenet_fixed"], "--backend=onnxruntime",
                                   "--tile=64"), "exactly 48x48")
+    (tmp_path / "empty.onnx").write_bytes(b"")  # parses as a graph with no metadata at all
+    bare = onnx.load(onnx_file)
+    del bare.metadata_props[:]
+    onnx.save(bare, tmp_path / "bare.onnx")
+    for name in ("empty.onnx", "bare.onnx"):
+        one_line_error(lambda name=name: deploy(tmp_path, "e", "--onnx", tmp_path / name, "--backend=onnxruntime"),
+                       f"{name}: its metadata lacks model, scale, n_colors")
+    assert not (tmp_path / "e").exists()
 
 
 def test_a_pre_upsampled_network_exports_with_its_upsampling_inside_and_deploys_alike(tmp_path):

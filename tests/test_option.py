@@ -8,8 +8,10 @@ import torch
 import checkpoint
 import demo_train
 import template
+from checkpoint import plain_settings
 from errors import UserError, run_cli
 from helpers import CODES, SAMPLE, assert_one_line_error, call_script, isolated
+from model import Model
 from option import parse_args
 
 
@@ -148,6 +150,27 @@ def test_dataset_metadata_is_checked(tmp_path):
     (root / "dataset.json").write_text(json.dumps({"data_range": -2}))
     with pytest.raises(UserError, match="'data_range' -2 is outside 1e-06 to 4.29497e"):
         parse_args([f"--dir_data={root}"])
+    # band names are the --bands flag's items: a comma or an empty name would change their count, a repeat feeds
+    # the network one band twice
+    for bands, fragment in ((["red,green", "x", "y"], "holds an empty name or one with a comma"),
+                            (["", "", ""], "holds an empty name or one with a comma"),
+                            (["red", "Red", "blue"], "names red more than once")):
+        (root / "dataset.json").write_text(json.dumps({"bands": bands}))
+        with pytest.raises(UserError, match=f"dataset.json: 'bands' {fragment}"):
+            parse_args([f"--dir_data={root}"])
+
+
+def test_band_names_given_twice_are_refused_from_the_command_line_and_from_a_checkpoint(tmp_path):
+    with pytest.raises(SystemExit):
+        parse_args(["--bands=red,red,red"])
+    cfg = parse_args(["--model=BASIC", "--n_feats=8", "--n_resblocks=1", "--scale=2", "--cpu"], purpose="none")
+    for bands, fragment in ((["red", "red", "red"], "red given more than once"),
+                            (["red,green", "x", "y"], "an item is empty or holds a comma")):
+        path = tmp_path / "bands.pt"
+        checkpoint.save(path, {"model": Model(cfg).model.state_dict(), "config": dict(plain_settings(cfg),
+                                                                                       bands=bands)})
+        with pytest.raises(UserError, match=f"bands.pt.*--bands .* is invalid \\({fragment}"):
+            parse_args([f"--pre_train={path}", "--cpu", *isolated(tmp_path)], purpose="deploy")
 
 
 # ------------------------------------------------------------------------------------------------ flag checks

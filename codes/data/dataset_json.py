@@ -33,8 +33,10 @@ def read_dataset_metadata(root):
     if not isinstance(meta, dict):
         raise UserError(f"{path}: expected a JSON object with bands / data_range / gsd")
     bands = meta.get("bands")
-    if bands is not None and (not isinstance(bands, list) or not all(isinstance(b, str) for b in bands)):
-        raise UserError(f"{path}: 'bands' must be a list of band names, e.g. [\"blue\", \"green\", \"red\", \"nir\"]")
+    problem = band_names_problem(bands) if bands is not None else None
+    if problem:
+        raise UserError(f"{path}: 'bands' {problem}; it must list each band's name once, e.g. "
+                        f"[\"blue\", \"green\", \"red\", \"nir\"]")
     data_range, gsd = meta.get("data_range"), meta.get("gsd")
     if data_range is not None and white_level_problem(data_range):
         raise UserError(f"{path}: 'data_range' {white_level_problem(data_range)}; it must be the file value of full "
@@ -58,6 +60,18 @@ def check_complete(root):
         raise UserError(f"{root} is an incomplete dataset: prepare_dataset.py was stopped while writing it (it holds "
                         f"{PREPARING_MARK} and no finished dataset.json); run prepare_dataset.py again with "
                         f"--overwrite")
+
+
+def band_names_problem(bands):
+    """Why a recorded band list is not one name per band, or None: names are the --bands flag's comma-separated
+    items, so each must be non-empty text without a comma, given once (case aside)."""
+    if not isinstance(bands, list) or not all(isinstance(b, str) for b in bands):
+        return "is not a list of names"
+    if any(not b.strip() or "," in b for b in bands):
+        return "holds an empty name or one with a comma"
+    lowered = [b.strip().lower() for b in bands]
+    repeated = sorted({b for b in lowered if lowered.count(b) > 1})
+    return f"names {', '.join(repeated)} more than once" if repeated else None
 
 
 def write_dataset_metadata(root, bands=None, data_range=None, gsd=None, description="", dtype=None, pairing=None,
