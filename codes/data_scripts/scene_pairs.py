@@ -72,19 +72,17 @@ def read_masks(paths, flag):
 
 
 class Scenes:
-    """Scenes of one sensor with their band names, grids and invalid pixels. Only the scene read last is kept, so a
-    preparation holds one scene of each sensor at a time, however many it pairs."""
+    """Scenes read once each, with their band names, grids and invalid pixels."""
 
     def __init__(self, bands_text, flag, masks):
-        self.bands_text, self.flag, self.masks, self.last = bands_text, flag, masks, (None, None)
+        self.bands_text, self.flag, self.masks, self.read = bands_text, flag, masks, {}
 
     def get(self, path):
-        if self.last[0] != path:
-            self.last = (None, None)  # the previous scene is freed before the next is read
+        if path not in self.read:
             array, meta = read_image_with_meta(path)
             names = named_bands(self.bands_text, self.flag, path, meta)
-            self.last = (path, (array, meta, names, pairing.scene_grid(meta), invalid_of(array, meta, self.masks)))
-        return self.last[1]
+            self.read[path] = (array, meta, names, pairing.scene_grid(meta), invalid_of(array, meta, self.masks))
+        return self.read[path]
 
 
 def check_tile(tile, scale):
@@ -104,14 +102,12 @@ def prepare_pairs(args, scale, fractions, ext, split_text, root):
     lr_scenes = Scenes(args.lr_bands, "--lr_bands", read_masks(args.lr_mask, "--lr_mask"))
     pairs = []
     with Counter(len(hr_files) * len(lr_files), "scene pairs", unit="pair") as counter:
-        # HR scenes outside: each (the larger, at the finer pixel) is read once, an LR scene once per HR scene
-        for hr_index, hr_path in enumerate(hr_files):
-            for lr_index, lr_path in enumerate(lr_files):
+        for lr_path in lr_files:
+            for hr_path in hr_files:
                 found = pair_one(hr_scenes.get(hr_path), lr_scenes.get(lr_path), hr_path, lr_path, scale, args)
                 if found:
-                    pairs.append((lr_index, hr_index, found))
+                    pairs.append(found)
                 counter.update(1)
-    pairs = [found for *_, found in sorted(pairs, key=lambda item: item[:2])]  # LR scene by LR scene, as listed
     if not pairs:
         raise UserError(f"no LR scene of --lr_src {args.lr_src} overlaps an HR scene of --src {args.src}: give "
                         f"scenes of the same place")
@@ -173,25 +169,13 @@ def pair_one(hr_scene, lr_scene, hr_path, lr_path, scale, args):
                                 args.min_corr, args.max_shift, names)
     if found is None:
         return None
-    plan, warped, _ = found
+    plan, warped, warped_invalid = found
     dx, dy = plan.displacement
     print(f"{lr_path.name} -> {hr_path.name}: displacement x {dx:+.2f} y {dy:+.2f} HR px; {len(plan.kept)} of "
           f"{len(plan.kept) + sum(plan.dropped.values())} tiles kept (dropped: {counts_text(plan.dropped)}); gain "
           f"{', '.join(f'{b} {fit_text(f)}' for b, f in plan.radiometry.items())}")
-    return {"plan": plan, "tiles": kept_tiles(plan, hr, warped, scale, args.tile), "hr_meta": hr_meta, "names": names,
-            "hr_path": hr_path, "lr_path": lr_path, "hr_bands": hr_names, "lr_bands": lr_names}
-
-
-def kept_tiles(plan, hr, warped, scale, tile):
-    """{(LR row, LR col): (HR tile, LR tile of the corrected warp)} of the kept tiles, copied out of the scenes so
-    that the scenes themselves are freed."""
-    size = tile // scale
-    tiles = {}
-    for row, col in plan.kept:
-        hr_row, hr_col = plan.hr_origin[0] + row * scale, plan.hr_origin[1] + col * scale
-        tiles[row, col] = (hr[hr_row:hr_row + tile, hr_col:hr_col + tile].copy(),
-                           warped[row:row + size, col:col + size].copy())
-    return tiles
+    return {"plan": plan, "warped": warped, "hr": hr, "hr_meta": hr_meta, "names": names, "hr_path": hr_path,
+            "lr_path": lr_path, "hr_bands": hr_names, "lr_bands": lr_names}
 
 
 def fit_text(fit):
@@ -244,7 +228,10 @@ def write_pairs(pairs, splits, scale, tile, ext, radiometry, harmonize, root):
     size = tile // scale
     counts, records, clipped = dict.fromkeys(SPLIT_NAMES, 0), {}, 0
     for index, pair in enumerate(pairs):
-        plan, hr_meta = pair["plan"], pair["hr_meta"]
+        plan, hr, hr_meta = pair["plan"], pair["hr"], pair["hr_meta"]
+        lr = pair["warped"]
+        if harmonize == "linear":
+            lr = pairing.harmonized(lr, pair["names"], radiometry)
         suffix = ext or ".tif"
         lr_geo = dict(hr_meta.geo, transform=plan.grid.transform)
         lr_meta = ImageMeta(hr_meta.dtype, hr_meta.bands, plan.grid.height, plan.grid.width, lr_geo, pair["lr_path"])
@@ -252,11 +239,9 @@ def write_pairs(pairs, splits, scale, tile, ext, radiometry, harmonize, root):
             split = splits[index, row, col]
             name = tile_name(pair, scale, row, col)
             hr_row, hr_col = plan.hr_origin[0] + row * scale, plan.hr_origin[1] + col * scale
-            hr_tile, values = pair["tiles"][row, col]
-            if harmonize == "linear":
-                values = pairing.harmonized(values, pair["names"], radiometry)
-            write_image(root / split / "HR" / f"{name}{suffix}", hr_tile,
+            write_image(root / split / "HR" / f"{name}{suffix}", hr[hr_row:hr_row + tile, hr_col:hr_col + tile],
                         window_meta(hr_meta, hr_row, hr_col, tile, tile))
+            values = lr[row:row + size, col:col + size]
             lr_tile = to_dtype(values, hr_meta.dtype)
             clipped += int((lr_tile != np.rint(values)).sum()) if lr_tile.dtype.kind in "iu" else 0
             write_image(root / split / f"LR_x{scale}" / f"{name}{suffix}", lr_tile,
