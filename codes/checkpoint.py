@@ -523,6 +523,50 @@ def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def hyperparameter_problem(fresh, loaded, name):
+    """Why a loaded optimizer or scheduler setting (`loaded`, from a file) does not stand where this run's own fresh
+    value stands, or None: the same structure and types, finite numbers, and positive where the fresh one is (a
+    learning rate, a step size, a decay); torch loads any value and fails, or trains NaN, only later."""
+    if is_number(fresh):
+        if not is_number(loaded) or (isinstance(fresh, int) and not isinstance(loaded, int)):
+            return f"{name} {loaded!r:.40} is not a {'whole ' if isinstance(fresh, int) else ''}number"
+        if not math.isfinite(loaded) or (fresh > 0 and loaded <= 0):
+            return f"{name} {loaded!r} is not a {'positive ' if fresh > 0 else ''}finite number"
+        return None
+    if isinstance(fresh, (list, tuple)):
+        if not isinstance(loaded, (list, tuple)) or len(loaded) != len(fresh):
+            return f"{name} is not a list of {len(fresh)}"
+        return next(filter(None, (hyperparameter_problem(f, v, f"{name}[{i}]")
+                                  for i, (f, v) in enumerate(zip(fresh, loaded)))), None)
+    if isinstance(fresh, dict):
+        if not isinstance(loaded, dict):
+            return f"{name} is not a dict"
+        return next(filter(None, (hyperparameter_problem(f, loaded.get(k), f"{name}.{k}") for k, f in fresh.items()
+                                  if k in loaded)), None)
+    if fresh is None or isinstance(fresh, (bool, str)):
+        return None if fresh is None or type(loaded) is type(fresh) else (
+            f"{name} {loaded!r:.40} is not {'true or false' if isinstance(fresh, bool) else 'text'}")
+    return None
+
+
+def check_training_state(optimizer, scheduler, fresh_optimizer, fresh_scheduler, path):
+    """After --resume loaded them: every optimizer and scheduler setting where this run's fresh ones stand
+    (hyperparameter_problem), and every optimizer state tensor of its parameter's shape (Adam's averages, a
+    momentum); a one-line error naming the file otherwise."""
+    problem = hyperparameter_problem(fresh_scheduler, scheduler.state_dict(), "scheduler")
+    for index, (fresh, group) in enumerate(zip(fresh_optimizer["param_groups"], optimizer.param_groups)):
+        settings = {k: v for k, v in group.items() if k != "params"}
+        problem = problem or hyperparameter_problem({k: v for k, v in fresh.items() if k != "params"}, settings,
+                                                    f"optimizer group {index}")
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if not problem and torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                problem = f"optimizer state {key} of shape {tuple(value.shape)} for a weight of {tuple(param.shape)}"
+    if problem:
+        raise UserError(f"{path}: its {problem}; the file is damaged or was not written by this toolbox, resume from "
+                        f"another checkpoint")
+
+
 def checked_progress(payload, path):
     """(epoch, best, best_epoch, history, bicubic) of a checkpoint, each checked like a flag (a crafted or damaged
     file is one line, never a traceback): whole epochs >= 0, a best score that is a number, history rows and
@@ -539,8 +583,7 @@ def checked_progress(payload, path):
         problem = f"its best score {best!r} is not a number"
     elif not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
         problem = "its metric history is not a list of rows"
-    elif not all(isinstance(k, str) and (is_number(v) or isinstance(v, str)) for row in history
-                 for k, v in row.items()):
+    elif not all(isinstance(k, str) and is_number(v) for row in history for k, v in row.items()):
         problem = "its metric history holds values that are not numbers"
     elif bicubic is not None and not (isinstance(bicubic, dict) and all(is_number(v) for v in bicubic.values())):
         problem = "its bicubic scores are not numbers"

@@ -156,6 +156,7 @@ class Trainer:
         payload = ckpt.payload
         checkpoint.check_resumable(ckpt)
         state = checkpoint.TrainingState.from_payload(payload, ckpt.path)
+        fresh_optimizer, fresh_scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.scheduler.load_state_dict(payload["scheduler"])
@@ -165,6 +166,7 @@ class Trainer:
             raise UserError(f"{ckpt.path}: its optimizer, scheduler or scaler state does not fit this run "
                             f"({type(err).__name__}); the file is damaged, or resume with the flags it was trained "
                             f"with") from None
+        checkpoint.check_training_state(self.optimizer, self.scheduler, fresh_optimizer, fresh_scheduler, ckpt.path)
         self.loss.load_checkpoint_state(payload.get("loss"), ckpt.path)
         if self.ema is not None:
             if ckpt.ema_weights is None:
@@ -273,6 +275,11 @@ class Trainer:
         """(batches done, losses so far, loss terms so far, the batch iterator) of the epoch starting or resumed."""
         partial = self.state.partial if self.state.partial and self.state.partial["epoch"] == self.state.epoch else None
         done = partial["batches"] if partial else 0
+        if done > len(loader):
+            raise UserError(f"{self.run.path('model', checkpoint.LATEST)}: its epoch in progress stopped after batch "
+                            f"{done}, but this epoch has {len(loader)} batches: the file is damaged, or the training "
+                            f"data or --batch_size changed; resume with those of the run, or start a new run with "
+                            f"--pre_train")
         self.seed_epoch(self.state.epoch, skip_batches=done)
         batches = iter(loader)  # before the RNG is restored: creating the iterator draws from torch's RNG
         self.state.partial = None

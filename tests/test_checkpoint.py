@@ -117,6 +117,39 @@ def test_a_bare_state_dict_as_latest_cannot_be_resumed(trained, tmp_path):
         demo_train.main(TINY_BASIC + ["--scale=2", "--save=run", "--resume", "--epochs=3"] + isolated(tmp_path))
 
 
+def set_first_exp_avg(payload):
+    state = payload["optimizer"]["state"]
+    state[next(iter(state))]["exp_avg"] = torch.zeros(3)
+
+
+def set_partial(payload):
+    payload["partial"] = {"epoch": payload["epoch"] + 1, "batches": 10**9, "totals": [0.1], "terms": [{}],
+                          "nan_streak": 0, "rng": torch.get_rng_state()}
+
+
+@pytest.mark.parametrize("tamper, fragment", [
+    (lambda p: p["history"][0].update(psnr_rgb="abc"), "its metric history holds values that are not numbers"),
+    (lambda p: p["optimizer"]["param_groups"][0].update(lr="abc"), "its optimizer group 0.lr 'abc' is not a number"),
+    (lambda p: p["optimizer"]["param_groups"][0].update(lr=float("nan")),
+     "its optimizer group 0.lr nan is not a positive finite number"),
+    (set_first_exp_avg, r"its optimizer state exp_avg of shape \(3,\) for a weight of \(8, 3, 3, 3\)"),
+    (lambda p: p["scheduler"].update(step_size=0), "its scheduler.step_size 0 is not a positive finite number"),
+    (lambda p: p["scheduler"].update(last_epoch="x"), "its scheduler.last_epoch 'x' is not a whole number"),
+    (set_partial, "its epoch in progress stopped after batch 1000000000, but this epoch has 2 batches")])
+def test_a_tampered_training_state_is_refused_on_resume_in_one_line(trained, tmp_path, tamper, fragment):
+    """Values torch loads as they are and fails on, or trains NaN with, only later: each (under a valid checksum) is
+    one line naming model_latest.pt, and the run's files stay as they were."""
+    target = copy_run(trained, tmp_path)
+    payload = torch.load(target / checkpoint.LATEST, weights_only=True)
+    tamper(payload)
+    payload.pop(checkpoint.CHECKSUM_KEY)
+    checkpoint.save(target / checkpoint.LATEST, payload)
+    before = (target.parent / "metrics.csv").read_bytes()
+    with pytest.raises(UserError, match=f"model_latest.pt: {fragment}"):
+        demo_train.main(TINY_BASIC + ["--scale=2", "--save=run", "--resume", "--epochs=3"] + isolated(tmp_path))
+    assert (target.parent / "metrics.csv").read_bytes() == before
+
+
 def flip_a_tensor_byte(path):
     """Flip one bit inside the first tensor's data record of a torch zip file (torch does not check the CRC)."""
     with zipfile.ZipFile(path) as archive:
