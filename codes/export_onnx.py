@@ -63,6 +63,7 @@ import image_files
 import image_io
 import option
 import paths
+import tiling
 from data.dataset_json import read_dataset_metadata
 from errors import UserError, run_cli
 from model import Model, tile_plan
@@ -95,6 +96,8 @@ def export_plan(model, cfg):
 def input_size(cfg, plan, model_name):
     """(tile, tile) for a fixed-size graph, None for a dynamic one (--dynamic_shape)."""
     if not cfg.dynamic_shape:
+        tiling.check_tile_memory(plan.tile, cfg.n_colors, cfg.scale, f"--tile {plan.tile}: the export's trace",
+                                 "give a smaller --tile (QGIS Deepness tiles the layer at it)")
         return plan.tile, plan.tile
     if plan.fixed:
         raise UserError(f"--dynamic_shape: {model_name} takes inputs of exactly {plan.tile}x{plan.tile} LR pixels; "

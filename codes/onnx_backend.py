@@ -124,6 +124,8 @@ def fixed_file_plan(cfg, path, meta, h, w, out_h):
     if cfg.tile not in (None, h):
         raise UserError(f"--tile {cfg.tile}: --onnx {path} takes inputs of exactly {h}x{h} LR pixels (it was exported "
                         f"at that tile); drop --tile, or export with --tile {cfg.tile} or --dynamic_shape")
+    tiling.check_tile_memory(h, cfg.n_colors, cfg.scale, f"--onnx {path}: its fixed input size",
+                             "export it again with a smaller --tile, or with --dynamic_shape")
     return tiling.plan_for(known_network_spec(cfg.model), h, file_overlap(cfg, meta), fixed_size=h,
                            model_name=cfg.model)
 

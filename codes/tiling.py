@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+import budget
 from errors import UserError
 
 
@@ -171,3 +172,10 @@ def plan_for(spec, tile=None, overlap=None, fixed_size=None, multiple=1, model_n
     if tile and overlap >= tile:
         raise UserError(f"--tile_overlap {overlap} must be smaller than the tile ({tile})")
     return TilePlan(tile, overlap if tile else 0, bool(fixed_size))
+
+
+def check_tile_memory(tile, n_colors, scale, what, advice):
+    """A tile every input is run at whatever its size (an export's trace, a fixed-size ONNX graph's padding), checked
+    against the memory before anything that size is allocated: its float32 input and x`scale` output alone."""
+    budget.check(4 * n_colors * tile * tile * (1 + scale * scale),
+                 f"{what} ({tile}x{tile} LR pixels, {n_colors} bands, x{scale})", advice)

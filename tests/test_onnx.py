@@ -377,6 +377,8 @@ def test_bad_export_inputs_are_one_line_errors(files, tmp_path):
     one_line_error(lambda: export_onnx.main([*flags, "--dynamic_shape"]), "exactly 32x32", "drop --dynamic_shape")
     one_line_error(lambda: export_onnx.main(["--model=BICUBIC", "--dynamic_shape", *isolated(tmp_path)]),
                    "does not export with a dynamic size")
+    one_line_error(lambda: export_onnx.main([*basic, "--tile=200000"]),  # a trace at that size: terabytes
+                   "--tile 200000: the export's trace (200000x200000 LR pixels, 3 bands, x4) needs", "smaller --tile")
     assert not list(tmp_path.glob("experiment/onnx/*"))  # nothing written by the failed exports
 
 
@@ -393,6 +395,16 @@ def test_bad_deploy_onnx_inputs_are_one_line_errors(files, tmp_path):
     bare = onnx.load(onnx_file)
     del bare.metadata_props[:]
     onnx.save(bare, tmp_path / "bare.onnx")
+    huge = onnx.load(onnx_file)  # the same graph declaring a fixed input of 200000x200000: padded to, terabytes
+    for value in huge.graph.input[0].type.tensor_type.shape.dim[2:]:
+        value.dim_value = 200000
+    for value in huge.graph.output[0].type.tensor_type.shape.dim[2:]:
+        value.dim_value = 800000
+    onnx.save(huge, tmp_path / "huge.onnx")
+    one_line_error(lambda: deploy(tmp_path, "h", "--onnx", tmp_path / "huge.onnx", "--backend=onnxruntime",
+                                  "--dir_data", SAMPLE / "test" / "LR_x4"),
+                   "huge.onnx: its fixed input size (200000x200000 LR pixels, 3 bands, x4) needs", "smaller --tile")
+    assert not (tmp_path / "h").exists()
     for name in ("empty.onnx", "bare.onnx"):
         one_line_error(lambda name=name: deploy(tmp_path, "e", "--onnx", tmp_path / name, "--backend=onnxruntime"),
                        f"{name}: its metadata lacks model, scale, n_colors")

@@ -191,6 +191,15 @@ def test_every_numeric_flag_is_validated_in_one_line(tmp_path, capsys, flag, fra
     assert not (tmp_path / "experiment").exists()
 
 
+def test_an_epoch_too_long_to_shuffle_in_memory_is_refused_before_the_run(tmp_path):
+    """The sampler shuffles an epoch of --test_every x --batch_size patches as one list: 10**12 batches would take
+    the machine's memory before the first batch; they are budgeted first, and no run folder is made."""
+    proc = call_script(CODES / "demo_train.py", "--test_every=1000000000000", *isolated(tmp_path))
+    assert_one_line_error(proc, "--test_every 1000000000000 x --batch_size 8 (8,000,000,000,000 patches per epoch",
+                          "lower --test_every")
+    assert not (tmp_path / "experiment").exists()
+
+
 @pytest.mark.parametrize("flags, fragment", [(["--reset", "--resume"], "--reset and --resume contradict"),
                                              (["--reset", "--test_only"], "would delete the model to be tested"),
                                              (["--n_GPUs=2"], "torchrun --standalone --nproc_per_node 2")])

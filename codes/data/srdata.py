@@ -38,6 +38,10 @@ LAYOUT_HELP = ("expected <root>/<split>/HR/<name>.<ext> and <root>/<split>/LR_x<
                "`python codes/data_scripts/prepare_dataset.py --src HR_IMAGES --dst ROOT`")
 
 
+# The sampler shuffles an epoch as torch.randperm(n).tolist(): 8 bytes per index in the tensor, then a list slot and a
+# Python int (8 + 32 bytes) per index.
+SAMPLER_BYTES_PER_SAMPLE = 48
+
 class BinaryCache:
     """Decoded arrays as .npy files under one cache folder per source root, each with a `.stamp` of its source."""
 
@@ -110,6 +114,9 @@ class SRData(Dataset):
         self.augment, self.seed = not cfg.no_augment, cfg.seed
         self.max_pixels, self.data_range_given = cfg.max_pixels, cfg.data_range is not None
         self.samples_per_epoch = cfg.test_every * cfg.batch_size if train else 0
+        budget.check(self.samples_per_epoch * SAMPLER_BYTES_PER_SAMPLE, f"--test_every {cfg.test_every} x "
+                     f"--batch_size {cfg.batch_size} ({self.samples_per_epoch:,} patches per epoch, shuffled as one "
+                     f"list)", "lower --test_every: an epoch is only the interval between validations")
         self.noise = cfg.noise if train else 0.0  # --noise: training LR only, never validation or test
         self.nodata = cfg.nodata  # the fill value of pixels that are not data: left out of the loss and the scores
         self.epoch = 0
