@@ -68,7 +68,7 @@ from data.dataset_json import read_dataset_metadata
 from errors import UserError, run_cli
 from model import Model, tile_plan
 from onnx_export import DYNAMIC_TRACE_SIZE, TOLERANCE, Exporter, max_difference, run_session
-from onnx_graph import add_metadata, open_session, sha256_of
+from onnx_graph import add_metadata, open_session, read_metadata, sha256_of
 from radiometry import Radiometry
 
 TIMING_RUNS = 3
@@ -122,19 +122,20 @@ def output_path(cfg, dataset):
         raise UserError(f"--out {out} is a folder: give the .onnx file to write, e.g. --out {out / 'model.onnx'}")
     if cfg.checkpoint_path and out.resolve() == Path(cfg.checkpoint_path).resolve():
         raise UserError(f"--out {out} is the checkpoint being exported: pick another file")
-    if out.exists() and not is_onnx_model(out):
-        raise UserError(f"--out {out} exists and is not an ONNX model, so it is not an earlier export to replace: "
-                        f"move it away or pick another --out")
+    if out.exists() and not is_earlier_export(out):
+        raise UserError(f"--out {out} exists and is not an export of this toolbox, so it is not an earlier export to "
+                        f"replace: move it away or pick another --out")
     return out
 
 
-def is_onnx_model(path):
-    """An ONNX ModelProto begins with its ir_version field (protobuf field 1, a varint: the byte 0x08)."""
+def is_earlier_export(path):
+    """Whether `path` is an ONNX file this script wrote: it parses as ONNX and its metadata names the model and the
+    scale (any protobuf file whose first byte is 0x08 would pass a look at its header alone)."""
     try:
-        with open(path, "rb") as f:
-            return f.read(1) == b"\x08"
-    except OSError:
+        meta = read_metadata(path)
+    except UserError:
         return False
+    return isinstance(meta.get("model"), str) and meta.get("scale") is not None
 
 
 def training_white(cfg):

@@ -377,6 +377,11 @@ def test_bad_export_inputs_are_one_line_errors(files, tmp_path):
     one_line_error(lambda: export_onnx.main([*flags, "--dynamic_shape"]), "exactly 32x32", "drop --dynamic_shape")
     one_line_error(lambda: export_onnx.main(["--model=BICUBIC", "--dynamic_shape", *isolated(tmp_path)]),
                    "does not export with a dynamic size")
+    foreign = tmp_path / "saved_model.pb"  # another framework's protobuf: its first byte is ONNX's too
+    foreign.write_bytes(b"\x08\x01\x12\x04data")
+    one_line_error(lambda: export_onnx.main([*basic, "--out", str(foreign)]), "saved_model.pb exists and is not an "
+                   "export of this toolbox")
+    assert foreign.read_bytes() == b"\x08\x01\x12\x04data"
     one_line_error(lambda: export_onnx.main([*basic, "--tile=200000"]),  # a trace at that size: terabytes
                    "--tile 200000: the export's trace (200000x200000 LR pixels, 3 bands, x4) needs", "smaller --tile")
     assert not list(tmp_path.glob("experiment/onnx/*"))  # nothing written by the failed exports
