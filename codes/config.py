@@ -137,7 +137,7 @@ def resolve(parser, argv, purpose):
               ("official defaults", official),
               ("chosen run", chosen_run),
               ("checkpoint", ckpt_layer),
-              ("onnx file", onnx_layer),
+              (f"--onnx {pick('onnx')}", onnx_layer),
               ("command line", cli)]
     values, sources = merge(defaults, layers)
     if not values["save"]:
@@ -156,7 +156,7 @@ def resolve(parser, argv, purpose):
     values["lr_patch"], sources["lr_patch"] = lr_patch_of(values), "derived (--patch_size / --scale)"
     if ckpt is not None:
         check_against_checkpoint(cli, ckpt, ckpt_layer, checkpoint.architecture_flags(spec, kinds))
-    check_combination(values)
+    check_combination(values, sources)
     if spec is not None:  # None: an ONNX file of a model this checkout does not know
         check_network(values, sources, spec, kinds)
     return Config(values, sources)
@@ -542,17 +542,23 @@ def decide_export_settings(values, sources):
         sources["attention"] = f"derived (fused attention has no ONNX form below opset {FUSED_ATTENTION_OPSET})"
 
 
-def check_combination(values):
+def check_combination(values, sources):
+    """Settings that must agree with each other; a disagreement names each value with where it came from (a file's
+    value is the file's to fix, not a flag the user gave)."""
+    def given(key):
+        source = sources.get(key, "default")
+        return f"--{key} {shown(values[key])}" + (f" ({source})" if source != "default" else "")
+
     if values["decay_type"] == "multistep" and not values["milestones"]:
         raise UserError("--decay_type multistep needs --milestones, e.g. --milestones 200,400")
     if values["bands"] is not None and len(values["bands"]) != values["n_colors"]:
-        raise UserError(f"--bands names {len(values['bands'])} bands ({','.join(values['bands'])}) but --n_colors is "
-                        f"{values['n_colors']}: give one name per band")
+        raise UserError(f"{given('bands')} names {len(values['bands'])} bands but {given('n_colors')}: give one "
+                        f"name per band")
     if values["data_mean"] is not None and len(values["data_mean"]) != values["n_colors"]:
-        raise UserError(f"--data_mean has {len(values['data_mean'])} values but --n_colors is {values['n_colors']}")
+        raise UserError(f"{given('data_mean')} has {len(values['data_mean'])} values but {given('n_colors')}")
     if len(values["depths"]) != len(values["num_heads"]):
-        raise UserError(f"--depths has {len(values['depths'])} stages but --num_heads {len(values['num_heads'])}: "
-                        f"give one head count per stage")
+        raise UserError(f"{given('depths')} has {len(values['depths'])} stages but {given('num_heads')} "
+                        f"{len(values['num_heads'])}: give one head count per stage")
     tile, overlap = values["tile"], values["tile_overlap"]
     if tile and overlap is not None and overlap >= tile:
-        raise UserError(f"--tile_overlap {overlap} must be smaller than --tile {tile}")
+        raise UserError(f"{given('tile_overlap')} must be smaller than {given('tile')}")

@@ -335,7 +335,7 @@ def test_input_errors(tmp_path):
         deploy(tmp_path, "--model=BICUBIC", "--dir_data", tmp_path / "missing.tif")
     with pytest.raises(UserError, match="--compare"):
         deploy(tmp_path, "--model=BICUBIC", "--compare", tmp_path / "no_hr")
-    with pytest.raises(UserError, match="--tile_overlap 32 must be smaller than --tile 32"):
+    with pytest.raises(UserError, match=r"--tile_overlap 32 \(command line\) must be smaller than --tile 32 "):
         deploy(tmp_path, "--model=BICUBIC", "--tile=32", "--tile_overlap=32", "--dir_data", SAMPLE / "test" / "HR")
     lr_dir = shutil.copytree(SAMPLE / "test" / "LR_x4", tmp_path / "lr")
     with pytest.raises(UserError, match="would overwrite the input"):

@@ -400,6 +400,13 @@ def test_bad_deploy_onnx_inputs_are_one_line_errors(files, tmp_path):
     bare = onnx.load(onnx_file)
     del bare.metadata_props[:]
     onnx.save(bare, tmp_path / "bare.onnx")
+    other_bands = onnx.load(onnx_file)  # an export's own values disagree: the file is named, not a flag
+    for prop in other_bands.metadata_props:
+        if prop.key == "bands":
+            prop.value = json.dumps(["a", "b"])
+    onnx.save(other_bands, tmp_path / "bands.onnx")
+    one_line_error(lambda: deploy(tmp_path, "g", "--onnx", tmp_path / "bands.onnx", "--backend=onnxruntime"),
+                   "--bands a,b (--onnx", "bands.onnx) names 2 bands but --n_colors 3 (--onnx")
     huge = onnx.load(onnx_file)  # the same graph declaring a fixed input of 200000x200000: padded to, terabytes
     for value in huge.graph.input[0].type.tensor_type.shape.dim[2:]:
         value.dim_value = 200000

@@ -76,7 +76,7 @@ def test_a_template_that_sets_the_model_brings_that_models_presets():
 def test_band_names_from_a_lower_layer_are_dropped_when_a_higher_one_changes_the_band_count():
     cfg = parse_args(["--n_colors=4"])  # the Sample's dataset.json names 3 bands
     assert cfg.bands is None and cfg.sources["bands"].startswith("dropped")
-    with pytest.raises(UserError, match="--bands names 3 bands"):
+    with pytest.raises(UserError, match=r"--bands red,green,blue \(command line\) names 3 bands but --n_colors 4"):
         parse_args(["--n_colors=4", "--bands=red,green,blue"])  # the same on the command line is a contradiction
 
 
