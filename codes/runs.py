@@ -136,10 +136,23 @@ class WrittenFiles:
         try:
             names = bounded.read_json(self.path)["files"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise UserError(f"{self.path} is damaged: without it the toolbox cannot tell its files from yours; "
-                            f"move the folder's contents elsewhere, or pick another folder (--save for a training "
-                            f"run, --dir_out for a deploy)") from None
-        return {str(n) for n in names}
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise self.damaged("it is not a list of the files written")
+        escaping = next((n for n in names if outside(n)), None)
+        if escaping is not None:  # the toolbox records paths inside the folder only
+            raise self.damaged(f"it lists {escaping!r:.120}, which is not inside {self.folder}")
+        return set(names)
+
+    def damaged(self, why):
+        return UserError(f"{self.path} is damaged ({why}): without it the toolbox cannot tell its files from yours; "
+                         f"move the folder's contents elsewhere, or pick another folder (--save for a training run, "
+                         f"--dir_out for a deploy)")
+
+    def obstacles(self):
+        """The paths that stand in the way of deleting the recorded files (symlinks, things that are not files)."""
+        found = (obstacle(self.folder, rel) for rel in sorted(self.names))
+        return [path for path in found if path not in (None, "missing")]
 
     def add(self, rel):
         rel = Path(rel).as_posix()
@@ -180,12 +193,10 @@ class WrittenFiles:
         return deleted, left
 
 
-def unlink_inside(folder, rel):
-    """Unlink folder/rel only if rel stays inside folder, no component is a symlink, and it is a regular file.
-    Returns "deleted", "missing", or the path that stands in the way (a symlink, or something not a file)."""
+def obstacle(folder, rel):
+    """None when folder/rel is a regular file reached without symlinks, inside folder; else "missing", or the path
+    that stands in the way of deleting it (a symlink, or something not a file)."""
     parts = Path(rel).parts
-    if not parts or Path(rel).is_absolute() or ".." in parts:
-        return Path(folder) / rel
     current = Path(folder)
     for part in parts:
         current = current / part
@@ -196,6 +207,18 @@ def unlink_inside(folder, rel):
         last = current == Path(folder).joinpath(*parts)
         if not (stat.S_ISREG(mode) if last else stat.S_ISDIR(mode)):  # a symlink where a folder or file should be
             return current
+    return None
+
+
+def unlink_inside(folder, rel):
+    """Unlink folder/rel only if rel stays inside folder, no component is a symlink, and it is a regular file.
+    Returns "deleted", "missing", or the path that stands in the way (a symlink, or something not a file)."""
+    if outside(rel):
+        return Path(folder) / rel
+    current = Path(folder).joinpath(*Path(rel).parts)
+    blocked = obstacle(folder, rel)
+    if blocked is not None:
+        return blocked
     try:
         os.unlink(current)
     except FileNotFoundError:
@@ -203,6 +226,12 @@ def unlink_inside(folder, rel):
     except OSError as err:
         raise UserError(f"--reset: cannot delete {current}: {err.strerror}") from None
     return "deleted"
+
+
+def outside(rel):
+    """Whether a recorded relative path is empty, absolute or climbs out of its folder."""
+    parts = Path(rel).parts
+    return not parts or Path(rel).is_absolute() or ".." in parts
 
 
 def remove_empty_dir(folder):
@@ -253,6 +282,11 @@ class RunFolder:
         return self.dir.joinpath(*parts)
 
     def reset(self):
+        blocked = self.written.obstacles()
+        if blocked:  # checked before anything is deleted: a reset is whole or not at all
+            raise UserError(f"--reset: {blocked[0]} is a symbolic link or not a regular file where this run wrote a "
+                            f"file (the toolbox never deletes through a link), so nothing was deleted: remove it "
+                            f"yourself, or pick another --save")
         deleted, left = self.written.delete_all()
         for name in ("results", "model"):
             remove_empty_dir(self.path(name))

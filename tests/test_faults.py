@@ -256,10 +256,22 @@ def test_reset_never_deletes_through_a_symlinked_results_or_model_folder(tmp_pat
     shutil.move(run / "results", outside)  # the run's own files, moved out of experiment/ ...
     (outside / "precious.txt").write_text("the user's")
     (run / "results").symlink_to(outside)  # ... and a link left in their place
-    before = snapshot(outside)
-    with pytest.raises(UserError, match="--reset: 4 files of this run were left because .*results is a symbolic link"):
+    before, run_before = snapshot(outside), snapshot(run)
+    with pytest.raises(UserError, match="--reset: .*results is a symbolic link .* so nothing was deleted"):
         train(tmp_path, "--epochs=1", "--save=run", "--reset")
     assert snapshot(outside) == before  # nothing outside experiment/ was deleted
+    assert snapshot(run) == run_before  # and the reset did not half happen inside it
+
+
+@pytest.mark.parametrize("listed", [["/tmp/victim.txt", "config.txt"], ["../other/log.txt"], "config.txt"])
+def test_a_written_files_list_naming_files_outside_the_run_is_damaged_and_nothing_is_deleted(tmp_path, listed):
+    train(tmp_path, "--epochs=1", "--save=run")
+    run = tmp_path / "experiment" / "run"
+    (run / "written_files.json").write_text(json.dumps({"files": listed}))
+    before = snapshot(tmp_path / "experiment")
+    with pytest.raises(UserError, match="written_files.json is damaged"):
+        train(tmp_path, "--epochs=1", "--save=run", "--reset")
+    assert snapshot(tmp_path / "experiment") == before
 
 
 def test_the_run_folder_itself_may_not_be_a_link_out_of_experiment(tmp_path):

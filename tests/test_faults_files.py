@@ -472,6 +472,6 @@ def test_export_never_replaces_a_file_that_is_not_an_onnx_model(tmp_path, traine
 
     foreign = tmp_path / "model.onnx"
     foreign.write_text("my notes, not a model")
-    with pytest.raises(UserError, match="exists and is not an ONNX model"):
+    with pytest.raises(UserError, match="exists and is not an export of this toolbox"):
         export_onnx.main(["--pre_train", str(trained), "--out", str(foreign), *isolated(tmp_path)])
     assert foreign.read_text() == "my notes, not a model"
