@@ -285,8 +285,8 @@ class Alignment:
 
     def warp(self, path, lr, meta):
         shift = self.displacement(path)
-        lr, meta, record = self.pairing.align_input(path, lr, meta, self.grid, self.cfg.scale, self.radiometry,
-                                                    self.dtype, shift)
+        lr, meta, record = self.pairing.align_input(path, lr, meta, self.grid, self.cfg.scale, self.cfg.max_pixels,
+                                                    self.radiometry, self.dtype, shift)
         return lr, meta, dict(record, align_to=self.target, displacement_hr_px=shift)
 
 
@@ -418,6 +418,8 @@ def plan_inputs(cfg, out_dir):
     check_output_folder(cfg, out_dir)
     source, files = input_files(cfg, out_dir)
     check_outputs(source, files, out_dir)
+    if target is not None:
+        pairing.check_input_scales(files, cfg.scale, target[0])
     if cfg.compare:  # a figure and its HR are found by the input's name without extension: one stem, one input
         for folder in sorted({p.parent for p in files}):
             image_files.check_unique_stems([p for p in files if p.parent == folder], folder)

@@ -16,6 +16,7 @@ fraction of a pixel. Phase correlation alone snaps towards whole pixels on tiles
 """
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -89,9 +90,9 @@ def check_scale(scale, lr_meta, hr_grid, what="--scales"):
     lr_size, hr_size = lr_meta.gsd_metres, hr_grid_size_metres(hr_grid)
     ratio = lr_size[0] / hr_size
     if abs(ratio / scale - 1) > SCALE_TOLERANCE:
+        other = f"{what} {round(ratio)} or " if round(ratio) not in (scale, 0, 1) else ""
         raise UserError(f"{what} {scale} disagrees with the pixel sizes: {lr_meta.path} has {lr_size[0]:g} m pixels "
-                        f"and the HR grid {hr_size:g} m, a ratio of {ratio:.3g}; give --scales {round(ratio)} or "
-                        f"the matching scenes")
+                        f"and the HR grid {hr_size:g} m, a ratio of {ratio:.3g}; give {other}the matching scenes")
 
 
 def hr_grid_size_metres(grid):
@@ -449,19 +450,41 @@ def median_radiometry(fits, names):
 
 
 # ----------------------------------------------------------------------------------------------------------- deploy
-def raster_grid(path):
-    """(Grid, dtype) of a raster given by --align_to, read from its header."""
-    from image_io import opened_raster, rasterio_error
+def holds_value(dtype, value):
+    """Whether `dtype` holds `value` exactly (rasterio gives every nodata as a float: -32768.0 for int16 data)."""
+    if dtype.kind == "f":
+        return True
+    info = np.iinfo(dtype)
+    return math.isfinite(value) and float(value).is_integer() and info.min <= value <= info.max
 
+
+def raster_meta(path, flag):
+    """The ImageMeta of a raster (`flag` names where it was given) read from its header: dtype, size, grid."""
+    from image_io import ImageMeta, opened_raster, rasterio_error
+
+    if not Path(path).is_file():  # a FIFO or a device would block the read, a folder is no raster
+        raise UserError(f"{flag} {path}: not a raster file; give a GeoTIFF")
     try:
         with opened_raster(path) as src:
             crs, transform, height, width, dtype = src.crs, src.transform, src.height, src.width, src.dtypes[0]
     except rasterio_error() as err:
-        raise UserError(f"--align_to {path}: cannot read it as a raster ({err})") from None
-    from image_io import ImageMeta
+        raise UserError(f"{flag} {path}: cannot read it as a raster ({err})") from None
+    return ImageMeta(np.dtype(dtype), 1, height, width, {"crs": crs, "transform": transform}, path)
 
-    meta = ImageMeta(np.dtype(dtype), 1, height, width, {"crs": crs, "transform": transform}, path)
-    return scene_grid(meta), np.dtype(dtype)
+
+def raster_grid(path):
+    """(Grid, dtype) of a raster given by --align_to, read from its header."""
+    meta = raster_meta(path, "--align_to")
+    return scene_grid(meta), meta.dtype
+
+
+def check_input_scales(paths, scale, target):
+    """--align_to: every input's pixel (from its header) is `scale` x the target grid's, before any output exists (a
+    target of finer pixels would make a huge grid and only zoom the input)."""
+    for path in paths:
+        meta = raster_meta(path, "--dir_data")
+        scene_grid(meta)  # georeferenced, or one line
+        check_scale(scale, meta, target, what="--scale")
 
 
 def known_dtype(name, where):
@@ -485,13 +508,14 @@ def checked_displacement(value, where):
     return tuple(float(v) for v in value)
 
 
-def align_input(path, lr, meta, target, scale, radiometry=None, dtype=None, shift_hr_px=(0.0, 0.0)):
+def align_input(path, lr, meta, target, scale, max_pixels, radiometry=None, dtype=None, shift_hr_px=(0.0, 0.0)):
     """(array, meta, record) of an LR input warped onto the LR grid of `target` (the HR raster's Grid): scale x its
     pixel, corners on its grid, covering the input's footprint, moved by `shift_hr_px` (the displacement
     convention). `radiometry` ({band: {gain, offset}}, in the input's band order) converts it to the HR's units when
     given. `dtype`: the training tiles' (prepare_dataset.py writes the LR in the HR's dtype; None: the input's).
     Pixels outside the input or next to its invalid pixels are nodata (the input's, else 0 for integers and NaN for
-    floats). `record`: what the manifest says of the warp."""
+    floats). `record`: what the manifest says of the warp. The grid is held to --max_pixels before it is allocated
+    (check_input_scales has checked the input's pixel size against it)."""
     from dataclasses import replace
 
     from image_io import unusable_pixels
@@ -502,6 +526,10 @@ def align_input(path, lr, meta, target, scale, radiometry=None, dtype=None, shif
     if found is None:
         raise UserError(f"{path}: its footprint gives no pixel on the --align_to grid")
     grid = found[0]
+    if grid.height * grid.width > max_pixels:
+        raise UserError(f"{path} on the --align_to grid is {grid.width}x{grid.height} LR pixels, more than "
+                        f"--max_pixels {max_pixels}: cut the input into smaller scenes, or raise --max_pixels if "
+                        f"memory allows")
     warped, warped_invalid = warp_lr(lr, unusable_pixels(lr, meta), source, grid, shift_hr_px, target.transform)
     if warped_invalid.all():
         raise UserError(f"{path}: no valid pixel of it falls on the --align_to grid")
@@ -509,7 +537,7 @@ def align_input(path, lr, meta, target, scale, radiometry=None, dtype=None, shif
         warped = harmonized(warped, list(radiometry), radiometry)
     dtype = np.dtype(dtype or lr.dtype)
     fill = np.nan if dtype.kind == "f" else 0
-    if meta.nodata is not None and np.can_cast(np.min_scalar_type(meta.nodata), dtype):
+    if meta.nodata is not None and holds_value(dtype, meta.nodata):
         fill = meta.nodata
     out = to_dtype(np.where(warped_invalid[..., None], 0, warped), dtype)
     out[warped_invalid] = fill

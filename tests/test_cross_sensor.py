@@ -4,6 +4,7 @@ UTM zone, a nodata gap and a cloud marked by a mask raster on its own grid (code
 Everything runs through the command lines of docs/datasets.md's recipe."""
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -315,7 +316,9 @@ def test_align_to_a_raster_without_a_grid_is_refused_before_any_output(pair, tmp
     _, scenes, _, _ = pair
     plain = tmp_path / "plain.png"
     plain.write_bytes((REPO_ROOT / "datasets" / "Sample" / "test" / "HR").glob("*.png").__next__().read_bytes())
-    for raster, fragment in ((tmp_path / "missing.tif", "cannot read it as a raster"),
+    fifo = tmp_path / "pipe.tif"
+    os.mkfifo(fifo)  # reading it would block for ever
+    for raster, fragment in ((tmp_path / "missing.tif", "not a raster file"), (fifo, "not a raster file"),
                              (plain, "no CRS or geotransform")):
         proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--dir_data",
                           scenes / "lr.tif", "--align_to", raster, "--dir_out", tmp_path / "out", "--cpu",
@@ -378,3 +381,36 @@ def test_folders_of_scenes_pair_each_lr_with_each_hr_and_write_the_tiles_of_each
         for path in tiles:
             key = path.relative_to(alone).parts[1:]  # (HR or LR_x3, name): the split may differ
             assert np.array_equal(read_image_with_meta(path)[0], read_image_with_meta(together[key])[0]), key
+
+
+def test_align_to_checks_the_scale_budgets_the_grid_and_keeps_an_integer_nodata(pair, tmp_path):
+    """The input's pixel must be scale x the target's (a target of tiny pixels would make a huge grid, and the same
+    pixels would only be zoomed); an int16 input's nodata -32768 (a float in rasterio) stays the output's."""
+    _, scenes, _, _ = pair
+    deploy = [CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--cpu", *isolated(tmp_path)]
+    proc = call_script(*deploy, "--dir_data", scenes / "lr.tif", "--align_to", scenes / "lr.tif", "--dir_out",
+                       tmp_path / "a")
+    assert_one_line_error(proc, "--scale 3 disagrees with the pixel sizes", "lr.tif has")
+    assert not (tmp_path / "a").exists()
+    with rasterio.open(scenes / "hr.tif") as src:
+        profile, pixels, t = dict(src.profile), src.read()[:, :1, :1], src.transform
+    tiny = dict(profile, width=1, height=1, transform=rasterio.Affine(t.a / 100, 0, t.c, 0, t.e / 100, t.f))
+    with rasterio.open(tmp_path / "tiny.tif", "w", **tiny) as dst:
+        dst.write(pixels)
+    proc = call_script(*deploy, "--dir_data", scenes / "lr.tif", "--align_to", tmp_path / "tiny.tif", "--dir_out",
+                       tmp_path / "b")  # a grid of 100 x the input's pixels per side: refused before any warp
+    assert_one_line_error(proc, "--scale 3 disagrees with the pixel sizes", "a ratio of 300")
+    assert not (tmp_path / "b").exists()
+    with rasterio.open(scenes / "lr.tif") as src:
+        values, lr_profile, names = src.read().astype(np.int16), dict(src.profile), src.descriptions
+    with rasterio.open(tmp_path / "lr16.tif", "w", **dict(lr_profile, dtype="int16", nodata=-32768)) as dst:
+        dst.write(values)
+        dst.descriptions = names
+    with rasterio.open(tmp_path / "hr16.tif", "w", **dict(profile, dtype="int16")) as dst:  # the HR sensor's dtype
+        dst.write(rasterio.open(scenes / "hr.tif").read().astype(np.int16))
+    proc = call_script(*deploy, "--dir_data", tmp_path / "lr16.tif", "--align_to", tmp_path / "hr16.tif",
+                       "--dir_out", tmp_path / "c")
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(tmp_path / "c" / "lr16.tif") as out:
+        assert out.nodata == -32768 and out.dtypes[0] == "int16"
+        assert (out.read() == -32768).any()  # the warp's uncovered corners
