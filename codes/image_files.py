@@ -33,9 +33,17 @@ def check_unique_stems(paths, folder):
     for path in paths:
         other = seen.setdefault(path.stem, path)
         if other != path:
-            raise UserError(f"{folder} holds two images named {path.stem!r} ({other.name} and {path.name}): images "
-                            f"are matched by name, so keep one")
+            raise UserError(f"{folder} holds two images named {path.stem!r} ({shown_in(other, folder)} and "
+                            f"{shown_in(path, folder)}): images are matched by name, so keep one")
     return paths
+
+
+def shown_in(path, folder):
+    """`path` relative to `folder` where it lies inside it (sub-folders show), else as it is."""
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return str(path)
 
 
 def find_image(folder, stem):

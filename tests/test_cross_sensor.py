@@ -414,3 +414,14 @@ def test_align_to_checks_the_scale_budgets_the_grid_and_keeps_an_integer_nodata(
     with rasterio.open(tmp_path / "c" / "lr16.tif") as out:
         assert out.nodata == -32768 and out.dtypes[0] == "int16"
         assert (out.read() == -32768).any()  # the warp's uncovered corners
+
+
+def test_scenes_of_one_name_in_two_subfolders_are_refused_since_their_tiles_would_clash(pair, tmp_path):
+    _, scenes, _, _ = pair
+    for sub in ("a", "b"):
+        (tmp_path / "hr" / sub).mkdir(parents=True)
+        (tmp_path / "hr" / sub / "scene.tif").write_bytes((scenes / "hr.tif").read_bytes())
+    proc = call_script(PREPARE, "--src", tmp_path / "hr", "--lr_src", scenes / "lr.tif", "--scales", SCALE, "--tile",
+                       TILE, "--dst", tmp_path / "D")
+    assert_one_line_error(proc, "two images named 'scene' (a/scene.tif and b/scene.tif)")
+    assert not (tmp_path / "D").exists()

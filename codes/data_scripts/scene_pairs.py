@@ -14,7 +14,7 @@ import numpy as np
 import pairing
 from data.dataset_json import read_dataset_metadata, write_dataset_metadata
 from errors import UserError
-from image_files import IMAGE_EXTENSIONS, list_images
+from image_files import IMAGE_EXTENSIONS, check_unique_stems, list_images
 from image_io import ImageMeta, read_image_with_meta, select_bands, unusable_pixels, window_meta, write_image
 from progress import Counter, counts_text
 from radiometry import to_dtype
@@ -31,7 +31,7 @@ def scene_files(path, flag):
     files = list_images(path, recursive=True)
     if not files:
         raise UserError(f"{flag} {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}), also in subfolders")
-    return files
+    return check_unique_stems(files, path)  # tiles and reports are named by the scenes' names
 
 
 def named_bands(text, flag, path, meta):
