@@ -425,3 +425,25 @@ def test_scenes_of_one_name_in_two_subfolders_are_refused_since_their_tiles_woul
                        TILE, "--dst", tmp_path / "D")
     assert_one_line_error(proc, "two images named 'scene' (a/scene.tif and b/scene.tif)")
     assert not (tmp_path / "D").exists()
+
+
+@pytest.mark.parametrize("flag, fragment", [("--shift=nan,0", "--shift 'nan,0': give finite numbers"),
+                                            ("--blur=1e6", "--blur '1000000.0': give finite numbers from 0 to 20"),
+                                            ("--gains=0", "--gains '0': give positive finite numbers"),
+                                            ("--noise=nan", "--noise 'nan'"), ("--scale=1", "invalid choice: 1")])
+def test_simulate_pair_refuses_a_sensor_it_cannot_simulate_in_one_line(tmp_path, flag, fragment):
+    """NaN shifts crashed scipy (a segfault); a sigma of 1e6 ran for hours, deaf to SIGTERM."""
+    assert_one_line_error(call_script(SIMULATE, "--dst", tmp_path / "s", flag), fragment)
+    assert not (tmp_path / "s").exists()
+
+
+def test_simulate_pair_takes_a_three_band_scene_with_its_default_gains(pair, tmp_path):
+    _, scenes, _, _ = pair
+    with rasterio.open(scenes / "hr.tif") as src:
+        profile, pixels, names = dict(src.profile, count=3), src.read()[:3], src.descriptions[:3]
+    with rasterio.open(tmp_path / "rgb.tif", "w", **profile) as dst:
+        dst.write(pixels)
+        dst.descriptions = names
+    made = call_script(SIMULATE, "--src", tmp_path / "rgb.tif", "--dst", tmp_path / "s")
+    assert made.returncode == 0, made.stderr
+    assert json.loads((tmp_path / "s" / "truth.json").read_text())["gains"] == dict(zip(names, [1.1, 0.9, 1.05]))

@@ -36,24 +36,40 @@ CLOUD_VALUE = 4000  # uint16 LR units: brighter than any simulated ground
 MASK_CELLS = 2  # the cloud mask's pixel is this many LR pixels
 
 
+DEFAULT_GAINS, DEFAULT_OFFSETS = (1.1, 0.9, 1.05, 0.95), (20, 35, 10, 50)
+
+
 def parse_args(argv):
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--src", type=Path, default=None, help="the HR scene: a georeferenced GeoTIFF in a UTM zone "
                    "(default: the embedded SampleMS tiles put back together, 4 bands, 5 m)")
     p.add_argument("--bands", default=None, help="names of the source's bands (default: its band descriptions)")
     p.add_argument("--dst", type=Path, required=True, help="output folder (new or empty)")
-    p.add_argument("--scale", type=int, default=3, help="LR pixel / HR pixel (default 3)")
+    p.add_argument("--scale", type=int, default=3, choices=(2, 3, 4), help="LR pixel / HR pixel (default 3)")
     p.add_argument("--shift", default="4.2,-2.7", help="content displacement x,y in HR pixels (default 4.2,-2.7)")
     p.add_argument("--blur", type=float, default=1.2, help="Gaussian sigma of the LR sensor, HR pixels (default 1.2)")
-    p.add_argument("--gains", default="1.1,0.9,1.05,0.95", help="per-band gains, HR band order (default "
-                   "1.1,0.9,1.05,0.95; one value for all bands allowed)")
-    p.add_argument("--offsets", default="20,35,10,50", help="per-band offsets, HR band order")
+    p.add_argument("--gains", default=None, help="per-band gains, HR band order (default "
+                   f"{','.join(map(str, DEFAULT_GAINS))} over the first bands, in turn; one value for all bands)")
+    p.add_argument("--offsets", default=None, help="per-band offsets, HR band order (default "
+                   f"{','.join(map(str, DEFAULT_OFFSETS))} over the first bands, in turn)")
     p.add_argument("--noise", type=float, default=1.0, help="noise deviation in LR units (default 1)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
 
-def numbers(text, flag, count=None):
+# What a simulated sensor may be: beyond these a scene is blurred flat, moved off itself or saturated (and a Gaussian
+# of a huge sigma would run for hours); uint16 LR values.
+MAX_BLUR_HR_PX, MAX_SHIFT_HR_PX, MAX_GAIN, LARGEST = 20.0, 100.0, 1000.0, 65535.0
+
+
+def per_band(defaults, bands):
+    """A default per-band value list for `bands` bands, the defaults taken in turn."""
+    return ",".join(str(defaults[k % len(defaults)]) for k in range(bands))
+
+
+def numbers(text, flag, count=None, limits=(-LARGEST, LARGEST), positive=False):
+    """The comma-separated numbers of a flag: finite, within `limits` (above 0 with `positive`), `count` of them (one
+    value stands for all)."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
@@ -62,6 +78,10 @@ def numbers(text, flag, count=None):
         values *= count
     if count and len(values) != count:
         raise UserError(f"{flag} {text!r}: give {count} values, one per band")
+    low, high = limits
+    if not all(low <= v <= high and (v > 0 or not positive) for v in values):  # NaN fails too
+        raise UserError(f"{flag} {text!r}: give {'positive ' if positive else ''}finite numbers from {low:g} to "
+                        f"{high:g}")
     return np.array(values)
 
 
@@ -153,10 +173,13 @@ def main(argv=None):
              [str(d).lower() for d in meta.geo.get("descriptions") or ()] if args.src else list(SAMPLE_MS_BANDS))
     if len(names) != hr.shape[2] or not all(names) or "none" in names:
         raise UserError(f"name the {hr.shape[2]} bands of {meta.path} with --bands, e.g. --bands blue,green,red")
-    shift = numbers(args.shift, "--shift", None)
-    gains, offsets = (numbers(args.gains, "--gains", hr.shape[2]), numbers(args.offsets, "--offsets", hr.shape[2]))
-    lr, lr_geo, mask, mask_geo = simulate(hr, meta, args.scale, shift, args.blur, gains, offsets, args.noise,
-                                          args.seed)
+    shift = numbers(args.shift, "--shift", 2, limits=(-MAX_SHIFT_HR_PX, MAX_SHIFT_HR_PX))
+    gains = numbers(args.gains or per_band(DEFAULT_GAINS, hr.shape[2]), "--gains", hr.shape[2], limits=(0, MAX_GAIN),
+                    positive=True)
+    offsets = numbers(args.offsets or per_band(DEFAULT_OFFSETS, hr.shape[2]), "--offsets", hr.shape[2])
+    (blur,), (noise,) = (numbers(str(args.blur), "--blur", 1, limits=(0, MAX_BLUR_HR_PX)),
+                         numbers(str(args.noise), "--noise", 1, limits=(0, LARGEST)))
+    lr, lr_geo, mask, mask_geo = simulate(hr, meta, args.scale, shift, blur, gains, offsets, noise, args.seed)
     args.dst.mkdir(parents=True, exist_ok=True)
     write_image(args.dst / "hr.tif", hr, geo_meta(hr, meta.geo, names))
     write_image(args.dst / "lr.tif", lr, geo_meta(lr, lr_geo, names[::-1]))
