@@ -447,3 +447,12 @@ def test_simulate_pair_takes_a_three_band_scene_with_its_default_gains(pair, tmp
     made = call_script(SIMULATE, "--src", tmp_path / "rgb.tif", "--dst", tmp_path / "s")
     assert made.returncode == 0, made.stderr
     assert json.loads((tmp_path / "s" / "truth.json").read_text())["gains"] == dict(zip(names, [1.1, 0.9, 1.05]))
+
+
+def test_a_cross_sensor_dataset_is_not_packed_as_hr_only(pair, tmp_path):
+    """A pack keeps the HR and training makes its LR by bicubic: for pairs of two sensors that would silently train
+    the wrong mapping."""
+    _, _, dataset, _ = pair
+    proc = call_script(CODES / "data_scripts" / "pack_dataset.py", "--src", dataset, "--dst", tmp_path / "pack")
+    assert_one_line_error(proc, "is a cross-sensor dataset")
+    assert not (tmp_path / "pack").exists()

@@ -59,6 +59,17 @@ def test_a_pack_holds_the_prepared_pixels_within_its_size(tmp_path, prepared):
     assert torch.equal(lr, val.radiometry.to_network(image_io.read_image(prepared_lr)))
 
 
+@pytest.mark.parametrize("flags, fragment", [(["--max_mib", "nan"], "--max_mib: expected a finite number"),
+                                             (["--val_images", "-3"], "--val_images: expected an integer >= 0"),
+                                             (["--inside"], "is inside --src")])
+def test_a_pack_refuses_bad_sizes_and_a_dst_inside_its_source(tmp_path, prepared, flags, fragment):
+    dst = prepared / "train" / "HR" / "pack" if flags == ["--inside"] else tmp_path / "pack"
+    before = sorted(prepared.rglob("*"))
+    proc = call_script(PACK, "--src", prepared, "--dst", dst, *(flags if flags != ["--inside"] else []))
+    assert_one_line_error(proc, fragment)
+    assert not dst.exists() and sorted(prepared.rglob("*")) == before
+
+
 def test_a_pack_never_replaces_and_an_empty_one_leaves_nothing(tmp_path, prepared):
     dst = tmp_path / "pack"
     proc = call_script(PACK, "--src", prepared, "--dst", dst, "--max_mib", "0.0001")

@@ -26,6 +26,7 @@ from data.dataset_json import read_dataset_metadata, write_dataset_metadata  # n
 from errors import OneLineParser, UserError, run_cli  # noqa: E402
 from image_files import list_images  # noqa: E402
 from image_io import read_image_with_meta, write_image  # noqa: E402
+from option import nonneg_int, positive_float, seed_value  # noqa: E402
 
 MIB = 2**20
 
@@ -34,10 +35,10 @@ def parse_args(argv):
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--src", required=True, type=Path, help="a prepared dataset (prepare_dataset.py)")
     p.add_argument("--dst", required=True, type=Path, help="the pack folder to write (must not exist)")
-    p.add_argument("--max_mib", type=float, default=28.0, help="size of the pack in MiB (default 28: with the "
-                   "code and the shipped models it stays within a 64 MiB transfer)")
-    p.add_argument("--val_images", type=int, default=16, help="images kept for validation (default 16)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max_mib", type=positive_float, default=28.0, help="size of the pack in MiB (default 28: with "
+                   "the code and the shipped models it stays within a 64 MiB transfer)")
+    p.add_argument("--val_images", type=nonneg_int, default=16, help="images kept for validation (default 16)")
+    p.add_argument("--seed", type=seed_value, default=0)
     return p.parse_args(argv)
 
 
@@ -63,6 +64,13 @@ def pack(args):
     if args.dst.exists():
         raise UserError(f"--dst {args.dst} exists: pick another folder, or delete it first")
     meta = read_dataset_metadata(args.src)
+    if meta.get("pairing"):  # its LR is another sensor's: a pack of HR only would train the bicubic mapping
+        raise UserError(f"--src {args.src} is a cross-sensor dataset: its LR tiles come from another sensor, and a "
+                        f"pack keeps the HR only (training then makes each LR by bicubic); train on it in place, or "
+                        f"copy the whole dataset")
+    if Path(args.dst).resolve().is_relative_to(Path(args.src).resolve()):
+        raise UserError(f"--dst {args.dst} is inside --src {args.src}: a pack is a folder of its own; pick one "
+                        f"outside the dataset")
     sources = [p for split in ("train", "val") if (args.src / split / "HR").is_dir()
                for p in list_images(args.src / split / "HR")]
     if not sources:
