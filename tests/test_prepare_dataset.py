@@ -241,6 +241,17 @@ def test_non_empty_dst_needs_overwrite(tmp_path, two_class_src):
     (dst / "keep.txt").unlink()
     assert run_prepare("--src", two_class_src, "--dst", dst, "--scales", "2", "--split", "1,0,0").returncode == 0
     assert run_prepare(*overwrite).returncode == 0
+    # nor a dataset with the user's files inside its split folders
+    for extra in (dst / "train" / "HR" / "notes.txt", dst / "train" / "HR" / "pack" / "a.png",
+                  dst / "train" / "mine" / "a.png"):
+        extra.parent.mkdir(exist_ok=True)
+        extra.write_text("user data")
+        assert_one_line_error(run_prepare(*overwrite), f"holds {extra.relative_to(dst).parts[0]}/",
+                              "which no preparation writes")
+        assert extra.read_text() == "user data"
+        extra.unlink()
+        if extra.parent.name in ("pack", "mine"):
+            extra.parent.rmdir()
 
 
 def test_name_collision_across_classes_is_refused(tmp_path, two_class_src):

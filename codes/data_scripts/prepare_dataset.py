@@ -21,6 +21,7 @@ else the scene's band descriptions, else red,green,blue for 3 bands, else b1..bN
 """
 import math
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -167,10 +168,26 @@ def check_replaceable(dst):
         raise UserError(f"--dst {dst} holds files but no dataset (no dataset.json): --overwrite replaces only a "
                         f"dataset this script prepared; choose an empty folder")
     read_dataset_metadata(dst)  # a dataset.json that is not one (a folder, text, a list, ...) is its one-line error
-    foreign = sorted(p.name for p in dst.iterdir() if p.name not in DATASET_ENTRIES)
+    foreign = foreign_entries(dst)
     if foreign:
-        raise UserError(f"--dst {dst} holds {foreign[0]}, which no preparation writes ({len(foreign)} such "
-                        f"entries): --overwrite would delete it with the dataset; move it away or choose another --dst")
+        raise UserError(f"--dst {dst} holds {foreign[0].relative_to(dst)}, which no preparation writes "
+                        f"({len(foreign)} such entries): --overwrite would delete it with the dataset; move it away "
+                        f"or choose another --dst")
+
+
+def foreign_entries(dst):
+    """What a preparation does not write, anywhere in --dst: top-level entries beyond DATASET_ENTRIES; in a split,
+    anything but HR and LR_x<s> folders of image files; in pairing/, anything but the PNG reports."""
+    found = [p for p in dst.iterdir() if p.name not in DATASET_ENTRIES]
+    for split in (dst / name for name in SPLIT_NAMES if (dst / name).is_dir()):
+        for kind in split.iterdir():
+            if not (kind.is_dir() and re.fullmatch(r"HR|LR_x\d+", kind.name)):
+                found.append(kind)
+                continue
+            found += [p for p in kind.iterdir() if not (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)]
+    if (dst / "pairing").is_dir():
+        found += [p for p in (dst / "pairing").iterdir() if not (p.is_file() and p.suffix.lower() == ".png")]
+    return sorted(found)
 
 
 # ----------------------------------------------------------------------------------------------------------- splitting
