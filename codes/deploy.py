@@ -168,8 +168,8 @@ def invalid_mask(path, lr, meta):
 
 
 class Deployer:
-    def __init__(self, cfg, model, out_dir, target=None):
-        """`target`: the --align_to raster's (Grid, dtype), as plan_inputs read it (None without --align_to)."""
+    def __init__(self, cfg, model, out_dir, alignment=None):
+        """`alignment`: plan_inputs' Alignment for --align_to (None without it)."""
         self.cfg = cfg
         self.model = model
         self.out_dir = out_dir
@@ -181,7 +181,7 @@ class Deployer:
         self.input_bands = cfg.input_bands or dataset_meta.get("bands")
         hr_gsd = plausible_gsd(dataset_meta.get("gsd"))
         self.input_gsd = hr_gsd * cfg.scale if hr_gsd else None
-        self.align = Alignment(cfg, target) if target is not None else None
+        self.align = alignment
 
     def super_resolve(self, path, rel, records):
         """SR of one image, written to out_dir/rel; its manifest record is appended to `records` once the output is
@@ -252,10 +252,11 @@ class Alignment:
     paired dataset (prepare_dataset.py --lr_src --harmonize linear) that --dataset names or the model was trained on."""
 
     def __init__(self, cfg, target):
-        """`target`: the (Grid, dtype) of the --align_to raster (pairing.raster_grid), read once by plan_inputs."""
+        """`target`: the (Grid, dtype) of the --align_to raster (pairing.raster_grid), read once by plan_inputs,
+        which builds this (its dataset.json record checked) before any output exists."""
         import pairing
 
-        self.cfg, self.pairing = cfg, pairing
+        self.cfg = cfg
         self.target = str(Path(cfg.align_to).resolve())
         self.grid, raster_dtype = target
         self.radiometry = None
@@ -268,7 +269,7 @@ class Alignment:
         self.dtype = pairing.known_dtype(trained.get("dtype") or dataset.get("dtype"),
                                          where or cfg.checkpoint_path) or raster_dtype
         if record:
-            self.pairs = [pair for pair in record.get("pairs") or [] if isinstance(pair, dict)]
+            self.pairs = record.get("pairs", [])
         if record and record.get("harmonize") == "linear":
             bands = cfg.bands or record.get("bands") or []
             checked = pairing.check_radiometry_record(record.get("radiometry"), bands, where)
@@ -280,14 +281,20 @@ class Alignment:
         scene = str(Path(path).resolve())
         for pair in self.pairs:
             if pair.get("lr_source") == scene and pair.get("hr_source") == self.target:
-                return self.pairing.checked_displacement(pair.get("displacement_hr_px"), scene)
+                return pairing_module().checked_displacement(pair.get("displacement_hr_px"), scene)
         return (0.0, 0.0)
 
     def warp(self, path, lr, meta):
         shift = self.displacement(path)
-        lr, meta, record = self.pairing.align_input(path, lr, meta, self.grid, self.cfg.scale, self.cfg.max_pixels,
-                                                    self.radiometry, self.dtype, shift)
+        lr, meta, record = pairing_module().align_input(path, lr, meta, self.grid, self.cfg.scale, self.cfg.max_pixels,
+                                                        self.radiometry, self.dtype, shift)
         return lr, meta, dict(record, align_to=self.target, displacement_hr_px=shift)
+
+
+def pairing_module():
+    import pairing  # rasterio's warp: only for --align_to
+
+    return pairing
 
 
 def paired_dataset(cfg):
@@ -299,7 +306,10 @@ def paired_dataset(cfg):
     for root in candidates:
         if root is not None and root.is_dir():
             values = read_dataset_metadata(root)
-            if isinstance(values.get("pairing"), dict):
+            if values.get("pairing") is not None:
+                import pairing
+
+                pairing.check_pairing_record(values["pairing"], root / "dataset.json")
                 return values, root / "dataset.json"
     return {}, None
 
@@ -407,8 +417,8 @@ def deploy_model(cfg, device=None) -> DeployBackend:
 
 
 def plan_inputs(cfg, out_dir):
-    """(source, files, the --align_to raster's (Grid, dtype) or None) after every check on the inputs and the
-    outputs, before any work."""
+    """(source, files, the Alignment of --align_to or None) after every check on the inputs and the outputs,
+    before any work."""
     check_compare_dir(cfg)
     target = None
     if cfg.align_to:  # a raster that cannot give a grid is refused before the output folder exists
@@ -418,12 +428,14 @@ def plan_inputs(cfg, out_dir):
     check_output_folder(cfg, out_dir)
     source, files = input_files(cfg, out_dir)
     check_outputs(source, files, out_dir)
+    alignment = None
     if target is not None:
         pairing.check_input_scales(files, cfg.scale, target[0])
+        alignment = Alignment(cfg, target)
     if cfg.compare:  # a figure and its HR are found by the input's name without extension: one stem, one input
         for folder in sorted({p.parent for p in files}):
             image_files.check_unique_stems([p for p in files if p.parent == folder], folder)
-    return source, files, target
+    return source, files, alignment
 
 
 def claim_outputs(out_dir, source, files):
@@ -452,7 +464,7 @@ def deploy(cfg, ctx):
     """Super-resolve every input; under torchrun each rank takes every world-th file (the unit of work is the
     file) and rank 0 writes the figures and the one manifest."""
     out_dir = output_dir(cfg)
-    source, files, target = distributed.agree(ctx, plan_inputs, cfg, out_dir)
+    source, files, alignment = distributed.agree(ctx, plan_inputs, cfg, out_dir)
     model = distributed.agree(ctx, deploy_model, cfg, ctx.device)
     if model.precision_note and ctx.main:
         print(model.precision_note)
@@ -460,7 +472,7 @@ def deploy(cfg, ctx):
     records, skipped, start = [], [], time.perf_counter()
     try:
         try:
-            run_all(Deployer(cfg, model, out_dir, target), source, distributed.shard(ctx, files), records, skipped)
+            run_all(Deployer(cfg, model, out_dir, alignment), source, distributed.shard(ctx, files), records, skipped)
         except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the manifest says what was finished
             if ctx.main and not ctx.active:
                 write_manifest(out_dir, written, cfg, source, records, skipped, [], time.perf_counter() - start,

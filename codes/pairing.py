@@ -317,6 +317,10 @@ def unit_warning(radiometry, where):
             f"(e.g. Landsat Collection-2 scaling vs Sentinel-2 L2A / 10000); convert them, or use --harmonize linear")
 
 
+# A fitted LR-vs-HR gain between sensors: a ratio of units (8 vs 16 bit: about 1/256), never near 0 or infinity.
+GAIN_MAGNITUDES = (1e-6, 1e6)
+
+
 def check_radiometry_record(radiometry, bands, where):
     """A pairing's recorded radiometry, read from dataset.json, validated like a flag: one finite, non-zero gain
     and a finite offset for each of `bands`."""
@@ -325,10 +329,27 @@ def check_radiometry_record(radiometry, bands, where):
     for band in bands:
         fit = radiometry.get(band)
         values = [fit.get(key) if isinstance(fit, dict) else None for key in ("gain", "offset")]
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or values[0] == 0:
-            raise UserError(f"{where}: 'pairing.radiometry' has no usable gain and offset for band {band}; prepare "
-                            f"the dataset again")
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if not numbers or not GAIN_MAGNITUDES[0] <= abs(values[0]) <= GAIN_MAGNITUDES[1]:
+            raise UserError(f"{where}: 'pairing.radiometry' has no usable gain and offset for band {band} (a gain "
+                            f"of magnitude {GAIN_MAGNITUDES[0]:g} to {GAIN_MAGNITUDES[1]:g}); prepare the dataset "
+                            f"again")
     return radiometry
+
+
+def check_pairing_record(record, where):
+    """dataset.json's `pairing`, validated like a flag before deploy uses it: a dict whose harmonize is one of
+    HARMONIZE_MODES and whose pairs are a list of dicts."""
+    if not isinstance(record, dict):
+        raise UserError(f"{where}: 'pairing' must be the record prepare_dataset.py --lr_src writes; prepare the "
+                        f"dataset again")
+    if record.get("harmonize", "none") not in HARMONIZE_MODES:
+        raise UserError(f"{where}: 'pairing.harmonize' {record.get('harmonize')!r:.40} is not one of "
+                        f"{', '.join(HARMONIZE_MODES)}; prepare the dataset again")
+    pairs = record.get("pairs", [])
+    if not isinstance(pairs, list) or not all(isinstance(pair, dict) for pair in pairs):
+        raise UserError(f"{where}: 'pairing.pairs' must be a list of pair records; prepare the dataset again")
+    return record
 
 
 # ----------------------------------------------------------------------------------------------------------- bands

@@ -5,6 +5,7 @@ Everything runs through the command lines of docs/datasets.md's recipe."""
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -456,3 +457,29 @@ def test_a_cross_sensor_dataset_is_not_packed_as_hr_only(pair, tmp_path):
     proc = call_script(CODES / "data_scripts" / "pack_dataset.py", "--src", dataset, "--dst", tmp_path / "pack")
     assert_one_line_error(proc, "is a cross-sensor dataset")
     assert not (tmp_path / "pack").exists()
+
+
+def set_gain(record, gain):
+    record["harmonize"] = "linear"
+    for fit in record["radiometry"].values():
+        fit["gain"] = gain
+
+
+@pytest.mark.parametrize("tamper, fragment", [
+    (lambda r: set_gain(r, 1e-300), "has no usable gain and offset for band blue"),
+    (lambda r: set_gain(r, True), "has no usable gain and offset for band blue"),
+    (lambda r: r.update(harmonize="cubic"), "'pairing.harmonize' 'cubic' is not one of none, linear"),
+    (lambda r: r.update(pairs="abc"), "'pairing.pairs' must be a list of pair records")])
+def test_a_damaged_pairing_record_is_refused_by_deploy_before_any_output(pair, tmp_path, tamper, fragment):
+    """Deploy onto the HR grid follows dataset.json's pairing (its harmonization, its displacements): a damaged
+    record was used as it stood (a gain of 1e-300 made the LR infinite, "cubic" read as none)."""
+    _, scenes, dataset, _ = pair
+    copy = tmp_path / "Pairs"
+    shutil.copytree(dataset, copy)
+    meta = json.loads((copy / "dataset.json").read_text())
+    tamper(meta["pairing"])
+    (copy / "dataset.json").write_text(json.dumps(meta))
+    proc = call_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--dir_data", copy,
+                       "--align_to", scenes / "hr.tif", "--dir_out", tmp_path / "out", "--cpu", *isolated(tmp_path))
+    assert_one_line_error(proc, "dataset.json", fragment)
+    assert not (tmp_path / "out").exists()
