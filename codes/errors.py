@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 
@@ -74,6 +75,11 @@ class OneLineParser(argparse.ArgumentParser):
         return {action.dest: action for action in self._actions if action.dest != "help"}
 
 
+def one_line_warning(message, category, filename, lineno, line=None):
+    """A warning as one clean line (`warning: ...`), like the scripts' own notes, not Python's two with the source."""
+    return f"warning: {message}\n"
+
+
 def run_cli(main, argv=None):
     """Run `main(argv)`; a UserError becomes a one-line message on stderr and exit code 2.
 
@@ -82,6 +88,7 @@ def run_cli(main, argv=None):
     (distributed.agree) and only rank 0 prints it.
     """
     interrupted = watch_interrupts()
+    warnings.formatwarning = one_line_warning
     try:
         code = main(argv)
         if interrupted:  # a Ctrl-C that landed where Python only reports it (a finaliser, a C callback)

@@ -15,6 +15,7 @@ LR = a * HR_low(p + d) + b (cubic-spline resampling, gain and offset solved with
 fraction of a pixel. Phase correlation alone snaps towards whole pixels on tiles this small.
 """
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -560,7 +561,13 @@ def align_input(path, lr, meta, target, scale, max_pixels, radiometry=None, dtyp
     fill = np.nan if dtype.kind == "f" else 0
     if meta.nodata is not None and holds_value(dtype, meta.nodata):
         fill = meta.nodata
-    out = to_dtype(np.where(warped_invalid[..., None], 0, warped), dtype)
+    values = np.where(warped_invalid[..., None], 0, warped)
+    out = to_dtype(values, dtype)
+    clipped = int((out != np.rint(values)).sum()) if dtype.kind in "iu" else 0
+    if clipped:  # the model was trained on tiles of this dtype, so its range is the one to hold
+        warnings.warn(f"{path}: {clipped} values fell outside {dtype.name}, the training tiles' dtype, on the "
+                      f"--align_to grid and were clipped to it; give an input in the units of the training data",
+                      stacklevel=2)
     out[warped_invalid] = fill
     geo = dict(meta.geo, crs=grid.crs, transform=grid.transform, nodata=fill)
     record = {"lr_grid": grid.record(), "resampling": WARP_RESAMPLING, "harmonized": bool(radiometry),

@@ -17,7 +17,7 @@ from rasterio.warp import transform_bounds
 from scipy.ndimage import binary_erosion, gaussian_filter
 from scipy.ndimage import shift as move
 
-from helpers import CODES, REPO_ROOT, SAMPLE_MS, assert_one_line_error, call_script, isolated
+from helpers import CODES, REPO_ROOT, SAMPLE_MS, assert_one_line_error, call_script, isolated, run_script
 
 sys.path.insert(0, str(CODES))
 import pairing  # noqa: E402
@@ -483,3 +483,22 @@ def test_a_damaged_pairing_record_is_refused_by_deploy_before_any_output(pair, t
                        "--align_to", scenes / "hr.tif", "--dir_out", tmp_path / "out", "--cpu", *isolated(tmp_path))
     assert_one_line_error(proc, "dataset.json", fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_align_to_warns_of_values_clipped_to_the_training_dtype(pair, tmp_path):
+    """A 16-bit input deployed onto an 8-bit HR sensor's grid: values above 255 are clipped to the dtype the model
+    was trained on, and the deploy says how many."""
+    _, scenes, _, _ = pair
+    with rasterio.open(scenes / "lr.tif") as src:
+        profile, names = dict(src.profile, nodata=None), src.descriptions
+        values = np.full((src.count, src.height, src.width), 65535, np.uint16)
+    with rasterio.open(tmp_path / "bright.tif", "w", **profile) as dst:
+        dst.write(values)
+        dst.descriptions = names
+    proc = run_script(CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--dir_data",
+                      tmp_path / "bright.tif", "--align_to", scenes / "hr.tif", "--dir_out", tmp_path / "out",
+                      "--cpu", *isolated(tmp_path))  # a real process: the warning is one clean line of its log
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "values fell outside" in line]
+    assert lines and lines[0].startswith("warning: ") and "bright.tif" in lines[0], proc.stderr
+    assert "UserWarning" not in proc.stderr and "align_input(" not in proc.stderr
