@@ -453,3 +453,46 @@ def test_a_network_that_already_ran_exports_the_graph_of_one_that_never_ran(mode
         with torch.no_grad():  # the masks of the very size the trace takes are in the cache now
             used.network(torch.rand(1, 3, *(size or DYNAMIC_TRACE_SIZE)))
         assert used.export(size, 17) == fresh.export(size, 17)
+
+
+def resize_graph(path, input_name="input", output_name="output", out_channels=3, nan=False):
+    """A x2 nearest-neighbour graph with this toolbox's metadata (LGCNET x2, 3 bands), made with onnx.helper."""
+    from onnx import TensorProto, helper
+
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    nodes = [helper.make_node("Resize", [input_name, "", "scales"], ["resized"], mode="nearest")]
+    last = "resized"
+    if out_channels != 3:
+        nodes.append(helper.make_node("ReduceMean", ["resized"], ["mean"], axes=[1], keepdims=1))
+        last = "mean"
+    if nan:
+        nodes.append(helper.make_node("Div", [last, "zero"], ["divided"]))
+        nodes.append(helper.make_node("Sub", ["divided", "divided"], ["nan"]))  # inf - inf
+        last = "nan"
+    nodes.append(helper.make_node("Identity", [last], [output_name]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT,
+                                                                         ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info(output_name, TensorProto.FLOAT,
+                                                             ["N", out_channels, "H2", "W2"])],
+                              initializer=[scales, helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in {"model": "LGCNET", "scale": 2, "n_colors": 3}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, json.dumps(value)
+    onnx.save(model, path)
+    return path
+
+
+def test_a_graph_of_another_interface_is_refused_when_it_opens_and_nan_outputs_are_an_error(tmp_path):
+    """A foreign graph was run input by input, each skipped with the same message, or its NaN written as 0."""
+    run = ["--backend=onnxruntime", "--dir_data", SAMPLE / "test" / "LR_x2"]
+    for made, fragment in ((resize_graph(tmp_path / "x.onnx", input_name="x"), "its input is 'x' of tensor(float)"),
+                           (resize_graph(tmp_path / "c.onnx", out_channels=1), "returns 1 bands, not 3")):
+        one_line_error(lambda made=made: deploy(tmp_path, "o", "--onnx", made, *run), made.name, fragment)
+        assert not (tmp_path / "o").exists()
+    one_line_error(lambda: deploy(tmp_path, "n", "--onnx", resize_graph(tmp_path / "nan.onnx", nan=True), *run),
+                   "returned NaN or Inf values")
+    assert not list((tmp_path / "n").glob("*.png"))
+    out_dir, _ = deploy(tmp_path, "ok", "--onnx", resize_graph(tmp_path / "ok.onnx"), *run)  # the same graph, whole
+    assert len(list(out_dir.glob("*.png"))) == 4
