@@ -21,6 +21,7 @@ meaning, and `recorded` converts older files, so they resume exactly.
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,6 +191,9 @@ class Checkpoint:
     def verify(self, weights=None):
         """Checksum (ours) and finite weights: a corrupt or diverged file is a one-line error, never a silent load."""
         expected = self.payload.get(CHECKSUM_KEY)
+        if expected is None and self.ours and self.format_version() >= 2:  # format 2 always writes one
+            raise UserError(f"{self.path}: its checksum is missing, so the file cannot be verified (a damaged or "
+                            f"edited copy); use another checkpoint, e.g. model_best.pt or a backup")
         if expected is not None and payload_checksum(self.payload) != expected:
             raise UserError(f"{self.path}: checksum mismatch, the file is corrupt (a bit flip or an incomplete "
                             f"copy); use another checkpoint, e.g. model_best.pt or a backup")
@@ -291,12 +295,14 @@ def check_declared_sizes(payload, path):
 
 def _load(path):
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) files cannot mmap
+        with warnings.catch_warnings():  # torch's notes on old pickle protocols: the outcome is this function's line
+            warnings.simplefilter("ignore")
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)  # legacy (pre-zip) files cannot mmap
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder; give a .pt checkpoint file") from None
     except PermissionError:
@@ -312,8 +318,12 @@ def describe_mismatch(net, state):
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
               for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    # a float weight must be stored as floats: complex values would lose their imaginary part, integers be made up
+    kinds = [f"{k} {state[k].dtype} vs {own[k].dtype}" for k in own if k in state and torch.is_tensor(state[k])
+             and own[k].is_floating_point() and not state[k].is_floating_point()]
     parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes),
+                         ("not floating point", kinds)):
         if items:
             parts.append(f"{len(items)} {label} (e.g. {items[0]})")
     return "; ".join(parts)

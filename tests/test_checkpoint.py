@@ -13,7 +13,7 @@ import demo_deploy
 import demo_train
 from conftest import REPO_ROOT
 from errors import UserError
-from helpers import TINY_BASIC, isolated
+from helpers import TINY_BASIC, isolated, run_script
 from option import parse_args
 
 sys.path.insert(0, str(REPO_ROOT / "metric_scripts"))
@@ -198,6 +198,36 @@ def test_a_damaged_training_radiometry_is_refused_before_any_output(trained, tmp
         with pytest.raises(UserError, match=f"white.pt: {fragment}" if "record" in fragment else
                            f"white.pt: the recorded radiometry is damaged \\({fragment}"):
             parse_args(["--scale=2", f"--pre_train={bad}", "--cpu", *isolated(tmp_path)], purpose=purpose)
+
+
+class RunsCode:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch ran",))
+
+
+def test_a_pickle_that_would_run_code_is_one_line_and_never_runs(tmp_path):
+    import pickle
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"model": RunsCode()}, protocol=4))
+    proc = run_script(REPO_ROOT / "codes" / "demo_deploy.py", "--model=BASIC", "--scale=2", f"--pre_train={path}",
+                      "--cpu", *isolated(tmp_path), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert "evil.pt: not a PyTorch checkpoint" in proc.stderr and not (tmp_path / "ran").exists()
+
+
+def test_a_removed_checksum_or_complex_weights_are_refused(trained, tmp_path):
+    payload = torch.load(model_dir(trained) / checkpoint.BEST, weights_only=True)
+    unchecked = tmp_path / "unchecked.pt"
+    torch.save({k: v for k, v in payload.items() if k != checkpoint.CHECKSUM_KEY}, unchecked)  # format 2, no checksum
+    with pytest.raises(UserError, match="unchecked.pt: its checksum is missing"):
+        demo_deploy.main(["--scale=2", f"--pre_train={unchecked}", "--cpu", *isolated(tmp_path)])
+    payload["model"]["head.weight"] = payload["model"]["head.weight"].to(torch.complex64)
+    payload.pop(checkpoint.CHECKSUM_KEY)
+    checkpoint.save(tmp_path / "complex.pt", payload)
+    with pytest.raises(UserError, match=r"complex.pt does not fit .*1 not floating point \(e.g. head.weight"):
+        demo_deploy.main(["--scale=2", f"--pre_train={tmp_path / 'complex.pt'}", "--cpu", *isolated(tmp_path)])
 
 
 @pytest.mark.parametrize("content, fragment", [(b"not a checkpoint", "not a PyTorch checkpoint, or a damaged one"),
