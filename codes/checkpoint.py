@@ -589,8 +589,8 @@ def checked_progress(payload, path):
         problem = f"its epoch {epoch!r} is not a whole number >= 0"
     elif type(best_epoch) is not int or not 0 <= best_epoch <= epoch:
         problem = f"its best epoch {best_epoch!r} is not a whole number from 0 to its epoch {epoch}"
-    elif not is_number(best) or math.isnan(best):
-        problem = f"its best score {best!r} is not a number"
+    elif not is_number(best) or math.isnan(best) or best == math.inf:  # -inf: no epoch scored yet
+        problem = f"its best score {best!r} is not a score (no later epoch could ever be saved as the best)"
     elif not (isinstance(history, list) and all(isinstance(row, dict) for row in history)):
         problem = "its metric history is not a list of rows"
     elif not all(isinstance(k, str) and is_number(v) for row in history for k, v in row.items()):

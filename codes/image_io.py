@@ -288,10 +288,15 @@ def _read_tiff(path):
     """Read any TIFF through rasterio (GDAL reads LZW/JPEG/GeoTIFF); tifffile is the fallback for what GDAL refuses."""
     try:
         return _read_with_rasterio(path)
-    except rasterio_error():
+    except rasterio_error() as gdal_error:
         import tifffile
 
-        array = as_hwc(tifffile.imread(path))
+        try:
+            array = as_hwc(tifffile.imread(path))
+        except ValueError as err:
+            if "imagecodecs" not in str(err):
+                raise
+            raise gdal_error from None  # a compression only GDAL decodes: GDAL's reason (a truncated file) is the one
         return array, None
 
 

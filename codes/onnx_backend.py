@@ -117,6 +117,9 @@ def from_file(cfg):
     return OnnxModel(cfg, lambda height, width: session, plan, session_device(session), lambda: record)
 
 
+MAX_TILE_MULTIPLE = 256  # the largest tile multiple an export may record (an attention window)
+
+
 def file_overlap(cfg, meta):
     """--tile_overlap, else deploy's overlap recorded at export (None: the network's default)."""
     return cfg.tile_overlap if cfg.tile_overlap is not None else meta.get("tile_overlap_px")
@@ -126,8 +129,13 @@ def dynamic_file_plan(cfg, meta):
     """Deploy's plan for a graph of any size: --tile, else the deploy tile recorded at export, in multiples of the
     network's window."""
     tile = cfg.tile if cfg.tile is not None else meta.get("deploy_tile")
-    return tiling.plan_for(known_network_spec(cfg.model), tile, file_overlap(cfg, meta),
-                           multiple=int(meta.get("tile_multiple", 1)), model_name=cfg.model)
+    multiple = int(meta.get("tile_multiple", 1))
+    if not 1 <= multiple <= MAX_TILE_MULTIPLE:  # an attention window (SwinIR's 8, ConvFormerSR's 8) or 1
+        raise UserError(f"--onnx {cfg.onnx} (metadata 'tile_multiple') says tiles are multiples of {multiple}, not "
+                        f"an attention window of 1 to {MAX_TILE_MULTIPLE}: the file is damaged; export it again with "
+                        f"export_onnx.py")
+    return tiling.plan_for(known_network_spec(cfg.model), tile, file_overlap(cfg, meta), multiple=multiple,
+                           model_name=cfg.model)
 
 
 def fixed_file_plan(cfg, path, meta, h, w, out_h):

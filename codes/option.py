@@ -58,6 +58,7 @@ file_white_level = _bounded(float, *FILE_WHITE_LEVELS, what="a white level from 
                             "full white)")
 network_white_level = _bounded(float, *NETWORK_WHITE_LEVELS, what="a white level from 0.001 to 100000")
 finite_number = _bounded(float, what="a finite number")
+correlation = _bounded(float, -1.0, 1.0, what="a correlation from -1 to 1")
 unit_fraction = _bounded(float, 0.0, 1.0, high_open=True, what="a number in [0, 1)")
 
 

@@ -135,7 +135,8 @@ def set_partial(payload):
     (set_first_exp_avg, r"its optimizer state exp_avg of shape \(3,\) for a weight of \(8, 3, 3, 3\)"),
     (lambda p: p["scheduler"].update(step_size=0), "its scheduler.step_size 0 is not a positive finite number"),
     (lambda p: p["scheduler"].update(last_epoch="x"), "its scheduler.last_epoch 'x' is not a whole number"),
-    (set_partial, "its epoch in progress stopped after batch 1000000000, but this epoch has 2 batches")])
+    (set_partial, "its epoch in progress stopped after batch 1000000000, but this epoch has 2 batches"),
+    (lambda p: p.update(best=float("inf")), "its best score inf is not a score")])
 def test_a_tampered_training_state_is_refused_on_resume_in_one_line(trained, tmp_path, tamper, fragment):
     """Values torch loads as they are and fails on, or trains NaN with, only later: each (under a valid checksum) is
     one line naming model_latest.pt, and the run's files stay as they were."""

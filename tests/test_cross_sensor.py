@@ -246,7 +246,7 @@ def test_bad_pairs_are_one_line_naming_the_file(pair, tmp_path):
         everything.write(np.ones((1, profile["height"], profile["width"]), dtype=np.uint8))
     proc = call_script(PREPARE, *base, "--lr_src", scenes / "lr.tif", "--scales", 3, "--lr_mask",
                       tmp_path / "everything.tif", "--dst", tmp_path / "d")
-    assert_one_line_error(proc, "lr.tif", "leave no tile", "LR nodata or mask")
+    assert_one_line_error(proc, "lr.tif", "is kept (dropped:", "LR nodata or mask")
     for folder in "abcd":
         assert not (tmp_path / folder).exists()
 

@@ -142,3 +142,16 @@ def test_a_truncated_tiff_is_one_line_without_the_parsers_log(tmp_path):
                       tmp_path / "out", *isolated(tmp_path))
     assert_one_line_error(proc, "cut.tif")
     assert all(line.startswith(("skipped:", "error:")) for line in proc.stderr.splitlines()), proc.stderr
+
+
+def test_a_truncated_compressed_tiff_names_the_truncation_not_a_missing_codec(tmp_path):
+    """An LZW GeoTIFF cut short: GDAL fails on the missing strips and tifffile, the fallback, would need a codec
+    package for LZW; the message is GDAL's reading failure, not advice to install imagecodecs."""
+    source = CODES.parent / "tests" / "data" / "landsat_two_sensors" / "LE07_L1TP_195025_20010730_20170204_01_T1_B3.TIF"
+    with tifffile.TiffFile(source) as tif:
+        assert tif.pages[0].compression != 1  # compressed: what only GDAL decodes here
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(source.read_bytes()[:1500])
+    with pytest.raises(UserError, match="cannot read image .*cut.tif") as caught:
+        image_io.read_image(cut)
+    assert "imagecodecs" not in str(caught.value)

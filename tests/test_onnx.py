@@ -407,6 +407,13 @@ def test_bad_deploy_onnx_inputs_are_one_line_errors(files, tmp_path):
     onnx.save(other_bands, tmp_path / "bands.onnx")
     one_line_error(lambda: deploy(tmp_path, "g", "--onnx", tmp_path / "bands.onnx", "--backend=onnxruntime"),
                    "--bands a,b (--onnx", "bands.onnx) names 2 bands but --n_colors 3 (--onnx")
+    multiple = onnx.load(onnx_file)
+    for prop in multiple.metadata_props:
+        if prop.key == "tile_multiple":
+            prop.value = "1000000000"
+    onnx.save(multiple, tmp_path / "multiple.onnx")
+    one_line_error(lambda: deploy(tmp_path, "m", "--onnx", tmp_path / "multiple.onnx", "--backend=onnxruntime"),
+                   "multiple.onnx (metadata 'tile_multiple') says tiles are multiples of 1000000000")
     huge = onnx.load(onnx_file)  # the same graph declaring a fixed input of 200000x200000: padded to, terabytes
     for value in huge.graph.input[0].type.tensor_type.shape.dim[2:]:
         value.dim_value = 200000

@@ -46,6 +46,7 @@ from image_io import (
     write_image,
 )
 from imresize import bicubic_downsample, bicubic_downsample_filled, lr_pixels_reached, modcrop
+from option import correlation, positive_float
 from pairing import HARMONIZE_MODES
 from progress import Counter, counts_text
 from radiometry import default_band_names, invalid_pixels
@@ -97,9 +98,9 @@ def parse_args(argv):
     pairs.add_argument("--lr_mask", type=Path, nargs="+", default=None,
                        help="mask rasters of the LR scenes (nonzero = cloud, shadow, ...; any grid)")
     pairs.add_argument("--hr_mask", type=Path, nargs="+", default=None, help="mask rasters of the HR scenes")
-    pairs.add_argument("--min_corr", type=float, default=0.7,
+    pairs.add_argument("--min_corr", type=correlation, default=0.7,
                        help="drop a tile whose LR/HR correlation after co-registration is below this (default 0.7)")
-    pairs.add_argument("--max_shift", type=float, default=3.0,
+    pairs.add_argument("--max_shift", type=positive_float, default=3.0,
                        help="drop a tile whose displacement is more than this many HR pixels from its scene's "
                             "(default 3)")
     pairs.add_argument("--harmonize", choices=HARMONIZE_MODES, default="none",

@@ -7,17 +7,29 @@ tiles would leak), the blocks shuffled with --seed. dataset.json gains `pairing`
 <dst>/pairing/<hr>__<lr>.png shows each pair's per-tile displacements and per-band LR-vs-HR fits.
 """
 import math
+import sys
 from pathlib import Path
 
-import numpy as np
+if __name__ == "__main__":  # a library, not a command
+    sys.exit("error: scene_pairs.py is the library of prepare_dataset.py --lr_src: run python "
+             "codes/data_scripts/prepare_dataset.py --help")
 
-import pairing
-from data.dataset_json import read_dataset_metadata, write_dataset_metadata
-from errors import UserError
-from image_files import IMAGE_EXTENSIONS, check_unique_stems, list_images
-from image_io import ImageMeta, read_image_with_meta, select_bands, unusable_pixels, window_meta, write_image
-from progress import Counter, counts_text
-from radiometry import to_dtype
+import numpy as np  # noqa: E402
+
+import pairing  # noqa: E402
+from data.dataset_json import read_dataset_metadata, write_dataset_metadata  # noqa: E402
+from errors import UserError  # noqa: E402
+from image_files import IMAGE_EXTENSIONS, check_unique_stems, list_images  # noqa: E402
+from image_io import (  # noqa: E402
+    ImageMeta,
+    read_image_with_meta,
+    select_bands,
+    unusable_pixels,
+    window_meta,
+    write_image,
+)
+from progress import Counter, counts_text  # noqa: E402
+from radiometry import to_dtype  # noqa: E402
 
 DEFAULT_SPLIT_BLOCK = 4  # tiles per side of a split block
 
@@ -27,7 +39,8 @@ def scene_files(path, flag):
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise UserError(f"{flag} {path}: no such scene or folder")
+        what = "not a scene file or folder" if path.exists() else "no such scene or folder"  # a FIFO, a device
+        raise UserError(f"{flag} {path}: {what}")
     files = list_images(path, recursive=True)
     if not files:
         raise UserError(f"{flag} {path} holds no images ({', '.join(IMAGE_EXTENSIONS)}), also in subfolders")
@@ -114,10 +127,9 @@ def prepare_pairs(args, scale, fractions, ext, split_text, root):
     kept = sum(len(pair["plan"].kept) for pair in pairs)
     dropped = total_dropped(pairs)
     if not kept:
-        masks = " and the masks of --lr_mask / --hr_mask" if args.lr_mask or args.hr_mask else ""
         raise UserError(f"no {args.tile}x{args.tile} tile of --lr_src {args.lr_src} on --src {args.src} is kept "
-                        f"(dropped: {counts_text(dropped)}): the nodata{masks} leave no tile; give a smaller --tile "
-                        f"or scenes with more clear pixels")
+                        f"(dropped: {counts_text(dropped)}); give a smaller --tile, scenes with more clear pixels, "
+                        f"or a lower --min_corr where the scenes differ a lot")
     names = pairs[0]["names"]
     other = next((pair for pair in pairs if pair["names"] != names), None)
     if other is not None:
