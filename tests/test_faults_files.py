@@ -246,7 +246,7 @@ def test_a_hostile_manifest_is_one_line(tmp_path, manifest):
 
 @pytest.mark.parametrize("change, fragment", [
     (lambda p: p.update(epoch="3"), "its epoch '3' is not a whole number"),
-    (lambda p: p.update(best="high"), "its best score 'high' is not a number"),
+    (lambda p: p.update(best="high"), "its best score 'high' is not a score"),
     (lambda p: p.update(history=[{"epoch": 1, "psnr_rgb": [1]}]), "history holds values that are not numbers"),
     (lambda p: p["model"].update({next(iter(p["model"])): "a string"}), "is a str, not a tensor"),
     (lambda p: p.update(optimizer={"state": {}, "param_groups": "x"}), "optimizer, scheduler or scaler state"),

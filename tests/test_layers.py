@@ -13,7 +13,8 @@ from conftest import REPO_ROOT
 CODES = REPO_ROOT / "codes"
 HUB = {"option", "config"}
 SCRIPTS = {"demo_train", "demo_deploy", "export_onnx", "quickstart", "pretrained_zoo", "data_scripts.make_sample",
-           "data_scripts.prepare_dataset", "data_scripts.prepare_div2k"}
+           "data_scripts.prepare_dataset", "data_scripts.prepare_div2k", "data_scripts.pack_dataset",
+           "data_scripts.simulate_pair"}
 
 
 def module_names():

@@ -36,7 +36,7 @@ def test_values_pass_unclipped_and_leave_saturated_only_to_the_dtype():
     floats = Radiometry.of(np.float32, None, 255.0)
     assert floats.from_network(torch.tensor([[[510.0]]]))[0, 0, 0] == 2.0  # floats: never clipped
     assert [default_white(t) for t in (np.uint8, np.uint16, np.int16, np.float32)] == [255, 65535, 32767, 1.0]
-    assert Radiometry.from_record(reflectance.record()) == reflectance
+    assert Radiometry.from_record(reflectance.record(), "a record") == reflectance
 
 
 def test_deploy_keeps_reflectance_above_the_white_level(tmp_path):
