@@ -106,7 +106,9 @@ def run_cli(main, argv=None):
             raise
         fail(OUT_OF_MEMORY)
     except Terminated:
-        print("stopped by SIGTERM: what was finished is kept (see the folder's manifest or log)", file=sys.stderr)
+        # a deploy keeps its finished outputs (its manifest lists them); a preparation, pack or export is written
+        # whole or not at all, so nothing of it is left
+        print("stopped by SIGTERM: only finished outputs are kept (a deploy's manifest lists them)", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
