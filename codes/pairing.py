@@ -87,19 +87,28 @@ def bounds_in(grid, crs):
 
 
 def check_scale(scale, lr_meta, hr_grid, what="--scales"):
-    """The scale must be the ratio of the two pixel sizes (the LR's in metres measured on the ground)."""
-    lr_size, hr_size = lr_meta.gsd_metres, hr_grid_size_metres(hr_grid)
-    ratio = lr_size[0] / hr_size
-    if abs(ratio / scale - 1) > SCALE_TOLERANCE:
+    """The scale must be the ratio of the pixel sizes on both axes, the LR's measured in the HR grid's CRS (its
+    central pixel's edges transformed there): the ratio the warp resamples by, whatever the LR's own CRS (another UTM
+    zone, Web Mercator, degrees)."""
+    lr_size = pixel_size_in(scene_grid(lr_meta), hr_grid.crs)
+    ratios = (lr_size[0] / hr_grid.transform.a, lr_size[1] / -hr_grid.transform.e)
+    if any(not abs(ratio / scale - 1) <= SCALE_TOLERANCE for ratio in ratios):
+        ratio = max(ratios, key=lambda r: abs(r / scale - 1))
         other = f"{what} {round(ratio)} or " if round(ratio) not in (scale, 0, 1) else ""
-        raise UserError(f"{what} {scale} disagrees with the pixel sizes: {lr_meta.path} has {lr_size[0]:g} m pixels "
-                        f"and the HR grid {hr_size:g} m, a ratio of {ratio:.3g}; give {other}the matching scenes")
+        raise UserError(f"{what} {scale} disagrees with the pixel sizes: in the HR grid's CRS a pixel of "
+                        f"{lr_meta.path} spans {ratios[0]:.3g} x {ratios[1]:.3g} HR pixels, a ratio of {ratio:.3g}; "
+                        f"give {other}the matching scenes")
 
 
-def hr_grid_size_metres(grid):
-    from geotiff import pixel_size_metres
+def pixel_size_in(grid, crs):
+    """(x, y) size of `grid`'s central pixel in `crs` units: the lengths of its two edges transformed there."""
+    from rasterio.warp import transform
 
-    return pixel_size_metres({"crs": grid.crs, "transform": grid.transform}, grid.height, grid.width)[0]
+    t = grid.transform
+    col, row = grid.width / 2, grid.height / 2
+    corners = [t @ (col, row), t @ (col + 1, row), t @ (col, row + 1)]
+    xs, ys = transform(grid.crs, crs, [c[0] for c in corners], [c[1] for c in corners])
+    return math.hypot(xs[1] - xs[0], ys[1] - ys[0]), math.hypot(xs[2] - xs[0], ys[2] - ys[0])
 
 
 def lr_grid(hr_grid, scale, bounds, inward):

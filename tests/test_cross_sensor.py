@@ -391,7 +391,7 @@ def test_align_to_checks_the_scale_budgets_the_grid_and_keeps_an_integer_nodata(
     deploy = [CODES / "demo_deploy.py", "--model=BICUBIC", "--scale=3", "--n_colors=4", "--cpu", *isolated(tmp_path)]
     proc = call_script(*deploy, "--dir_data", scenes / "lr.tif", "--align_to", scenes / "lr.tif", "--dir_out",
                        tmp_path / "a")
-    assert_one_line_error(proc, "--scale 3 disagrees with the pixel sizes", "lr.tif has")
+    assert_one_line_error(proc, "--scale 3 disagrees with the pixel sizes", "lr.tif spans 1 x 1 HR pixels")
     assert not (tmp_path / "a").exists()
     with rasterio.open(scenes / "hr.tif") as src:
         profile, pixels, t = dict(src.profile), src.read()[:, :1, :1], src.transform
@@ -502,3 +502,30 @@ def test_align_to_warns_of_values_clipped_to_the_training_dtype(pair, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if "values fell outside" in line]
     assert lines and lines[0].startswith("warning: ") and "bright.tif" in lines[0], proc.stderr
     assert "UserWarning" not in proc.stderr and "align_input(" not in proc.stderr
+
+
+def test_the_scale_is_checked_on_both_axes_in_the_hr_grids_crs(pair, tmp_path):
+    """An LR scene in Web Mercator has 15.8 m "pixels" for 15 m on the ground here (a metre of EPSG:3857 is
+    1/cos(latitude) of one): measured in the HR grid's CRS it is 3 HR pixels, as it is. A pixel twice as tall as it
+    is wide is not."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    _, scenes, _, _ = pair
+    with rasterio.open(scenes / "lr.tif") as src:
+        transform, width, height = calculate_default_transform(src.crs, "EPSG:3857", src.width, src.height,
+                                                               *src.bounds)
+        profile = dict(src.profile, crs="EPSG:3857", transform=transform, width=width, height=height)
+        with rasterio.open(tmp_path / "mercator.tif", "w", **profile) as dst:
+            for band in range(1, src.count + 1):
+                reproject(rasterio.band(src, band), rasterio.band(dst, band), resampling=Resampling.cubic)
+            dst.descriptions = src.descriptions
+        tall = dict(src.profile, transform=src.transform @ rasterio.Affine.scale(1, 2), height=src.height // 2)
+        with rasterio.open(tmp_path / "tall.tif", "w", **tall) as dst:
+            dst.write(src.read()[:, ::2])
+            dst.descriptions = src.descriptions
+    assert abs(transform.a / 15 - 1) > 0.04  # the CRS's own unit is not a ground metre here
+    common = ["--src", scenes / "hr.tif", "--scales", SCALE, "--tile", TILE]
+    proc = call_script(PREPARE, *common, "--lr_src", tmp_path / "mercator.tif", "--dst", tmp_path / "M")
+    assert proc.returncode == 0, proc.stderr
+    proc = call_script(PREPARE, *common, "--lr_src", tmp_path / "tall.tif", "--dst", tmp_path / "T")
+    assert_one_line_error(proc, "tall.tif spans 3 x 6 HR pixels", "--scales 3 disagrees")
