@@ -355,7 +355,7 @@ def checked_value(actions, where, key, value, hint=""):
     if problem is None and value is not None and action.choices and value not in action.choices:
         problem = f"expected one of {', '.join(map(str, action.choices))}"
     if problem:
-        raise UserError(f"{where}: --{key} {value!r} is invalid ({problem}){hint}")
+        raise UserError(f"{where}: --{key} {value!r:.120} is invalid ({problem}){hint}")  # a file's value: bounded
     return value
 
 
@@ -521,8 +521,10 @@ def check_network(values, sources, spec, kinds):
                  "lower those sizes, or check the checkpoint or template that sets them")
 
 
-def shown(value):
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+def shown(value, limit=120):
+    """A value as a flag would be written, cut at `limit` characters (a file's value may be of any length)."""
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # Fused attention (scaled_dot_product_attention) has no ONNX form below this opset; the official

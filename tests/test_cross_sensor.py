@@ -529,3 +529,13 @@ def test_the_scale_is_checked_on_both_axes_in_the_hr_grids_crs(pair, tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = call_script(PREPARE, *common, "--lr_src", tmp_path / "tall.tif", "--dst", tmp_path / "T")
     assert_one_line_error(proc, "tall.tif spans 3 x 6 HR pixels", "--scales 3 disagrees")
+
+
+def test_a_dst_inside_the_lr_scenes_folder_names_lr_src(pair, tmp_path):
+    _, scenes, _, _ = pair
+    (tmp_path / "lr").mkdir()
+    (tmp_path / "lr" / "lr.tif").write_bytes((scenes / "lr.tif").read_bytes())
+    proc = call_script(PREPARE, "--src", scenes / "hr.tif", "--lr_src", tmp_path / "lr", "--scales", SCALE, "--tile",
+                       TILE, "--dst", tmp_path / "lr" / "D")
+    assert_one_line_error(proc, "is inside --lr_src")
+    assert not (tmp_path / "lr" / "D").exists()

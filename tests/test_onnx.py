@@ -407,6 +407,13 @@ def test_bad_deploy_onnx_inputs_are_one_line_errors(files, tmp_path):
     onnx.save(other_bands, tmp_path / "bands.onnx")
     one_line_error(lambda: deploy(tmp_path, "g", "--onnx", tmp_path / "bands.onnx", "--backend=onnxruntime"),
                    "--bands a,b (--onnx", "bands.onnx) names 2 bands but --n_colors 3 (--onnx")
+    for prop in other_bands.metadata_props:
+        if prop.key == "bands":
+            prop.value = json.dumps([["x"] * 3000])  # one band named by a 15 KB text
+    onnx.save(other_bands, tmp_path / "long.onnx")
+    message = one_line_error(lambda: deploy(tmp_path, "g", "--onnx", tmp_path / "long.onnx", "--backend=onnxruntime"),
+                             "long.onnx")
+    assert len(message) < 600, len(message)
     multiple = onnx.load(onnx_file)
     for prop in multiple.metadata_props:
         if prop.key == "tile_multiple":

@@ -145,14 +145,14 @@ def normalize_ext(ext):
     return ext
 
 
-def check_destination(src, dst, overwrite, inside_ok=False):
-    """--dst may not hold --src or lie inside it (after resolving links; inside_ok: a scene file's folder may hold
-    --dst), and must be empty unless --overwrite."""
+def check_destination(src, dst, overwrite, inside_ok=False, flag="--src"):
+    """--dst may not hold the sources (`flag`: --src or --lr_src) or lie inside them (after resolving links;
+    inside_ok: a scene file's folder may hold --dst), and must be empty unless --overwrite."""
     if not inside_ok and dst.resolve().is_relative_to(src.resolve()):
-        raise UserError(f"--dst {dst} is inside --src {src}: the outputs would be read as sources next time")
+        raise UserError(f"--dst {dst} is inside {flag} {src}: the outputs would be read as sources next time")
     if src.resolve().is_relative_to(dst.resolve()):
-        raise UserError(f"--src {src} is inside --dst {dst}: writing the dataset would replace its own sources; give "
-                        f"a --dst outside the source folder")
+        raise UserError(f"{flag} {src} is inside --dst {dst}: writing the dataset would replace its own sources; "
+                        f"give a --dst outside the source folder")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"--dst {dst} is a file: give a folder")
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
@@ -524,7 +524,8 @@ def prepare_cross_sensor(args, scales, fractions, ext, split_text):
     for flag, path in (("--src", args.src), ("--lr_src", args.lr_src)):
         if not path.exists():
             raise UserError(f"{flag} {path}: no such scene or folder")
-        check_destination(path if path.is_dir() else path.parent, args.dst, args.overwrite, inside_ok=path.is_file())
+        check_destination(path if path.is_dir() else path.parent, args.dst, args.overwrite, inside_ok=path.is_file(),
+                          flag=flag)
     return in_staging(args, prepare_pairs, args, scales[0], fractions, ext, split_text)
 
 
