@@ -292,7 +292,9 @@ class Alignment:
 
 
 def pairing_module():
-    import pairing  # rasterio's warp: only for --align_to
+    """pairing (rasterio's warp), imported only for --align_to; an Alignment calls this rather than keeping the
+    module, since plan_inputs' result travels to every rank."""
+    import pairing
 
     return pairing
 
@@ -307,9 +309,7 @@ def paired_dataset(cfg):
         if root is not None and root.is_dir():
             values = read_dataset_metadata(root)
             if values.get("pairing") is not None:
-                import pairing
-
-                pairing.check_pairing_record(values["pairing"], root / "dataset.json")
+                pairing_module().check_pairing_record(values["pairing"], root / "dataset.json")
                 return values, root / "dataset.json"
     return {}, None
 

@@ -88,21 +88,11 @@ def deploy_model(cfg, torch_model=None):
     return exported(cfg, torch_model)
 
 
-def check_interface(session, path):
-    """An export's interface, checked once when the file opens (not per input): one float32 input named INPUT_NAME
-    and one float32 output named OUTPUT_NAME."""
-    for node, name in ((session.get_inputs()[0], INPUT_NAME), (session.get_outputs()[0], OUTPUT_NAME)):
-        if node.name != name or node.type != "tensor(float)":
-            raise UserError(f"--onnx {path}: its {name} is {node.name!r} of {node.type}, not {name!r} of "
-                            f"tensor(float) as export_onnx.py writes it; export the model with export_onnx.py")
-
-
 def from_file(cfg):
     path = Path(cfg.onnx).resolve()
     session = open_session(path, cfg.cpu)
     meta = cfg.onnx_metadata  # read and checked once, by config.resolve
-    (n, c, h, w), (_, out_c, out_h, _) = static_dims(session)
-    check_interface(session, path)
+    (n, c, h, w), (_, out_c, out_h, _) = static_dims(session, path)
     for side, bands in (("takes", c), ("returns", out_c)):
         if bands is not None and bands != cfg.n_colors:
             raise UserError(f"--onnx {path} {side} {bands} bands, not {cfg.n_colors} (--n_colors): export the model "

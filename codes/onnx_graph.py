@@ -79,12 +79,18 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def static_dims(session):
-    """(input shape, output shape) of a one-input one-output session, symbolic dimensions as None."""
+def static_dims(session, path):
+    """(input shape, output shape) of a one-input one-output session, symbolic dimensions as None; the interface
+    export_onnx.py writes (one float32 input named INPUT_NAME, one float32 output named OUTPUT_NAME) is checked once,
+    when the file opens, not per input."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise UserError(f"the ONNX model has {len(inputs)} inputs and {len(outputs)} outputs; a super-resolution "
                         f"graph has one of each")
+    for node, name in ((inputs[0], INPUT_NAME), (outputs[0], OUTPUT_NAME)):
+        if node.name != name or node.type != "tensor(float)":
+            raise UserError(f"--onnx {path}: its {name} is {node.name!r} of {node.type}, not {name!r} of "
+                            f"tensor(float) as export_onnx.py writes it; export the model with export_onnx.py")
     shapes = tuple([d if isinstance(d, int) else None for d in node.shape] for node in (inputs[0], outputs[0]))
     if any(len(shape) != 4 for shape in shapes):
         raise UserError(f"the ONNX model's input and output are {inputs[0].shape} and {outputs[0].shape}; a "

@@ -513,9 +513,7 @@ def check_input_scales(paths, scale, target):
     """--align_to: every input's pixel (from its header) is `scale` x the target grid's, before any output exists (a
     target of finer pixels would make a huge grid and only zoom the input)."""
     for path in paths:
-        meta = raster_meta(path, "--dir_data")
-        scene_grid(meta)  # georeferenced, or one line
-        check_scale(scale, meta, target, what="--scale")
+        check_scale(scale, raster_meta(path, "--dir_data"), target, what="--scale")  # georeferenced, or one line
 
 
 def known_dtype(name, where):
